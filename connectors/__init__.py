@@ -1,0 +1,23 @@
+"""Connectors: find source files in a folder and parse them into ``Document`` values.
+
+Importing this package is cheap: parser libraries (pypdf, python-docx,
+python-pptx, selectolax, charset-normalizer) load on first use of a format.
+"""
+
+from __future__ import annotations
+
+from ._text import Parsed
+from .folder import FolderSource, ScanResult, SourceFile
+from .formats import SUPPORTED_EXTENSIONS
+from .loader import document_id, load_document, parse_bytes
+
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "FolderSource",
+    "Parsed",
+    "ScanResult",
+    "SourceFile",
+    "document_id",
+    "load_document",
+    "parse_bytes",
+]

@@ -1,0 +1,103 @@
+"""Text helpers shared by the parsers: decoding bytes and tidying whitespace."""
+
+from __future__ import annotations
+
+import codecs
+import re
+from typing import NamedTuple
+
+from pipeline.errors import UnreadableFileError
+from pipeline.types import Section
+
+
+class Parsed(NamedTuple):
+    """What a parser returns: sections in reading order, plus metadata (e.g. title)."""
+
+    sections: list[Section]
+    metadata: dict[str, object]
+
+
+_BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+\n")
+_TRAILING_SPACE = re.compile(r"[ \t]+\n")
+# C0 controls other than tab, newline, carriage return and form feed.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+# One UTF-8 sequence that was decoded as Latin-1 and encoded again ("â\x80\x93"
+# for an en dash). Only runs holding a C1 control (U+0080..U+009F) are touched:
+# those never occur in real text, so repairing them cannot damage good text.
+_MOJIBAKE = re.compile(
+    r"[\u00c2-\u00df][\u0080-\u00bf]|[\u00e0-\u00ef][\u0080-\u00bf]{2}|[\u00f0-\u00f4][\u0080-\u00bf]{3}"
+)
+_C1 = re.compile(r"[\u0080-\u009f]")
+
+
+def clean_text(text: str) -> str:
+    """Normalise newlines, drop control characters and trailing spaces, keep at most one blank line."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n")
+    text = _CONTROL.sub("", text)
+    text = _TRAILING_SPACE.sub("\n", text)
+    text = _BLANK_LINES.sub("\n\n", text)
+    return text.strip()
+
+
+def repair_mojibake(text: str) -> str:
+    """Undo double-encoded UTF-8 (e.g. "â\\x80\\x93" back to "–"), a common web-scrape defect."""
+    if not _C1.search(text):
+        return text
+
+    def fix(match: re.Match[str]) -> str:
+        run = match.group(0)
+        if not _C1.search(run):
+            return run
+        try:
+            return run.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return run
+
+    return _MOJIBAKE.sub(fix, text)
+
+
+def _looks_binary(text: str) -> bool:
+    if not text:
+        return False
+    controls = len(_CONTROL.findall(text[:100_000]))
+    return controls / min(len(text), 100_000) > 0.05
+
+
+def decode_text(data: bytes, declared: str | None = None) -> str:
+    """Decode bytes of unknown encoding; raise UnreadableFileError for binary data.
+
+    Order: byte-order mark, strict UTF-8 (by far the most common), the
+    encoding the file declares (HTML ``<meta charset>``), then
+    charset-normalizer's best guess (Latin-1, cp1252, Shift-JIS, ...).
+    """
+    for bom, encoding in (
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if data.startswith(bom):
+            try:
+                return repair_mojibake(data.decode(encoding))
+            except UnicodeDecodeError:
+                break
+    if b"\x00" in data:
+        raise UnreadableFileError("binary data, not text")
+    text: str | None = None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        if declared:
+            try:
+                text = data.decode(declared)
+            except (LookupError, UnicodeDecodeError):
+                text = None
+        if text is None:
+            from charset_normalizer import from_bytes
+
+            best = from_bytes(data).best()
+            text = None if best is None else str(best)
+    if text is None or _looks_binary(text):
+        raise UnreadableFileError("binary data, not text")
+    return repair_mojibake(text)

@@ -1,0 +1,93 @@
+"""Word (.docx): paragraphs and tables in document order, sections split at headings.
+
+Headings are paragraphs styled "Title" or "Heading 1".."Heading 6"; their
+text goes into ``Section.heading``, not the section text. A table row
+becomes one line of tab-joined cells. Headers, footers, footnotes, comments
+and text boxes are not read.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+from pipeline.types import Section
+
+from ._text import Parsed, clean_text
+
+_HEADING_STYLE = re.compile(r"^heading ([1-6])$", re.IGNORECASE)
+
+
+def _heading_level(paragraph: Any) -> int | None:
+    try:
+        name = (paragraph.style.name or "").strip() if paragraph.style is not None else ""
+    except (KeyError, AttributeError, ValueError):  # dangling style reference
+        return None
+    if name.lower() == "title":
+        return 0
+    match = _HEADING_STYLE.match(name)
+    return int(match.group(1)) if match else None
+
+
+def _table_lines(table: Any) -> list[str]:
+    lines = []
+    for row in table.rows:
+        cells: list[str] = []
+        seen: set[int] = set()
+        for cell in row.cells:
+            if id(cell._tc) in seen:  # a merged cell is returned once per grid column
+                continue
+            seen.add(id(cell._tc))
+            text = " ".join(cell.text.split())
+            if text:
+                cells.append(text)
+        if cells:
+            lines.append("\t".join(cells))
+    return lines
+
+
+def parse(data: bytes) -> Parsed:
+    """Read the body with python-docx; the title is the core property or the "Title" paragraph."""
+    import docx
+    from docx.table import Table
+
+    document = docx.Document(io.BytesIO(data))
+    sections: list[Section] = []
+    path: list[tuple[int, str]] = []
+    body: list[str] = []
+    title_paragraph: str | None = None
+
+    def flush() -> None:
+        text = clean_text("\n".join(body))
+        if text:
+            sections.append(Section(text=text, heading=tuple(t for _, t in path)))
+        body.clear()
+
+    for block in document.iter_inner_content():
+        if isinstance(block, Table):
+            body.extend(_table_lines(block))
+            continue
+        level = _heading_level(block)
+        if level is None:
+            body.append(block.text)
+            continue
+        text = " ".join(block.text.split())
+        if not text:
+            continue
+        flush()
+        while path and path[-1][0] >= level:
+            path.pop()
+        path.append((level, text))
+        if level == 0 and title_paragraph is None:
+            title_paragraph = text
+    flush()
+
+    metadata: dict[str, object] = {}
+    title = (document.core_properties.title or "").strip() or title_paragraph
+    if title:
+        metadata["title"] = title
+    author = (document.core_properties.author or "").strip()
+    if author:
+        metadata["author"] = author
+    return Parsed(sections, metadata)

@@ -1,0 +1,91 @@
+"""Turn a scanned file into a ``Document``: read once, hash, pick the parser, normalise.
+
+Every failure becomes ``UnreadableFileError`` with a short reason, so a sync
+can record the file as skipped and go on with the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import uuid
+from pathlib import PurePosixPath
+from typing import Callable, cast
+
+from pipeline.errors import UnreadableFileError
+from pipeline.types import Document, Section
+
+from ._text import Parsed
+from .folder import SourceFile
+from .formats import MIME_TYPES, PARSER_MODULES
+
+Parser = Callable[[bytes], Parsed]
+
+
+def get_parser(ext: str) -> Parser:
+    """The ``parse`` function for a lowercase extension such as ".pdf" (imported on first use)."""
+    module_name = PARSER_MODULES.get(ext.lower())
+    if module_name is None:
+        label = f"'{ext}'" if ext else "(no extension)"
+        raise UnreadableFileError(f"unsupported file type {label}")
+    module = importlib.import_module(f"{__package__}.{module_name}")
+    return cast(Parser, module.parse)
+
+
+def document_id(source: str) -> str:
+    """Stable id from the relative path: re-indexing a changed file replaces its chunks."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "ragline:" + source))
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0][:200] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def parse_bytes(data: bytes, ext: str) -> Parsed:
+    """Parse raw bytes with the parser for ``ext``; every failure is an UnreadableFileError."""
+    if not data.strip():
+        raise UnreadableFileError("empty file")
+    parser = get_parser(ext)
+    try:
+        return parser(data)
+    except UnreadableFileError:
+        raise
+    except Exception as exc:  # a parser bug or a malformed file: report it, keep syncing
+        raise UnreadableFileError(f"cannot parse ({_brief(exc)})") from exc
+
+
+def load_document(file: SourceFile) -> Document:
+    """Read and parse one file. Raises UnreadableFileError with a reason the run report shows."""
+    try:
+        data = file.path.read_bytes()
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot read the file: {exc.strerror or exc}") from exc
+    ext = PurePosixPath(file.source).suffix.lower() or file.path.suffix.lower()
+    parsed = parse_bytes(data, ext)
+
+    sections = tuple(
+        Section(text=s.text.strip(), page=s.page, heading=tuple(s.heading))
+        for s in parsed.sections
+        if s.text.strip()
+    )
+    if not sections:
+        raise UnreadableFileError("no text content")
+
+    metadata: dict[str, object] = dict(parsed.metadata)
+    title = str(metadata.get("title") or "").strip() or PurePosixPath(file.source).stem
+    metadata.update(
+        title=title,
+        mtime=file.mtime,
+        size=file.size,
+        mime=MIME_TYPES.get(ext, "application/octet-stream"),
+        ext=ext.lstrip("."),
+    )
+    return Document(
+        id=document_id(file.source),
+        source=file.source,
+        sections=sections,
+        content_hash=hashlib.sha256(data).hexdigest(),
+        metadata=metadata,
+    )

@@ -1,0 +1,191 @@
+"""The Python API: one object that the CLI and the HTTP API are thin shells over.
+
+Nothing heavy happens in the constructor; the index opens, and models load,
+on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pipeline.bm25 import TOKENIZER_VERSION
+from pipeline.config import AppConfig, Fusion, config_to_dict, load_config
+from pipeline.embedding import SentenceTransformerEmbedder
+from pipeline.errors import ModelUnavailableError, RaglineError
+from pipeline.filters import SearchFilter
+from pipeline.prompt import Prompt, build_prompt
+from pipeline.rerank import CrossEncoderReranker
+from pipeline.retrieval import HybridRetriever, Mode
+from pipeline.store import EdgeStore, IndexMeta
+from pipeline.sync import SyncReport, sync_folder
+from pipeline.types import ScoredChunk
+
+
+@dataclass(frozen=True)
+class SearchResponse:
+    query: str
+    results: list[ScoredChunk]
+    timings_ms: dict[str, float]
+    reranked: bool
+    notices: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "results": [
+                {
+                    "rank": rank,
+                    "chunk_id": r.chunk.id,
+                    "source": r.chunk.source,
+                    "page": r.chunk.page,
+                    "heading": " > ".join(r.chunk.heading) or None,
+                    "text": r.chunk.text,
+                    "scores": r.scores(),
+                }
+                for rank, r in enumerate(self.results, start=1)
+            ],
+            "reranked": self.reranked,
+            "notices": list(self.notices),
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Answer:
+    search: SearchResponse
+    prompt: Prompt
+    answer: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Ragline:
+    """Index folders, search them, and build cited prompts, on one index."""
+
+    def __init__(self, config: AppConfig | None = None) -> None:
+        self.config = config or load_config()
+        self.embedder = SentenceTransformerEmbedder(self.config.embedding)
+        self.reranker = CrossEncoderReranker(self.config.rerank)
+        self._store: EdgeStore | None = None
+        self._retriever: HybridRetriever | None = None
+
+    @property
+    def index_path(self) -> Path:
+        return Path(self.config.index.path).expanduser().resolve()
+
+    def _meta(self) -> IndexMeta:
+        return IndexMeta(
+            model=self.embedder.name,
+            dimension=self.embedder.dimension,
+            k1=self.config.bm25.k1,
+            b=self.config.bm25.b,
+            tokenizer=TOKENIZER_VERSION,
+        )
+
+    def store(self, create: bool = False, check_model: bool = True) -> EdgeStore:
+        if self._store is None:
+            meta = self._meta() if (create or check_model) else None
+            if meta is not None and not create and not (self.index_path / "meta.json").exists():
+                meta = None  # let open() say plainly that there is no index
+            self._store = EdgeStore.open(self.index_path, meta)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+            self._retriever = None
+
+    def __enter__(self) -> "Ragline":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+    def ingest(self, path: str | Path, progress: bool = False, on_document: Callable[[str], None] | None = None) -> SyncReport:
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise RaglineError(f"cannot ingest {str(path)!r}: not a folder")
+        store = self.store(create=True)
+        wanted = (self.config.bm25.k1, self.config.bm25.b, TOKENIZER_VERSION)
+        have = (store.meta.k1, store.meta.b, store.meta.tokenizer)
+        if wanted != have:
+            raise RaglineError(
+                f"the index was built with BM25 k1={have[0]}, b={have[1]}, tokenizer {have[2]}; "
+                f"the config asks for k1={wanted[0]}, b={wanted[1]}, tokenizer {wanted[2]}: use a new index folder"
+            )
+        report = sync_folder(folder, store, self.embedder, self.config, progress=progress, on_document=on_document)
+        store.save_config(config_to_dict(self.config))
+        return report
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def retriever(self) -> HybridRetriever:
+        if self._retriever is None:
+            self._retriever = HybridRetriever(self.store(), self.embedder, self.config.retrieval)
+        return self._retriever
+
+    def search(
+        self,
+        query: str,
+        top_k: int | None = None,
+        where: SearchFilter | None = None,
+        fusion: Fusion | None = None,
+        rerank: bool | None = None,
+        mode: Mode = "hybrid",
+    ) -> SearchResponse:
+        top_k = top_k or self.config.retrieval.top_k
+        use_rerank = self.config.rerank.enabled if rerank is None else rerank
+        depth = max(top_k, self.config.rerank.candidates) if use_rerank else top_k
+        retrieved = self.retriever.retrieve(query, top_k=depth, where=where, fusion=fusion, mode=mode)
+        timings = dict(retrieved.timings_ms)
+        results = retrieved.results
+        notices: list[str] = []
+        reranked = False
+        if use_rerank and results:
+            t0 = time.perf_counter()
+            try:
+                results = self.reranker.rerank(query, results, top_n=top_k)
+                reranked = True
+            except ModelUnavailableError as exc:
+                if self.config.rerank.on_failure == "stop":
+                    raise
+                notices.append(f"{exc}; results are not reranked (rerank.on_failure = continue)")
+            timings["rerank"] = (time.perf_counter() - t0) * 1e3
+        return SearchResponse(query, results[:top_k], timings, reranked, tuple(notices))
+
+    def context(self, question: str, budget: int | None = None, **search_args: Any) -> tuple[Prompt, SearchResponse]:
+        response = self.search(question, **search_args)
+        t0 = time.perf_counter()
+        prompt = build_prompt(question, response.results, self.config.prompt, self.embedder.tokens, budget)
+        timings = {**response.timings_ms, "prompt": (time.perf_counter() - t0) * 1e3}
+        return prompt, dataclasses.replace(response, timings_ms=timings)
+
+    def ask(self, question: str, budget: int | None = None, **search_args: Any) -> Answer:
+        """Build the prompt and, when an LLM endpoint is configured, send it."""
+        from pipeline.llm import complete
+
+        prompt, response = self.context(question, budget, **search_args)
+        answer = None
+        timings = dict(response.timings_ms)
+        if self.config.llm.configured:
+            t0 = time.perf_counter()
+            answer = complete(prompt.text, self.config.llm)
+            timings["llm"] = (time.perf_counter() - t0) * 1e3
+        return Answer(response, prompt, answer, timings)
+
+    def stats(self) -> dict[str, Any]:
+        store = self.store(check_model=False)
+        documents = store.documents()
+        return {
+            "documents": len(documents),
+            "chunks": store.count(),
+            "model": store.meta.model,
+            "dimension": store.meta.dimension,
+            "store": "qdrant-edge",
+            "index_path": str(self.index_path),
+        }

@@ -1,0 +1,116 @@
+"""Token-aware chunking with langchain-text-splitters.
+
+Sections that share a heading path are split together, so a chunk never mixes
+two Markdown/HTML sections but may span a PDF page break (its page becomes a
+span). Lengths are counted with the embedder's own tokenizer, and any piece
+the splitter could not bring under the limit is cut on token borders, so no
+chunk is ever truncated silently by the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Protocol
+
+from pipeline.config import ChunkingConfig
+from pipeline.types import Chunk, Document, Section
+
+CHUNK_NAMESPACE = uuid.UUID("6f1c1f4e-52a4-4d0b-9a55-8c2f3f0b7a11")
+
+
+class TokenCounting(Protocol):
+    def count(self, text: str) -> int: ...
+
+    def offsets(self, text: str) -> list[tuple[int, int]]: ...
+
+
+@dataclass(frozen=True)
+class _Span:
+    start: int
+    end: int
+    page: int | None
+
+
+def chunk_id(document_id: str, ordinal: int, text: str) -> str:
+    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()
+    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{document_id}:{ordinal}:{digest}"))
+
+
+def _hard_split(text: str, limit: int, tokens: TokenCounting) -> list[tuple[int, str]]:
+    """Cut text that has no separator left into pieces of at most ``limit`` tokens."""
+    offsets = tokens.offsets(text)
+    pieces: list[tuple[int, str]] = []
+    for i in range(0, len(offsets), limit):
+        window = offsets[i : i + limit]
+        start, end = window[0][0], window[-1][1]
+        pieces.append((start, text[start:end]))
+    return pieces
+
+
+def _split(text: str, config: ChunkingConfig, tokens: TokenCounting) -> list[tuple[int, str]]:
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=config.chunk_tokens,
+        chunk_overlap=config.overlap_tokens,
+        length_function=tokens.count,
+    )
+    pieces: list[tuple[int, str]] = []
+    cursor = 0
+    for piece in splitter.split_text(text):
+        # langchain's own start_index assumes the overlap is counted in characters.
+        # A piece starts at or after the overlap window of the one before, which
+        # keeps the search right even in repetitive text.
+        start = text.find(piece, cursor)
+        if start < 0:
+            start = text.find(piece)
+        piece_offsets = tokens.offsets(piece)
+        back = config.overlap_tokens + 8
+        cursor = start + (piece_offsets[-back][0] if len(piece_offsets) > back else 1)
+        if tokens.count(piece) <= config.chunk_tokens:
+            pieces.append((start, piece))
+        else:
+            pieces.extend((start + s, t) for s, t in _hard_split(piece, config.chunk_tokens, tokens))
+    return pieces
+
+
+def _section_spans(sections: tuple[Section, ...]) -> list[tuple[Section, int]]:
+    spans, offset = [], 0
+    for section in sections:
+        spans.append((section, offset))
+        offset += len(section.text) + len(Document.SECTION_SEPARATOR)
+    return spans
+
+
+def chunk(document: Document, config: ChunkingConfig, tokens: TokenCounting) -> list[Chunk]:
+    """Split a document into chunks of at most ``config.chunk_tokens`` tokens."""
+    chunks: list[Chunk] = []
+    base = {k: document.metadata[k] for k in ("title", "ext", "mime") if k in document.metadata}
+    for heading, group in groupby(_section_spans(document.sections), key=lambda s: s[0].heading):
+        members = list(group)
+        group_start = members[0][1]
+        text = Document.SECTION_SEPARATOR.join(s.text for s, _ in members)
+        spans = [_Span(off - group_start, off - group_start + len(s.text), s.page) for s, off in members]
+        for start, piece in _split(text, config, tokens):
+            end = start + len(piece)
+            pages = [s.page for s in spans if s.page is not None and s.start < end and s.end > start]
+            ordinal = len(chunks)
+            chunks.append(
+                Chunk(
+                    id=chunk_id(document.id, ordinal, piece),
+                    document_id=document.id,
+                    source=document.source,
+                    text=piece,
+                    ordinal=ordinal,
+                    start=group_start + start,
+                    end=group_start + end,
+                    page_start=min(pages) if pages else None,
+                    page_end=max(pages) if pages else None,
+                    heading=heading,
+                    metadata=base,
+                )
+            )
+    return chunks

@@ -1,0 +1,154 @@
+"""The ``ragline`` command: a thin click shell over :class:`pipeline.app.Ragline`.
+
+Exit codes (scripts rely on them): 0 done; 1 a clear error (one line on
+stderr, no traceback); 2 bad usage; 3 ``ingest --strict`` skipped a file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable, TypeVar
+
+import click
+
+from pipeline.config import Fusion, load_config, with_index
+from pipeline.errors import RaglineError
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_ERROR, EXIT_SKIPPED = 1, 3
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+class _Group(click.Group):
+    """Turns domain errors into one line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RaglineError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group)
+@click.option("--index", "index", envvar="RAGLINE_INDEX", type=click.Path(file_okay=False), help="Index folder (env RAGLINE_INDEX).")
+@click.option("--config", "config_file", envvar="RAGLINE_CONFIG", type=click.Path(dir_okay=False), help="TOML config file (env RAGLINE_CONFIG).")
+@click.version_option(package_name="ragline")
+@click.pass_context
+def main(ctx: click.Context, index: str | None, config_file: str | None) -> None:
+    """ragline: hybrid (BM25 + dense) retrieval with citations, on Qdrant."""
+    from pipeline.app import Ragline
+
+    config = load_config(config_file)
+    if index:
+        config = with_index(config, index)
+    app = Ragline(config)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+def _search_options(func: F) -> F:
+    options = [
+        click.option("--top-k", "-k", type=click.IntRange(1, 1000), default=None, help="Results to return."),
+        click.option("--fusion", type=click.Choice([f.value for f in Fusion]), default=None, help="Fusion method."),
+        click.option("--mode", type=click.Choice(["hybrid", "dense", "bm25"]), default="hybrid", show_default=True),
+        click.option("--rerank/--no-rerank", default=None, help="Rerank with the cross-encoder (default: config)."),
+        click.option("--path", "path", default=None, help="Only sources under this prefix, or matching this glob."),
+        click.option("--type", "file_types", multiple=True, help="Only these file types (pdf, md, ...)."),
+        click.option("--where", "fields", multiple=True, help="Payload field match, key=value (repeatable)."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _search_args(top_k: int | None, fusion: str | None, mode: str, rerank: bool | None, path: str | None, file_types: tuple[str, ...], fields: tuple[str, ...]) -> dict[str, Any]:
+    from pipeline.filters import parse_filter
+
+    return {
+        "top_k": top_k,
+        "fusion": Fusion(fusion) if fusion else None,
+        "mode": mode,
+        "rerank": rerank,
+        "where": parse_filter(path, file_types, fields),
+    }
+
+
+def _progress_enabled() -> bool:
+    return sys.stderr.isatty()
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--strict", is_flag=True, help="Exit 3 if any file was skipped.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def ingest(app: Any, path: str, strict: bool, as_json: bool) -> None:
+    """Sync a folder into the index: add new, update changed, remove deleted files."""
+    report = app.ingest(path, progress=_progress_enabled())
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        from pipeline.render import render_sync_report
+
+        click.echo(render_sync_report(report))
+    if strict and report.skipped:
+        sys.exit(EXIT_SKIPPED)
+
+
+@main.command()
+@click.argument("query")
+@_search_options
+@click.pass_obj
+def search(app: Any, query: str, as_json: bool, **kwargs: Any) -> None:
+    """Hybrid search: ranked chunks with citations and per-stage scores."""
+    response = app.search(query, **_search_args(**kwargs))
+    if as_json:
+        click.echo(json.dumps(response.as_dict(), ensure_ascii=False))
+    else:
+        from pipeline.render import render_results
+
+        click.echo(render_results(response))
+
+
+@main.command()
+@click.argument("question")
+@_search_options
+@click.option("--budget", type=click.IntRange(32, 1_000_000), default=None, help="Context token budget.")
+@click.pass_obj
+def ask(app: Any, question: str, as_json: bool, budget: int | None, **kwargs: Any) -> None:
+    """Retrieve, build the cited prompt, and answer if an LLM endpoint is configured."""
+    result = app.ask(question, budget=budget, **_search_args(**kwargs))
+    if as_json:
+        from pipeline.render import answer_dict
+
+        click.echo(json.dumps(answer_dict(result), ensure_ascii=False))
+    else:
+        from pipeline.render import render_answer
+
+        click.echo(render_answer(result, llm_configured=app.config.llm.configured))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def stats(app: Any, as_json: bool) -> None:
+    """What the index holds: documents, chunks, model, store."""
+    data = app.stats()
+    if as_json:
+        click.echo(json.dumps(data))
+    else:
+        for key, value in data.items():
+            click.echo(f"{key:>10}: {value}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

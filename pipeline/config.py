@@ -1,0 +1,177 @@
+"""Typed settings, one model per stage, read from TOML and validated once at start.
+
+Every model forbids unknown keys, so a typo in the config file is an error that
+names the setting instead of a silently ignored value.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import ConfigError
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L-6-v2"
+
+
+class Fusion(str, Enum):
+    """How dense and BM25 candidate lists are combined."""
+
+    RRF = "rrf"
+    DBSF = "dbsf"
+    WEIGHTED = "weighted"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Section):
+    include: tuple[str, ...] = ("**/*",)
+    exclude: tuple[str, ...] = ()
+    max_file_mb: float = Field(50.0, gt=0)
+
+
+class ChunkingConfig(_Section):
+    chunk_tokens: int = Field(200, ge=16, le=8192)
+    overlap_tokens: int = Field(32, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> "ChunkingConfig":
+        if self.overlap_tokens >= self.chunk_tokens:
+            raise ValueError(
+                f"overlap_tokens ({self.overlap_tokens}) must be smaller than chunk_tokens ({self.chunk_tokens})"
+            )
+        return self
+
+
+class EmbeddingConfig(_Section):
+    model: str = DEFAULT_EMBEDDER
+    batch_size: int = Field(32, ge=1, le=4096)
+    device: str = "cpu"
+
+
+class BM25Config(_Section):
+    k1: float = Field(1.2, ge=0)
+    b: float = Field(0.75, ge=0, le=1)
+
+
+class RetrievalConfig(_Section):
+    top_k: int = Field(10, ge=1, le=1000)
+    candidates: int = Field(50, ge=1, le=10000)
+    fusion: Fusion = Fusion.RRF
+    rrf_k: int = Field(60, ge=1)
+    dense_weight: float = Field(0.5, ge=0, le=1)
+
+
+class RerankConfig(_Section):
+    enabled: bool = True
+    model: str = DEFAULT_RERANKER
+    candidates: int = Field(30, ge=1, le=1000)
+    top_n: int = Field(5, ge=1, le=1000)
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(512, ge=8)
+    on_failure: Literal["continue", "stop"] = "continue"
+
+
+DEFAULT_TEMPLATE = (
+    "Answer the question using only the numbered context blocks below. "
+    "Cite the blocks you use as [1], [2], ... If the context does not contain the answer, say so.\n\n"
+    "{context}\n\nQuestion: {question}\nAnswer:"
+)
+
+
+class PromptConfig(_Section):
+    max_context_tokens: int = Field(1500, ge=32)
+    merge_adjacent: bool = True
+    template: str = DEFAULT_TEMPLATE
+
+    @model_validator(mode="after")
+    def _template_fields(self) -> "PromptConfig":
+        for name in ("{context}", "{question}"):
+            if name not in self.template:
+                raise ValueError(f"template must contain {name}")
+        return self
+
+
+class LLMConfig(_Section):
+    base_url: str = ""
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = Field(60.0, gt=0)
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(512, ge=1)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url and self.model)
+
+
+class IndexConfig(_Section):
+    path: str = ".ragline"
+
+
+class AppConfig(_Section):
+    index: IndexConfig = IndexConfig()
+    source: SourceConfig = SourceConfig()
+    chunking: ChunkingConfig = ChunkingConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    bm25: BM25Config = BM25Config()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    rerank: RerankConfig = RerankConfig()
+    prompt: PromptConfig = PromptConfig()
+    llm: LLMConfig = LLMConfig()
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown setting"
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) or first["type"] == "missing" else f" (got {value!r})"
+    more = len(error.errors()) - 1
+    tail = f"; and {more} more problem(s)" if more else ""
+    return f"{origin}: {where}: {message}{shown}{tail}"
+
+
+def parse_config(data: dict[str, Any], origin: str = "config") -> AppConfig:
+    try:
+        return AppConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from None
+
+
+def load_config(path: str | Path | None = None) -> AppConfig:
+    """Read a TOML config; no path means built-in defaults (plus RAGLINE_INDEX)."""
+    data: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        file = Path(path)
+        origin = str(file)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {file}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    config = parse_config(data, origin)
+    env_index = os.environ.get("RAGLINE_INDEX")
+    if env_index:
+        config = with_index(config, env_index)
+    return config
+
+
+def with_index(config: AppConfig, path: str | Path) -> AppConfig:
+    return config.model_copy(update={"index": IndexConfig(path=str(path))})
+
+
+def config_to_dict(config: AppConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json")

@@ -1,0 +1,95 @@
+"""Dense embeddings with sentence-transformers; the model loads on first use."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from pipeline.config import EmbeddingConfig
+from pipeline.models import resolve_model
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+
+class TokenCounter:
+    """Counts tokens with a model's own tokenizer (a fast ``tokenizers`` one)."""
+
+    def __init__(self, tokenizer: "Tokenizer") -> None:
+        self._tokenizer = tokenizer
+
+    def count(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span of each token, to cut over-long text on token borders."""
+        return list(self._tokenizer.encode(text, add_special_tokens=False).offsets)
+
+
+def load_token_counter(model_path: str) -> TokenCounter:
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+
+    file = Path(model_path) / "tokenizer.json"
+    if file.exists():
+        tokenizer = Tokenizer.from_file(str(file))
+    else:
+        tokenizer = Tokenizer.from_pretrained(model_path)
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return TokenCounter(tokenizer)
+
+
+class SentenceTransformerEmbedder:
+    """All-MiniLM-L6-v2 by default, from the packaged weights: no download."""
+
+    def __init__(self, config: EmbeddingConfig | None = None) -> None:
+        self.config = config or EmbeddingConfig()
+        self.name = self.config.model
+        self._lock = threading.Lock()
+
+    @cached_property
+    def path(self) -> str:
+        return resolve_model(self.name, "embedder")
+
+    @cached_property
+    def model(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        with self._lock:
+            return SentenceTransformer(self.path, device=self.config.device, local_files_only=True)
+
+    @cached_property
+    def tokens(self) -> TokenCounter:
+        return load_token_counter(self.path)
+
+    @cached_property
+    def dimension(self) -> int:
+        dim = self.model.get_embedding_dimension()
+        assert dim is not None
+        return int(dim)
+
+    @cached_property
+    def max_tokens(self) -> int:
+        """Longest text (in tokens, without [CLS]/[SEP]) the model reads without truncation."""
+        return int(self.model.max_seq_length) - 2
+
+    def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.config.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]

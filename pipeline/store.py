@@ -1,0 +1,380 @@
+"""The embedded store: Qdrant Edge in a folder, owned by one process at a time.
+
+Layout of an index folder::
+
+    meta.json    model name and dimension, BM25 k1/b, tokenizer version
+    config.json  the config the index was last synced with
+    shard/       the Qdrant Edge shard (dense "dense" + sparse "bm25" with IDF)
+    lock         held (flock) by the process that has the index open
+
+Each point is one chunk; its payload carries what citations and filters need.
+Whether a document is fully written is derived from the points themselves
+(all share one ``content_hash`` and there are ``chunk_count`` of them), so a
+crash at any moment is detected and repaired by the next sync.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from pipeline.bm25 import SparseVector
+from pipeline.errors import IndexUnavailableError, ModelMismatchError, RaglineError
+from pipeline.filters import SearchFilter
+from pipeline.types import Chunk
+
+if TYPE_CHECKING:
+    import qdrant_edge
+
+DENSE = "dense"
+SPARSE = "bm25"
+INDEXED_FIELDS = ("document_id", "source", "ext")
+DOC_STATE_FIELDS = ["document_id", "source", "root", "content_hash", "chunk_count", "n_tokens"]
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    """What must match between the index and the models that read or write it."""
+
+    model: str
+    dimension: int
+    k1: float
+    b: float
+    tokenizer: str
+
+    def check_model(self, model: str, dimension: int) -> None:
+        if (model, dimension) != (self.model, self.dimension):
+            raise ModelMismatchError(
+                f"the index was built with embedder {self.model!r} (dimension {self.dimension}), "
+                f"but {model!r} (dimension {dimension}) is configured: use the same model, "
+                f"or re-embed into a new index folder"
+            )
+
+
+@dataclass(frozen=True)
+class DocumentState:
+    """A document as the index holds it, summarised from its points."""
+
+    document_id: str
+    source: str
+    root: str
+    content_hashes: frozenset[str]
+    chunk_count: int
+    points: int
+    n_tokens: int
+
+    @property
+    def content_hash(self) -> str | None:
+        return next(iter(self.content_hashes)) if len(self.content_hashes) == 1 else None
+
+    @property
+    def complete(self) -> bool:
+        return self.content_hash is not None and self.points == self.chunk_count
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk: Chunk
+    score: float
+
+
+class Store(Protocol):
+    """What sync and retrieval need from a vector store."""
+
+    meta: IndexMeta
+
+    def upsert(
+        self, chunks: Sequence[Chunk], dense: np.ndarray, sparse: Sequence[SparseVector], extra: Sequence[dict[str, Any]]
+    ) -> None: ...
+
+    def delete_document(self, document_id: str, keep: Sequence[str] = ()) -> None: ...
+
+    def documents(self) -> dict[str, DocumentState]: ...
+
+    def search(
+        self, dense: np.ndarray | None, sparse: SparseVector | None, limit: int, where: SearchFilter | None = None
+    ) -> tuple[list[Hit], list[Hit]]: ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def chunk_payload(chunk: Chunk, extra: dict[str, Any]) -> dict[str, Any]:
+    payload = {
+        "document_id": chunk.document_id,
+        "source": chunk.source,
+        "text": chunk.text,
+        "ordinal": chunk.ordinal,
+        "start": chunk.start,
+        "end": chunk.end,
+        "page_start": chunk.page_start,
+        "page_end": chunk.page_end,
+        "heading": list(chunk.heading),
+        **{k: v for k, v in chunk.metadata.items()},
+    }
+    payload.update(extra)
+    return payload
+
+
+CHUNK_FIELDS = frozenset({"document_id", "source", "text", "ordinal", "start", "end", "page_start", "page_end", "heading"})
+
+
+def chunk_from_payload(point_id: Any, payload: dict[str, Any]) -> Chunk:
+    return Chunk(
+        id=str(point_id),
+        document_id=payload["document_id"],
+        source=payload["source"],
+        text=payload["text"],
+        ordinal=int(payload["ordinal"]),
+        start=int(payload["start"]),
+        end=int(payload["end"]),
+        page_start=payload.get("page_start"),
+        page_end=payload.get("page_end"),
+        heading=tuple(payload.get("heading") or ()),
+        metadata={k: v for k, v in payload.items() if k not in CHUNK_FIELDS},
+    )
+
+
+class _FolderLock:
+    """An exclusive flock on ``lock``; the holder's pid is written into the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self._fd)
+            raise IndexUnavailableError(
+                f"index {path.parent} is in use by another process (pid {holder}); "
+                f"an embedded index is owned by one process at a time"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, str(os.getpid()).encode(), 0)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_meta(folder: Path) -> IndexMeta | None:
+    file = folder / "meta.json"
+    if not file.exists():
+        return None
+    try:
+        return IndexMeta(**json.loads(file.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise IndexUnavailableError(f"index metadata {file} is damaged: {exc}") from None
+
+
+class EdgeStore:
+    """Qdrant Edge, in-process. Open with :meth:`open`; close (or use ``with``) to release the folder."""
+
+    def __init__(self, folder: Path, shard: "qdrant_edge.EdgeShard", meta: IndexMeta, lock: _FolderLock) -> None:
+        self.folder = folder
+        self.meta = meta
+        self._shard = shard
+        self._lock = lock
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, folder: str | Path, meta: IndexMeta | None = None) -> "EdgeStore":
+        """Open an existing index; with ``meta``, create it if missing (or check it matches)."""
+        import qdrant_edge as q
+
+        path = Path(folder).expanduser().resolve()
+        existing = read_meta(path)
+        if existing is None and meta is None:
+            raise IndexUnavailableError(f"no index at {path}: run 'ragline ingest PATH' first")
+        if existing is not None and path.is_file():
+            raise IndexUnavailableError(f"index path {path} is a file, not a folder")
+        path.mkdir(parents=True, exist_ok=True)
+        lock = _FolderLock(path / "lock")
+        try:
+            if existing is None:
+                assert meta is not None
+                shard = q.EdgeShard.create(str(path / "shard"), cls._edge_config(meta))
+                for field in INDEXED_FIELDS:
+                    shard.update(q.UpdateOperation.create_field_index(field, q.PayloadSchemaType.Keyword))
+                _write_json_atomic(path / "meta.json", asdict(meta))
+                existing = meta
+            else:
+                if meta is not None:
+                    existing.check_model(meta.model, meta.dimension)
+                shard = q.EdgeShard.load(str(path / "shard"))
+        except RaglineError:
+            lock.release()
+            raise
+        except Exception as exc:
+            lock.release()
+            raise IndexUnavailableError(f"cannot open the Qdrant Edge shard in {path}: {exc}") from None
+        return cls(path, shard, existing, lock)
+
+    @staticmethod
+    def _edge_config(meta: IndexMeta) -> "qdrant_edge.EdgeConfig":
+        import qdrant_edge as q
+
+        return q.EdgeConfig(
+            vectors={DENSE: q.EdgeVectorParams(size=meta.dimension, distance=q.Distance.Cosine)},
+            sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
+        )
+
+    def close(self) -> None:
+        if self._shard is not None:
+            self._shard.flush()
+            self._shard.close()
+            self._shard = None  # type: ignore[assignment]
+            self._lock.release()
+
+    def __enter__(self) -> "EdgeStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def save_config(self, config: dict[str, Any]) -> None:
+        _write_json_atomic(self.folder / "config.json", config)
+
+    # -- writes ----------------------------------------------------------------------------
+    def upsert(
+        self, chunks: Sequence[Chunk], dense: np.ndarray, sparse: Sequence[SparseVector], extra: Sequence[dict[str, Any]]
+    ) -> None:
+        import qdrant_edge as q
+
+        if not chunks:
+            return
+        if dense.shape != (len(chunks), self.meta.dimension):
+            raise RaglineError(f"dense vectors have shape {dense.shape}, expected ({len(chunks)}, {self.meta.dimension})")
+        points = [
+            q.Point(
+                chunk.id,
+                {DENSE: vector.tolist(), SPARSE: q.SparseVector(list(sp.indices), list(sp.values))},
+                chunk_payload(chunk, ex),
+            )
+            for chunk, vector, sp, ex in zip(chunks, dense, sparse, extra)
+        ]
+        self._shard.update(q.UpdateOperation.upsert_points(points))
+
+    def delete_document(self, document_id: str, keep: Sequence[str] = ()) -> None:
+        """Delete a document's points, except ``keep`` (the ids just written for it)."""
+        import qdrant_edge as q
+
+        condition = q.Filter(
+            must=[q.FieldCondition(key="document_id", match=q.MatchValue(document_id))],
+            must_not=[q.HasIdCondition(set(keep))] if keep else None,
+        )
+        self._shard.update(q.UpdateOperation.delete_points_by_filter(condition))
+
+    def flush(self) -> None:
+        self._shard.flush()
+
+    # -- reads -----------------------------------------------------------------------------
+    def _scroll(self, fields: list[str]) -> Iterator[Any]:
+        import qdrant_edge as q
+
+        offset = None
+        while True:
+            records, offset = self._shard.scroll(
+                q.ScrollRequest(offset=offset, limit=1024, with_payload=fields, with_vector=False)
+            )
+            yield from records
+            if offset is None:
+                return
+
+    def documents(self) -> dict[str, DocumentState]:
+        acc: dict[str, dict[str, Any]] = {}
+        for record in self._scroll(DOC_STATE_FIELDS):
+            p = record.payload or {}
+            state = acc.setdefault(
+                p["document_id"],
+                {"source": p["source"], "root": p.get("root", ""), "hashes": set(), "chunk_count": 0, "points": 0, "n_tokens": 0},
+            )
+            state["hashes"].add(p["content_hash"])
+            state["chunk_count"] = max(state["chunk_count"], int(p["chunk_count"]))
+            state["points"] += 1
+            state["n_tokens"] += int(p["n_tokens"])
+        return {
+            doc_id: DocumentState(
+                doc_id, s["source"], s["root"], frozenset(s["hashes"]), s["chunk_count"], s["points"], s["n_tokens"]
+            )
+            for doc_id, s in acc.items()
+        }
+
+    def count(self) -> int:
+        import qdrant_edge as q
+
+        return int(self._shard.count(q.CountRequest(exact=True)))
+
+    def sources(self) -> list[str]:
+        import qdrant_edge as q
+
+        hits = self._shard.facet(q.FacetRequest(key="source", limit=1_000_000, exact=True))
+        return [str(h.value) for h in hits]
+
+    def _edge_filter(self, where: SearchFilter | None) -> "qdrant_edge.Filter | None":
+        import qdrant_edge as q
+
+        if where is None or where.empty:
+            return None
+        must: list[Any] = []
+        if where.path:
+            if where.is_glob:
+                must.append(q.FieldCondition(key="source", match=q.MatchAny(where.matching_sources(self.sources()))))
+            else:
+                prefix = where.path.strip("/")
+                must.append(
+                    q.Filter(
+                        should=[
+                            q.FieldCondition(key="source", match=q.MatchValue(prefix)),
+                            q.FieldCondition(key="source", match=q.MatchPrefix(prefix + "/")),
+                        ]
+                    )
+                )
+        if where.file_types:
+            must.append(q.FieldCondition(key="ext", match=q.MatchAny(list(where.file_types))))
+        for key, value in where.fields:
+            must.append(q.FieldCondition(key=key, match=q.MatchValue(value)))
+        return q.Filter(must=must)
+
+    def search(
+        self, dense: np.ndarray | None, sparse: SparseVector | None, limit: int, where: SearchFilter | None = None
+    ) -> tuple[list[Hit], list[Hit]]:
+        """Dense and BM25 candidates, each filtered, in one batched call to the engine."""
+        import qdrant_edge as q
+
+        if where is not None and where.is_glob and not where.matching_sources(self.sources()):
+            return [], []
+        edge_filter = self._edge_filter(where)
+        requests: list[Any] = []
+        if dense is not None:
+            requests.append(
+                q.QueryRequest(
+                    limit=limit, query=q.Query.Nearest(dense.tolist(), using=DENSE), filter=edge_filter, with_payload=True
+                )
+            )
+        if sparse is not None and len(sparse):
+            vector = q.SparseVector(list(sparse.indices), list(sparse.values))
+            requests.append(
+                q.QueryRequest(limit=limit, query=q.Query.Nearest(vector, using=SPARSE), filter=edge_filter, with_payload=True)
+            )
+        results = self._shard.query_batch(q.QueryBatchRequest(requests)) if requests else []
+        hits = [[Hit(chunk_from_payload(p.id, p.payload or {}), float(p.score)) for p in r] for r in results]
+        dense_hits = hits.pop(0) if dense is not None else []
+        sparse_hits = hits.pop(0) if hits else []
+        return dense_hits, sparse_hits

@@ -1,0 +1,224 @@
+"""Incremental, idempotent sync of a folder into a store.
+
+The index itself is the record of what was synced: each point carries its
+document's content hash and chunk count. Unchanged files are skipped by hash;
+a changed file's new chunks are written before its old ones are deleted, so a
+document is never missing; a crash leaves a document "incomplete" (mixed hashes
+or too few points) and the next run rewrites it. Files that cannot be read keep
+whatever version was indexed before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+
+from connectors import FolderSource, SourceFile, load_document
+from pipeline import bm25
+from pipeline.chunking import TokenCounting, chunk
+from pipeline.config import AppConfig
+from pipeline.errors import UnreadableFileError
+from pipeline.store import DocumentState, Store
+from pipeline.types import Chunk, Document, SkippedFile
+
+WRITE_BATCH_CHUNKS = 256
+
+
+class Embedding(Protocol):
+    name: str
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def tokens(self) -> TokenCounting: ...
+
+    def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    root: str
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    unchanged: int = 0
+    removed: tuple[str, ...] = ()
+    skipped: tuple[SkippedFile, ...] = ()
+    chunks_written: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "unchanged": self.unchanged,
+            "removed": len(self.removed),
+            "skipped": [{"source": s.source, "reason": s.reason} for s in self.skipped],
+            "chunks_written": self.chunks_written,
+            "seconds": round(self.seconds, 3),
+            "changed": self.changed,
+        }
+
+
+@dataclass
+class _Pending:
+    document: Document
+    chunks: list[Chunk]
+    tokens: list[list[str]]
+    written: list[str] = field(default_factory=list)
+
+
+def document_id(root_uri: str, source: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{root_uri}/{source}"))
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _progress(iterable: Iterable[Any], total: int, desc: str, enabled: bool) -> Iterable[Any]:
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="file", leave=False)
+
+
+def sync_folder(
+    root: str | Path,
+    store: Store,
+    embedder: Embedding,
+    config: AppConfig,
+    progress: bool = False,
+    on_document: Callable[[str], None] | None = None,
+) -> SyncReport:
+    """Bring the index in step with ``root``: add, update and remove documents."""
+    started = time.perf_counter()
+    folder = Path(root).expanduser().resolve()
+    scan = FolderSource(
+        folder,
+        include=config.source.include,
+        exclude=config.source.exclude,
+        max_file_bytes=int(config.source.max_file_mb * 1_000_000),
+    ).scan()
+    root_uri = folder.as_uri()
+    indexed = {doc_id: s for doc_id, s in store.documents().items() if s.root == root_uri}
+
+    skipped: list[SkippedFile] = list(scan.skipped)
+    present = {document_id(root_uri, f.source) for f in scan.files} | {
+        document_id(root_uri, s.source) for s in scan.skipped
+    }
+    pending: list[_Pending] = []
+    unchanged = 0
+    for file in _progress(scan.files, len(scan.files), "parsing", progress):
+        doc_id = document_id(root_uri, file.source)
+        state = indexed.get(doc_id)
+        try:
+            if state is not None and state.complete and state.content_hash == file_hash(file.path):
+                unchanged += 1
+                continue
+            pending.append(_parse(file, doc_id, config, embedder.tokens))
+        except UnreadableFileError as exc:
+            skipped.append(SkippedFile(file.source, str(exc)))
+        except OSError as exc:
+            skipped.append(SkippedFile(file.source, f"cannot read: {exc.strerror or exc}"))
+        if on_document is not None:
+            on_document(file.source)
+
+    kept_tokens = sum(s.n_tokens for d, s in indexed.items() if d in present and d not in {p.document.id for p in pending})
+    kept_chunks = sum(s.points for d, s in indexed.items() if d in present and d not in {p.document.id for p in pending})
+    new_tokens = sum(len(t) for p in pending for t in p.tokens)
+    new_chunks = sum(len(p.chunks) for p in pending)
+    avg_len = (kept_tokens + new_tokens) / max(kept_chunks + new_chunks, 1)
+
+    written = _write(pending, store, embedder, config, avg_len, root_uri, progress)
+
+    removed = [s.source for d, s in sorted(indexed.items(), key=lambda kv: kv[1].source) if d not in present]
+    for doc_id, state in indexed.items():
+        if doc_id not in present:
+            store.delete_document(doc_id)
+    store.flush()  # type: ignore[attr-defined]
+
+    added = tuple(p.document.source for p in pending if p.document.id not in indexed)
+    updated = tuple(p.document.source for p in pending if p.document.id in indexed)
+    return SyncReport(
+        root=str(folder),
+        added=added,
+        updated=updated,
+        unchanged=unchanged,
+        removed=tuple(removed),
+        skipped=tuple(sorted(skipped, key=lambda s: s.source)),
+        chunks_written=written,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _parse(file: SourceFile, doc_id: str, config: AppConfig, tokens: TokenCounting) -> _Pending:
+    document = dataclasses.replace(load_document(file), id=doc_id)
+    chunks = chunk(document, config.chunking, tokens)
+    if not chunks:
+        raise UnreadableFileError("no text to index")
+    return _Pending(document, chunks, [bm25.tokenize(c.text) for c in chunks])
+
+
+def _write(
+    pending: list[_Pending],
+    store: Store,
+    embedder: Embedding,
+    config: AppConfig,
+    avg_len: float,
+    root_uri: str,
+    progress: bool,
+) -> int:
+    """Embed in batches across documents; finish each document by deleting its stale points."""
+    queue = [(p, i) for p in pending for i in range(len(p.chunks))]
+    bar = None
+    if progress and queue:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(queue), desc="embedding", unit="chunk", leave=False)
+    for begin in range(0, len(queue), WRITE_BATCH_CHUNKS):
+        batch = queue[begin : begin + WRITE_BATCH_CHUNKS]
+        texts = [p.chunks[i].text for p, i in batch]
+        unique = list(dict.fromkeys(texts))
+        vectors = embedder.embed(unique)
+        row = {text: n for n, text in enumerate(unique)}
+        dense = vectors[[row[t] for t in texts]]
+        chunks = [p.chunks[i] for p, i in batch]
+        sparse = [bm25.document_vector(p.tokens[i], avg_len, config.bm25) for p, i in batch]
+        extra = [
+            {
+                "content_hash": p.document.content_hash,
+                "chunk_count": len(p.chunks),
+                "n_tokens": len(p.tokens[i]),
+                "root": root_uri,
+                "mtime": p.document.metadata.get("mtime"),
+            }
+            for p, i in batch
+        ]
+        store.upsert(chunks, dense, sparse, extra)
+        for p, i in batch:
+            p.written.append(p.chunks[i].id)
+            if len(p.written) == len(p.chunks):
+                store.delete_document(p.document.id, keep=p.written)
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    return len(queue)

@@ -1,0 +1,114 @@
+"""Frozen values that flow between stages.
+
+Stages never mutate these: a later stage derives a new value with
+``dataclasses.replace`` so earlier results stay valid for logging and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+
+def _frozen_map(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(data or {}))
+
+
+@dataclass(frozen=True)
+class Section:
+    """A run of text that shares one page number and one heading path."""
+
+    text: str
+    page: int | None = None
+    heading: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed source file.
+
+    ``text`` is the sections joined by ``SECTION_SEPARATOR``; chunk character
+    offsets point into it, so a citation can be traced back to the exact span.
+    """
+
+    id: str
+    source: str
+    sections: tuple[Section, ...]
+    content_hash: str
+    metadata: Mapping[str, Any] = field(default_factory=_frozen_map)
+
+    SECTION_SEPARATOR = "\n\n"
+
+    @property
+    def text(self) -> str:
+        return self.SECTION_SEPARATOR.join(s.text for s in self.sections)
+
+    @property
+    def title(self) -> str:
+        return str(self.metadata.get("title") or self.source)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A retrievable span of one document, with everything a citation needs."""
+
+    id: str
+    document_id: str
+    source: str
+    text: str
+    ordinal: int
+    start: int
+    end: int
+    page_start: int | None = None
+    page_end: int | None = None
+    heading: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=_frozen_map)
+
+    @property
+    def page(self) -> str | None:
+        """Page label for citations: "3" or a span "3-4"."""
+        if self.page_start is None:
+            return None
+        if self.page_end is None or self.page_end == self.page_start:
+            return str(self.page_start)
+        return f"{self.page_start}-{self.page_end}"
+
+    @property
+    def citation(self) -> str:
+        parts = [self.source]
+        if self.page is not None:
+            parts.append(f"p. {self.page}")
+        if self.heading:
+            parts.append(" > ".join(self.heading))
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """A chunk with the score each retrieval stage gave it (None: stage not run)."""
+
+    chunk: Chunk
+    dense: float | None = None
+    bm25: float | None = None
+    fused: float | None = None
+    rerank: float | None = None
+
+    @property
+    def score(self) -> float:
+        """The score of the last stage that ran, which decides the order."""
+        for value in (self.rerank, self.fused, self.dense, self.bm25):
+            if value is not None:
+                return value
+        return 0.0
+
+    def scores(self) -> dict[str, float | None]:
+        return {"dense": self.dense, "bm25": self.bm25, "fused": self.fused, "rerank": self.rerank}
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file the run could not index, and why (shown in the run's report)."""
+
+    source: str
+    reason: str
