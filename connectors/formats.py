@@ -6,8 +6,8 @@ not" without loading any parser library.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 # Lowercase extension -> module in ``connectors`` whose ``parse(data)`` reads it.
 PARSER_MODULES: Mapping[str, str] = MappingProxyType(

@@ -21,13 +21,50 @@ _INVISIBLE = [
     "object", "embed", "canvas", "math", "select", "datalist",
 ]  # fmt: skip
 _BLOCK = frozenset(
-    "address article aside blockquote body caption dd details dialog div dl dt fieldset "
-    "figcaption figure footer form header hgroup hr html legend li main nav ol p pre "
-    "section summary table tbody tfoot thead tr ul".split()
+    [
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "body",
+        "caption",
+        "dd",
+        "details",
+        "dialog",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "header",
+        "hgroup",
+        "hr",
+        "html",
+        "legend",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "summary",
+        "table",
+        "tbody",
+        "tfoot",
+        "thead",
+        "tr",
+        "ul",
+    ]
 )
 _CELL = frozenset({"td", "th"})
 # Blocks that end a paragraph (blank line); other blocks end a line.
-_PARAGRAPH = frozenset("p blockquote pre table ul ol dl hr section article header footer".split())
+_PARAGRAPH = frozenset(
+    ["p", "blockquote", "pre", "table", "ul", "ol", "dl", "hr", "section", "article", "header", "footer"]
+)
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
 _SPACE = re.compile(r"\s+")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import uuid
+from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Callable, cast
+from typing import cast
 
 from pipeline.errors import UnreadableFileError
 from pipeline.types import Document, Section
@@ -66,9 +67,7 @@ def load_document(file: SourceFile) -> Document:
     parsed = parse_bytes(data, ext)
 
     sections = tuple(
-        Section(text=s.text.strip(), page=s.page, heading=tuple(s.heading))
-        for s in parsed.sections
-        if s.text.strip()
+        Section(text=s.text.strip(), page=s.page, heading=tuple(s.heading)) for s in parsed.sections if s.text.strip()
     )
     if not sections:
         raise UnreadableFileError("no text content")

@@ -30,7 +30,7 @@ def _brief(exc: BaseException) -> str:
 def _title(reader: Any) -> str | None:
     try:
         raw = reader.metadata.title if reader.metadata else None
-    except Exception:  # broken info dictionary: the title is optional
+    except Exception:  # noqa: BLE001 - broken info dictionary: the title is optional
         return None
     if not raw:
         return None
@@ -57,10 +57,8 @@ def parse(data: bytes) -> Parsed:
         try:
             ok = bool(reader.decrypt(""))
         except DependencyError as exc:
-            raise UnreadableFileError(
-                "encrypted PDF: the 'cryptography' package is needed to open it"
-            ) from exc
-        except Exception:  # malformed encryption dictionary
+            raise UnreadableFileError("encrypted PDF: the 'cryptography' package is needed to open it") from exc
+        except Exception:  # noqa: BLE001 - malformed encryption dictionary
             ok = False
         if not ok:
             raise UnreadableFileError("encrypted PDF: a password is required")
@@ -78,7 +76,7 @@ def parse(data: bytes) -> Parsed:
     for number, page in enumerate(pages, start=1):
         try:
             text = clean_text((page.extract_text() or "").translate(_LIGATURES))
-        except Exception as exc:  # one bad page must not lose the others
+        except Exception as exc:  # noqa: BLE001 - one bad page must not lose the others
             failed.append(number)
             first_error = first_error or exc
             continue

@@ -5,8 +5,8 @@ A chunk's vector holds only the term-frequency part of BM25,
 each query term by its IDF over the live collection at query time. So document
 frequencies stay exact as documents come and go, and nothing is ever refit.
 
-Tokenisation is the same for chunks and queries: lowercase, Unicode word
-characters, Lucene's English stopword list (what Anserini's BM25 baselines use)
+Tokenisation is the same for chunks and queries: lowercase, Unicode words
+(decimal numbers kept whole), Lucene's English stopword list (what Anserini's BM25 baselines use)
 and the Snowball English stemmer from PyStemmer. Terms map to sparse indices
 by a stable 32-bit hash, so no vocabulary has to be stored.
 """
@@ -22,7 +22,7 @@ from typing import Sequence
 
 from pipeline.config import BM25Config
 
-TOKENIZER_VERSION = "unicode-words/lucene-stop/snowball-english/crc32@1"
+TOKENIZER_VERSION = "unicode-words/lucene-stop/snowball-english/crc32@2"
 
 # Lucene's EnglishAnalyzer default stop set.
 STOPWORDS = frozenset(
@@ -30,7 +30,9 @@ STOPWORDS = frozenset(
     "then there these they this to was will with".split()
 )
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+# Numbers keep their decimal point ("2.2", "3.14"), as Unicode word segmentation (UAX #29) does;
+# everything else splits on non-word characters ("E-0x4F2" -> "e", "0x4f2").
+_WORD = re.compile(r"\d+(?:[.,]\d+)+|\w+", re.UNICODE)
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,9 @@ class SentenceTransformerEmbedder:
     @cached_property
     def model(self) -> Any:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a per-layer "Loading weights" bar is noise on every start
         with self._lock:
             return SentenceTransformer(self.path, device=self.config.device, local_files_only=True)
 

@@ -24,7 +24,7 @@ from connectors import FolderSource, SourceFile, load_document
 from pipeline import bm25
 from pipeline.chunking import TokenCounting, chunk
 from pipeline.config import AppConfig
-from pipeline.errors import UnreadableFileError
+from pipeline.errors import ConfigError, UnreadableFileError
 from pipeline.store import DocumentState, Store
 from pipeline.types import Chunk, Document, SkippedFile
 
@@ -39,6 +39,9 @@ class Embedding(Protocol):
 
     @property
     def tokens(self) -> TokenCounting: ...
+
+    @property
+    def max_tokens(self) -> int: ...
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray: ...
 
@@ -76,6 +79,7 @@ class SyncReport:
 class _Pending:
     document: Document
     chunks: list[Chunk]
+    texts: list[str]
     tokens: list[list[str]]
     written: list[str] = field(default_factory=list)
 
@@ -110,6 +114,11 @@ def sync_folder(
 ) -> SyncReport:
     """Bring the index in step with ``root``: add, update and remove documents."""
     started = time.perf_counter()
+    if config.chunking.chunk_tokens > embedder.max_tokens:
+        raise ConfigError(
+            f"chunking.chunk_tokens = {config.chunking.chunk_tokens} is more than the embedder "
+            f"{embedder.name!r} reads ({embedder.max_tokens} tokens): lower it"
+        )
     folder = Path(root).expanduser().resolve()
     scan = FolderSource(
         folder,
@@ -133,7 +142,7 @@ def sync_folder(
             if state is not None and state.complete and state.content_hash == file_hash(file.path):
                 unchanged += 1
                 continue
-            pending.append(_parse(file, doc_id, config, embedder.tokens))
+            pending.append(_parse(file, doc_id, config, embedder))
         except UnreadableFileError as exc:
             skipped.append(SkippedFile(file.source, str(exc)))
         except OSError as exc:
@@ -169,12 +178,26 @@ def sync_folder(
     )
 
 
-def _parse(file: SourceFile, doc_id: str, config: AppConfig, tokens: TokenCounting) -> _Pending:
+def indexed_text(chunk: Chunk, tokens: TokenCounting, max_tokens: int) -> str:
+    """The text that is embedded and BM25-indexed: the heading path, then the chunk.
+
+    A section's heading ("Firmware 2.2") often carries the words a query needs
+    while the body never repeats them. The heading is left out where it would
+    push the chunk past the model's input limit; citations show the plain text.
+    """
+    if not chunk.heading:
+        return chunk.text
+    text = " > ".join(chunk.heading) + "\n" + chunk.text
+    return text if tokens.count(text) <= max_tokens else chunk.text
+
+
+def _parse(file: SourceFile, doc_id: str, config: AppConfig, embedder: Embedding) -> _Pending:
     document = dataclasses.replace(load_document(file), id=doc_id)
-    chunks = chunk(document, config.chunking, tokens)
+    chunks = chunk(document, config.chunking, embedder.tokens)
     if not chunks:
         raise UnreadableFileError("no text to index")
-    return _Pending(document, chunks, [bm25.tokenize(c.text) for c in chunks])
+    texts = [indexed_text(c, embedder.tokens, embedder.max_tokens) for c in chunks]
+    return _Pending(document, chunks, texts, [bm25.tokenize(t) for t in texts])
 
 
 def _write(
@@ -195,7 +218,7 @@ def _write(
         bar = tqdm(total=len(queue), desc="embedding", unit="chunk", leave=False)
     for begin in range(0, len(queue), WRITE_BATCH_CHUNKS):
         batch = queue[begin : begin + WRITE_BATCH_CHUNKS]
-        texts = [p.chunks[i].text for p, i in batch]
+        texts = [p.texts[i] for p, i in batch]
         unique = list(dict.fromkeys(texts))
         vectors = embedder.embed(unique)
         row = {text: n for n, text in enumerate(unique)}

@@ -178,9 +178,7 @@ def test_directory_reachable_through_many_links_is_scanned_once(tmp_path: Path) 
     assert sources(FolderSource(tmp_path).scan()) == ["l1/x.md"]
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read any file"
-)
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read any file")
 def test_unreadable_file_is_skipped_with_reason(tmp_path: Path) -> None:
     locked = write(tmp_path, "locked.md")
     locked.chmod(0)
