@@ -1,0 +1,109 @@
+"""Incremental sync against a real Qdrant Edge index: the index holds exactly what the folder holds."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline.app import Ragline
+from pipeline.embedding import SentenceTransformerEmbedder
+from pipeline.sync import document_id
+from tests.conftest import DEMO_DOCS, SAMPLE_DOCS
+from tests.integration.conftest import make_app
+
+pytestmark = pytest.mark.integration
+
+
+def _chunks_by_source(app: Ragline) -> dict[str, set[str]]:
+    store = app.store()
+    out: dict[str, set[str]] = {}
+    for record in store._scroll(["source"]):
+        out.setdefault(record.payload["source"], set()).add(str(record.id))
+    return out
+
+
+def _expected_ids(app: Ragline, folder: Path) -> dict[str, set[str]]:
+    """What one clean sync of ``folder`` into a fresh index produces."""
+    with make_app(folder.parent / f"clean-{folder.name}", app.embedder) as clean:
+        clean.ingest(folder)
+        return _chunks_by_source(clean)
+
+
+def test_resync_after_edit_add_delete(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    folder = tmp_path / "docs"
+    shutil.copytree(DEMO_DOCS, folder)
+    with make_app(tmp_path / "index", embedder) as app:
+        first = app.ingest(folder)
+        assert len(first.added) == 5 and first.chunks_written > 0 and not first.skipped
+
+        again = app.ingest(folder)
+        assert not again.changed and again.unchanged == 5 and again.chunks_written == 0
+
+        faq = folder / "faq.txt"
+        faq.write_text(faq.read_text(encoding="utf-8") + "\nQ: Can I use oat milk?\nA: Yes, barista oat milk steams well.\n", encoding="utf-8")
+        (folder / "new-note.md").write_text("# Grinder\n\nThe Luna grinder has 40 grind steps.\n", encoding="utf-8")
+        (folder / "release-notes.html").unlink()
+        report = app.ingest(folder)
+        assert report.added == ("new-note.md",)
+        assert report.updated == ("faq.txt",)
+        assert report.removed == ("release-notes.html",)
+        assert report.unchanged == 3
+
+        assert _chunks_by_source(app) == _expected_ids(app, folder)
+        assert app.search("oat milk", top_k=1).results[0].chunk.source == "faq.txt"
+        assert "release-notes.html" not in {r.chunk.source for r in app.search("firmware 2.2", top_k=10).results}
+
+
+def test_interrupted_document_is_repaired(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    """A document with missing points (a crash mid-write) is rewritten by the next sync."""
+    folder = tmp_path / "docs"
+    shutil.copytree(DEMO_DOCS, folder)
+    with make_app(tmp_path / "index", embedder) as app:
+        app.ingest(folder)
+        expected = _chunks_by_source(app)
+        store = app.store()
+        doc = document_id(folder.resolve().as_uri(), "aurora-2-manual.pdf")
+        victim = sorted(expected["aurora-2-manual.pdf"])[0]
+        store.delete_document(doc, keep=[i for i in expected["aurora-2-manual.pdf"] if i != victim])
+        assert not store.documents()[doc].complete
+        report = app.ingest(folder)
+        assert report.updated == ("aurora-2-manual.pdf",)
+        assert _chunks_by_source(app) == expected
+
+
+def test_unreadable_file_keeps_indexed_version(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    note = folder / "note.txt"
+    note.write_text("The staff kitchen is cleaned every Friday afternoon.", encoding="utf-8")
+    with make_app(tmp_path / "index", embedder) as app:
+        app.ingest(folder)
+        note.write_bytes(b"\x00\x01\x02binary garbage\x00" * 10)
+        report = app.ingest(folder)
+        assert [s.source for s in report.skipped] == ["note.txt"]
+        assert report.removed == () and report.updated == ()
+        assert "Friday" in app.search("when is the kitchen cleaned", top_k=1).results[0].chunk.text
+
+
+@pytest.mark.slow
+def test_sample_docs_pages_and_skips(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    if not SAMPLE_DOCS.is_dir():
+        pytest.skip(f"{SAMPLE_DOCS} not present")
+    with make_app(tmp_path / "index", embedder) as app:
+        report = app.ingest(SAMPLE_DOCS)
+        skipped = {s.source: s.reason for s in report.skipped}
+        assert set(skipped) == {"password.pdf"} and "password" in skipped["password.pdf"]
+        assert len(report.added) == len([p for p in SAMPLE_DOCS.iterdir() if p.is_file()]) - 1
+        import pypdf
+
+        reader = pypdf.PdfReader(SAMPLE_DOCS / "federal-register-2020-17221.pdf")
+        for page_number in (3, 9, 14):
+            words = reader.pages[page_number - 1].extract_text().split()
+            phrase = " ".join(words[40:48])
+            results = app.search(phrase, top_k=5, mode="bm25").results
+            hit = next(r for r in results if r.chunk.source == "federal-register-2020-17221.pdf")
+            assert hit.chunk.page_start is not None and hit.chunk.page_end is not None
+            assert hit.chunk.page_start <= page_number <= hit.chunk.page_end
+            assert " ".join(words[40:44]) in " ".join(hit.chunk.text.split())
