@@ -38,7 +38,9 @@ class CrossEncoderReranker:
                 path = resolve_model(self.config.model, "reranker")
                 from sentence_transformers import CrossEncoder
 
-                model = CrossEncoder(path, device="cpu", max_length=self.config.max_length)
+                model = CrossEncoder(path, device="cpu")
+                positions = getattr(model.config, "max_position_embeddings", None) or self.config.max_length
+                model.max_seq_length = min(self.config.max_length, int(positions))
             except ModelUnavailableError as exc:
                 self._error = exc
                 raise
