@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import uuid
 
@@ -109,7 +110,7 @@ def assert_core_invariants(document: Document, chunks: list[Chunk], config: Chun
         assert c.ordinal == i
         assert c.document_id == document.id and c.source == document.source
     starts = [c.start for c in chunks]
-    assert all(b > a for a, b in zip(starts, starts[1:])), "chunk starts must increase"
+    assert all(b > a for a, b in itertools.pairwise(starts)), "chunk starts must increase"
     # every non-whitespace character of the document is in some chunk
     marks = covered(chunks, len(text))
     missing = [i for i, ch in enumerate(text) if not ch.isspace() and not marks[i]]
@@ -124,7 +125,9 @@ def test_prose_fixture_is_long_and_varied() -> None:
     assert len(set(PARAS)) == len(PARAS)
 
 
-@pytest.mark.parametrize("config", [DEFAULT, SMALL, SMALL_NO_OVERLAP, ChunkingConfig(chunk_tokens=500, overlap_tokens=100)])
+@pytest.mark.parametrize(
+    "config", [DEFAULT, SMALL, SMALL_NO_OVERLAP, ChunkingConfig(chunk_tokens=500, overlap_tokens=100)]
+)
 def test_long_text_chunks_within_limit_exact_offsets_in_order(token_counter, config: ChunkingConfig) -> None:
     document = doc(Section(LONG_TEXT))
     chunks = chunk(document, config, token_counter)
@@ -185,17 +188,23 @@ def test_pdf_pages_match_where_the_text_is(token_counter) -> None:
     for c in chunks:
         assert (c.page_start, c.page_end) == (page_at(c.start), page_at(c.end - 1)), c.text[:60]
     # every page is cited by at least one chunk
-    assert {p for c in chunks for p in range(c.page_start, c.page_end + 1)} == {1, 2, 3}
+    cited = set()
+    for c in chunks:
+        assert c.page_start is not None and c.page_end is not None
+        cited.update(range(c.page_start, c.page_end + 1))
+    assert cited == {1, 2, 3}
 
 
 @pytest.mark.parametrize("config", [PDF_CONFIG, DEFAULT])
 def test_chunk_spanning_page_break_gets_page_span(token_counter, config: ChunkingConfig) -> None:
     document = pdf_like()
     chunks = chunk(document, config, token_counter)
-    spanning = [c for c in chunks if c.page_start < c.page_end]
+    assert all(c.page_start is not None and c.page_end is not None for c in chunks)
+    spanning = [c for c in chunks if c.page_start is not None and c.page_end is not None and c.page_start < c.page_end]
     assert spanning, "expected at least one chunk across a page break"
     spans = section_offsets(document)
     for c in spanning:
+        assert c.page_start is not None
         assert c.page == f"{c.page_start}-{c.page_end}"
         # the chunk really contains the end of one page and the start of the next
         break_at = spans[c.page_start - 1][1]
@@ -230,7 +239,7 @@ def test_sections_with_different_headings_never_share_a_chunk(token_counter, con
         headings = {document.sections[i].heading for i in inside}
         assert headings == {c.heading}, (c.text[:60], headings)
     # every heading path is carried by some chunk, in document order
-    seen = []
+    seen: list[tuple[str, ...]] = []
     for c in chunks:
         if not seen or seen[-1] != c.heading:
             seen.append(c.heading)
@@ -247,7 +256,7 @@ def test_sections_with_different_headings_never_share_a_chunk(token_counter, con
 
 def test_tiny_sections_stay_alone_with_their_heading(token_counter) -> None:
     chunks = chunk(markdown_like(), DEFAULT, token_counter)
-    assert [c for c in chunks if c.heading == ("Archive", "Access")][0].text == "Short."
+    assert next(c for c in chunks if c.heading == ("Archive", "Access")).text == "Short."
     assert [c.text for c in chunks if c.heading == ("Appendix",)] == ["Closing remarks."]
 
 
@@ -330,7 +339,7 @@ def test_consecutive_chunks_of_one_section_overlap(token_counter) -> None:
     chunks = chunk(document, SMALL, token_counter)
     assert len(chunks) >= 5
     assert_core_invariants(document, chunks, SMALL, token_counter)
-    for prev, nxt in zip(chunks, chunks[1:]):
+    for prev, nxt in itertools.pairwise(chunks):
         assert nxt.start < prev.end, "consecutive chunks should share text"
         shared = text[nxt.start : prev.end]
         assert prev.text.endswith(shared) and nxt.text.startswith(shared)
@@ -341,7 +350,7 @@ def test_no_overlap_when_overlap_tokens_is_zero(token_counter) -> None:
     text = " ".join(PARAS[:6])
     chunks = chunk(doc(Section(text)), SMALL_NO_OVERLAP, token_counter)
     assert len(chunks) >= 5
-    for prev, nxt in zip(chunks, chunks[1:]):
+    for prev, nxt in itertools.pairwise(chunks):
         assert nxt.start >= prev.end
     # without overlap the chunks are the text with only whitespace dropped
     assert "".join(c.text for c in chunks).replace(" ", "") == text.replace(" ", "")
@@ -350,7 +359,7 @@ def test_no_overlap_when_overlap_tokens_is_zero(token_counter) -> None:
 def test_chunks_of_different_sections_do_not_overlap(token_counter) -> None:
     document = markdown_like()
     chunks = chunk(document, SMALL, token_counter)
-    for prev, nxt in zip(chunks, chunks[1:]):
+    for prev, nxt in itertools.pairwise(chunks):
         if prev.heading != nxt.heading:
             assert nxt.start >= prev.end
 

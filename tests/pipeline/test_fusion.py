@@ -125,7 +125,7 @@ def test_dbsf_values_match_hand_computation() -> None:
 def test_dbsf_values_in_documented_range() -> None:
     results = fuse(DENSE, SPARSE, Fusion.DBSF, dense_weight=0.5)
     # each side is mapped into [0, 1] and both weights are 1.0, so fused is in [0, 2]
-    assert all(0.0 <= r.fused <= 2.0 for r in results)
+    assert all(r.fused is not None and 0.0 <= r.fused <= 2.0 for r in results)
     # a chunk in one list only cannot exceed 1
     single = by_id(results)
     for cid in "bdef":
@@ -174,7 +174,7 @@ def test_weighted_values_match_hand_computation() -> None:
 @pytest.mark.parametrize("weight", [0.0, 0.2, 0.5, 0.8, 1.0])
 def test_weighted_values_in_unit_range(weight: float) -> None:
     results = fuse(DENSE, SPARSE, Fusion.WEIGHTED, dense_weight=weight)
-    assert all(0.0 <= r.fused <= 1.0 for r in results)
+    assert all(r.fused is not None and 0.0 <= r.fused <= 1.0 for r in results)
     # "a" is first in dense and third in sparse: both parts are known, so its score is exact
     a = by_id(results)["a"]
     assert a.fused == pytest.approx(weight * 1.0 + (1 - weight) * (4.0 - 1.5) / (12.0 - 1.5))
@@ -222,7 +222,7 @@ def test_per_stage_scores_carried_through(method: Fusion) -> None:
 
 @pytest.mark.parametrize("method", list(Fusion))
 def test_results_sorted_by_fused_descending(method: Fusion) -> None:
-    fused = [r.fused for r in fuse(DENSE, SPARSE, method, dense_weight=0.4)]
+    fused = [r.score for r in fuse(DENSE, SPARSE, method, dense_weight=0.4)]  # score is the fused value
     assert fused == sorted(fused, reverse=True)
 
 

@@ -104,7 +104,10 @@ def test_citation_page_span_and_missing_parts(token_counter) -> None:
 def test_template_fields_filled(token_counter) -> None:
     chunk = make_chunk("c", "The office opens at eight.")
     prompt = build_prompt("When does the office open?", [scored(chunk, 1.0)], config(), token_counter)
-    assert prompt.text == "CONTEXT START\n[1] handbook.pdf\nThe office opens at eight." + SEP + "QUESTION: When does the office open?"
+    assert (
+        prompt.text
+        == "CONTEXT START\n[1] handbook.pdf\nThe office opens at eight." + SEP + "QUESTION: When does the office open?"
+    )
     assert "{context}" not in prompt.text and "{question}" not in prompt.text
 
 
