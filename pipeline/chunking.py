@@ -62,8 +62,8 @@ def _split(text: str, config: ChunkingConfig, tokens: TokenCounting) -> list[tup
     cursor = 0
     for piece in splitter.split_text(text):
         # langchain's own start_index assumes the overlap is counted in characters.
-        # A piece starts at or after the overlap window of the one before, which
-        # keeps the search right even in repetitive text.
+        # A piece starts at or after the overlap window of the one before; only text
+        # that repeats itself within that window can still be placed one repeat early.
         start = text.find(piece, cursor)
         if start < 0:
             start = text.find(piece)

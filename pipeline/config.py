@@ -97,6 +97,13 @@ class PromptConfig(_Section):
         for name in ("{context}", "{question}"):
             if name not in self.template:
                 raise ValueError(f"template must contain {name}")
+        try:
+            self.template.format(context="", question="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"template has a placeholder other than {{context}} and {{question}}: {exc} "
+                "(write {{ and }} for literal braces)"
+            ) from None
         return self
 
 
@@ -162,6 +169,8 @@ def load_config(path: str | Path | None = None) -> AppConfig:
             raise ConfigError(f"config file not found: {file}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{file}: not UTF-8 text (TOML files are UTF-8)") from None
     config = parse_config(data, origin)
     env_index = os.environ.get("RAGLINE_INDEX")
     if env_index:

@@ -6,7 +6,6 @@ and applies it inside every prefetch (dense and BM25 alike).
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -40,10 +39,12 @@ class SearchFilter:
         return self.path is not None and any(c in GLOB_CHARS for c in self.path)
 
     def matching_sources(self, sources: Iterable[str]) -> list[str]:
-        """Sources a glob selects; ``**`` spans folders, ``*`` alone does too (fnmatch)."""
+        """Sources a glob selects, with the same rules as the ingest include/exclude globs
+        (``*`` stays within a folder, ``**/`` spans folders)."""
+        from connectors.globs import glob_match
+
         assert self.path is not None
-        pattern = self.path.replace("**/", "*")
-        return sorted(s for s in sources if fnmatch.fnmatchcase(s, pattern))
+        return sorted(s for s in sources if glob_match(s, self.path))
 
 
 def _parse_value(raw: str) -> Any:

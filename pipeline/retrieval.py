@@ -90,7 +90,11 @@ def fuse(
         )
         for cid in chunks
     ]
-    fused.sort(key=lambda s: (-(s.fused or 0.0), s.chunk.id))
+    # Rank fusion ties often (rank 1 + rank 2 on one side, 2 + 1 on the other); the margin
+    # between the raw scores decides those, then the id, so the order is deterministic.
+    d_norm, s_norm = _minmax(dense), _minmax(sparse)
+    margin = {cid: wd * d_norm.get(cid, 0.0) + ws * s_norm.get(cid, 0.0) for cid in chunks}
+    fused.sort(key=lambda s: (-(s.fused or 0.0), -margin[s.chunk.id], s.chunk.id))
     return fused[:limit] if limit is not None else fused
 
 

@@ -188,7 +188,7 @@ def test_pdf_pages_match_where_the_text_is(token_counter) -> None:
     for c in chunks:
         assert (c.page_start, c.page_end) == (page_at(c.start), page_at(c.end - 1)), c.text[:60]
     # every page is cited by at least one chunk
-    cited = set()
+    cited: set[int] = set()
     for c in chunks:
         assert c.page_start is not None and c.page_end is not None
         cited.update(range(c.page_start, c.page_end + 1))

@@ -78,8 +78,10 @@ def test_rrf_chunk_in_both_lists_beats_chunks_in_one() -> None:
 
 
 def test_rrf_order_of_full_example() -> None:
-    # a and c tie (1/61 + 1/63); b and e tie (1/62); d and f tie (1/64); ties break by id
-    assert ids(fuse(DENSE, SPARSE, Fusion.RRF)) == ["a", "c", "b", "e", "d", "f"]
+    # a and c tie (1/61 + 1/63); b and e tie (1/62); d and f tie (1/64). Ties break on the
+    # min-max normalised raw scores: c = (0.60-0.42)/0.49 + 1 = 1.37 beats a = 1 + 2.5/10.5 = 1.24;
+    # b = 0.88 beats e = 0.76; d = 0 + 0 and f = 0 + 0 tie again and break by id.
+    assert ids(fuse(DENSE, SPARSE, Fusion.RRF)) == ["c", "a", "b", "e", "d", "f"]
 
 
 @pytest.mark.parametrize("method", list(Fusion))

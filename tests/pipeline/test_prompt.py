@@ -58,7 +58,7 @@ def scored(chunk: Chunk, score: float) -> ScoredChunk:
 
 
 def config(**kw: object) -> PromptConfig:
-    return PromptConfig(template=TEMPLATE, **kw)  # type: ignore[arg-type]
+    return PromptConfig(template=TEMPLATE, **kw)
 
 
 def context_of(text: str) -> str:
