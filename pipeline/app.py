@@ -10,7 +10,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pipeline.bm25 import TOKENIZER_VERSION
 from pipeline.config import AppConfig, Fusion, config_to_dict, load_config
@@ -99,14 +99,14 @@ class Ragline:
             self._store = None
             self._retriever = None
 
-    def __enter__(self) -> "Ragline":
+    def __enter__(self) -> Ragline:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- writing ---------------------------------------------------------------------------
-    def ingest(self, path: str | Path, progress: bool = False, on_document: Callable[[str], None] | None = None) -> SyncReport:
+    def ingest(self, path: str | Path, progress: bool = False) -> SyncReport:
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise RaglineError(f"cannot ingest {str(path)!r}: not a folder")
@@ -118,7 +118,7 @@ class Ragline:
                 f"the index was built with BM25 k1={have[0]}, b={have[1]}, tokenizer {have[2]}; "
                 f"the config asks for k1={wanted[0]}, b={wanted[1]}, tokenizer {wanted[2]}: use a new index folder"
             )
-        report = sync_folder(folder, store, self.embedder, self.config, progress=progress, on_document=on_document)
+        report = sync_folder(folder, store, self.embedder, self.config, progress=progress)
         store.save_config(config_to_dict(self.config))
         return report
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -38,8 +39,20 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
-@click.option("--index", "index", envvar="RAGLINE_INDEX", type=click.Path(file_okay=False), help="Index folder (env RAGLINE_INDEX).")
-@click.option("--config", "config_file", envvar="RAGLINE_CONFIG", type=click.Path(dir_okay=False), help="TOML config file (env RAGLINE_CONFIG).")
+@click.option(
+    "--index",
+    "index",
+    envvar="RAGLINE_INDEX",
+    type=click.Path(file_okay=False),
+    help="Index folder (env RAGLINE_INDEX).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    envvar="RAGLINE_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="TOML config file (env RAGLINE_CONFIG).",
+)
 @click.version_option(package_name="ragline")
 @click.pass_context
 def main(ctx: click.Context, index: str | None, config_file: str | None) -> None:
@@ -70,7 +83,15 @@ def _search_options(func: F) -> F:
     return func
 
 
-def _search_args(top_k: int | None, fusion: str | None, mode: str, rerank: bool | None, path: str | None, file_types: tuple[str, ...], fields: tuple[str, ...]) -> dict[str, Any]:
+def _search_args(
+    top_k: int | None,
+    fusion: str | None,
+    mode: str,
+    rerank: bool | None,
+    path: str | None,
+    file_types: tuple[str, ...],
+    fields: tuple[str, ...],
+) -> dict[str, Any]:
     from pipeline.filters import parse_filter
 
     return {

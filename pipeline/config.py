@@ -43,7 +43,7 @@ class ChunkingConfig(_Section):
     overlap_tokens: int = Field(32, ge=0)
 
     @model_validator(mode="after")
-    def _overlap_below_size(self) -> "ChunkingConfig":
+    def _overlap_below_size(self) -> ChunkingConfig:
         if self.overlap_tokens >= self.chunk_tokens:
             raise ValueError(
                 f"overlap_tokens ({self.overlap_tokens}) must be smaller than chunk_tokens ({self.chunk_tokens})"
@@ -93,7 +93,7 @@ class PromptConfig(_Section):
     template: str = DEFAULT_TEMPLATE
 
     @model_validator(mode="after")
-    def _template_fields(self) -> "PromptConfig":
+    def _template_fields(self) -> PromptConfig:
         for name in ("{context}", "{question}"):
             if name not in self.template:
                 raise ValueError(f"template must contain {name}")

@@ -7,8 +7,9 @@ and applies it inside every prefetch (dense and BM25 alike).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from pipeline.errors import RaglineError
 

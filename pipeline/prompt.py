@@ -7,8 +7,9 @@ dropped whole, never cut, and the prompt says how many were left out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from pipeline.config import PromptConfig
 from pipeline.types import Chunk, ScoredChunk
@@ -63,7 +64,11 @@ class _Group:
 
     def touches(self, chunk: Chunk) -> bool:
         last = self.chunks[-1]
-        return last.document_id == chunk.document_id and last.heading == chunk.heading and chunk.ordinal == last.ordinal + 1
+        return (
+            last.document_id == chunk.document_id
+            and last.heading == chunk.heading
+            and chunk.ordinal == last.ordinal + 1
+        )
 
     def text(self) -> str:
         text = self.chunks[0].text
@@ -91,7 +96,9 @@ def merge_adjacent(results: Sequence[ScoredChunk]) -> list[_Group]:
     return groups
 
 
-def build_prompt(question: str, results: Sequence[ScoredChunk], config: PromptConfig, tokens: TokenCounter, budget: int | None = None) -> Prompt:
+def build_prompt(
+    question: str, results: Sequence[ScoredChunk], config: PromptConfig, tokens: TokenCounter, budget: int | None = None
+) -> Prompt:
     """Fill the template with as many blocks, best first, as the context budget allows."""
     budget = budget or config.max_context_tokens
     groups = merge_adjacent(results) if config.merge_adjacent else [_Group([r.chunk], r.score) for r in results]
@@ -120,4 +127,6 @@ def build_prompt(question: str, results: Sequence[ScoredChunk], config: PromptCo
     if dropped:
         context += f"\n\n({dropped} more retrieved chunk(s) left out to fit the {budget}-token context budget)"
     text = config.template.format(context=context, question=question)
-    return Prompt(text=text, blocks=tuple(blocks), token_count=tokens.count(text), budget=budget, dropped_chunks=dropped)
+    return Prompt(
+        text=text, blocks=tuple(blocks), token_count=tokens.count(text), budget=budget, dropped_chunks=dropped
+    )

@@ -48,7 +48,9 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         **answer.search.as_dict(),
         "prompt": answer.prompt.text,
         "prompt_tokens": answer.prompt.token_count,
-        "sources": [{"number": b.number, "citation": b.citation, "chunk_ids": list(b.chunk_ids)} for b in answer.prompt.blocks],
+        "sources": [
+            {"number": b.number, "citation": b.citation, "chunk_ids": list(b.chunk_ids)} for b in answer.prompt.blocks
+        ],
         "answer": answer.answer,
         "timings_ms": {k: round(v, 3) for k, v in answer.timings_ms.items()},
     }

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pipeline.config import RerankConfig
 from pipeline.errors import ModelUnavailableError

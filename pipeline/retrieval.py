@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -154,7 +155,9 @@ class HybridRetriever:
         elif mode == "bm25":
             results = [ScoredChunk(h.chunk, bm25=h.score) for h in sparse[:top_k]]
         else:
-            results = fuse(dense, sparse, fusion or self.config.fusion, self.config.rrf_k, self.config.dense_weight, top_k)
+            results = fuse(
+                dense, sparse, fusion or self.config.fusion, self.config.rrf_k, self.config.dense_weight, top_k
+            )
         t3 = time.perf_counter()
         timings.update(embed=(t1 - t0) * 1e3, retrieve=(t2 - t1) * 1e3, fuse=(t3 - t2) * 1e3)
         return Retrieved(results, timings)

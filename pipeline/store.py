@@ -18,9 +18,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -90,7 +91,11 @@ class Store(Protocol):
     meta: IndexMeta
 
     def upsert(
-        self, chunks: Sequence[Chunk], dense: np.ndarray, sparse: Sequence[SparseVector], extra: Sequence[dict[str, Any]]
+        self,
+        chunks: Sequence[Chunk],
+        dense: np.ndarray,
+        sparse: Sequence[SparseVector],
+        extra: Sequence[dict[str, Any]],
     ) -> None: ...
 
     def delete_document(self, document_id: str, keep: Sequence[str] = ()) -> None: ...
@@ -102,6 +107,8 @@ class Store(Protocol):
     ) -> tuple[list[Hit], list[Hit]]: ...
 
     def count(self) -> int: ...
+
+    def flush(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -123,7 +130,9 @@ def chunk_payload(chunk: Chunk, extra: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-CHUNK_FIELDS = frozenset({"document_id", "source", "text", "ordinal", "start", "end", "page_start", "page_end", "heading"})
+CHUNK_FIELDS = frozenset(
+    {"document_id", "source", "text", "ordinal", "start", "end", "page_start", "page_end", "heading"}
+)
 
 
 def chunk_from_payload(point_id: Any, payload: dict[str, Any]) -> Chunk:
@@ -186,7 +195,7 @@ def read_meta(folder: Path) -> IndexMeta | None:
 class EdgeStore:
     """Qdrant Edge, in-process. Open with :meth:`open`; close (or use ``with``) to release the folder."""
 
-    def __init__(self, folder: Path, shard: "qdrant_edge.EdgeShard", meta: IndexMeta, lock: _FolderLock) -> None:
+    def __init__(self, folder: Path, shard: qdrant_edge.EdgeShard, meta: IndexMeta, lock: _FolderLock) -> None:
         self.folder = folder
         self.meta = meta
         self._shard = shard
@@ -194,7 +203,7 @@ class EdgeStore:
 
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
-    def open(cls, folder: str | Path, meta: IndexMeta | None = None) -> "EdgeStore":
+    def open(cls, folder: str | Path, meta: IndexMeta | None = None) -> EdgeStore:
         """Open an existing index; with ``meta``, create it if missing (or check it matches)."""
         import qdrant_edge as q
 
@@ -227,7 +236,7 @@ class EdgeStore:
         return cls(path, shard, existing, lock)
 
     @staticmethod
-    def _edge_config(meta: IndexMeta) -> "qdrant_edge.EdgeConfig":
+    def _edge_config(meta: IndexMeta) -> qdrant_edge.EdgeConfig:
         import qdrant_edge as q
 
         return q.EdgeConfig(
@@ -242,7 +251,7 @@ class EdgeStore:
             self._shard = None  # type: ignore[assignment]
             self._lock.release()
 
-    def __enter__(self) -> "EdgeStore":
+    def __enter__(self) -> EdgeStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -253,14 +262,20 @@ class EdgeStore:
 
     # -- writes ----------------------------------------------------------------------------
     def upsert(
-        self, chunks: Sequence[Chunk], dense: np.ndarray, sparse: Sequence[SparseVector], extra: Sequence[dict[str, Any]]
+        self,
+        chunks: Sequence[Chunk],
+        dense: np.ndarray,
+        sparse: Sequence[SparseVector],
+        extra: Sequence[dict[str, Any]],
     ) -> None:
         import qdrant_edge as q
 
         if not chunks:
             return
         if dense.shape != (len(chunks), self.meta.dimension):
-            raise RaglineError(f"dense vectors have shape {dense.shape}, expected ({len(chunks)}, {self.meta.dimension})")
+            raise RaglineError(
+                f"dense vectors have shape {dense.shape}, expected ({len(chunks)}, {self.meta.dimension})"
+            )
         points = [
             q.Point(
                 chunk.id,
@@ -303,7 +318,14 @@ class EdgeStore:
             p = record.payload or {}
             state = acc.setdefault(
                 p["document_id"],
-                {"source": p["source"], "root": p.get("root", ""), "hashes": set(), "chunk_count": 0, "points": 0, "n_tokens": 0},
+                {
+                    "source": p["source"],
+                    "root": p.get("root", ""),
+                    "hashes": set(),
+                    "chunk_count": 0,
+                    "points": 0,
+                    "n_tokens": 0,
+                },
             )
             state["hashes"].add(p["content_hash"])
             state["chunk_count"] = max(state["chunk_count"], int(p["chunk_count"]))
@@ -327,7 +349,7 @@ class EdgeStore:
         hits = self._shard.facet(q.FacetRequest(key="source", limit=1_000_000, exact=True))
         return [str(h.value) for h in hits]
 
-    def _edge_filter(self, where: SearchFilter | None) -> "qdrant_edge.Filter | None":
+    def _edge_filter(self, where: SearchFilter | None) -> qdrant_edge.Filter | None:
         import qdrant_edge as q
 
         if where is None or where.empty:
@@ -365,13 +387,18 @@ class EdgeStore:
         if dense is not None:
             requests.append(
                 q.QueryRequest(
-                    limit=limit, query=q.Query.Nearest(dense.tolist(), using=DENSE), filter=edge_filter, with_payload=True
+                    limit=limit,
+                    query=q.Query.Nearest(dense.tolist(), using=DENSE),
+                    filter=edge_filter,
+                    with_payload=True,
                 )
             )
         if sparse is not None and len(sparse):
             vector = q.SparseVector(list(sparse.indices), list(sparse.values))
             requests.append(
-                q.QueryRequest(limit=limit, query=q.Query.Nearest(vector, using=SPARSE), filter=edge_filter, with_payload=True)
+                q.QueryRequest(
+                    limit=limit, query=q.Query.Nearest(vector, using=SPARSE), filter=edge_filter, with_payload=True
+                )
             )
         results = self._shard.query_batch(q.QueryBatchRequest(requests)) if requests else []
         hits = [[Hit(chunk_from_payload(p.id, p.payload or {}), float(p.score)) for p in r] for r in results]

@@ -14,9 +14,10 @@ import dataclasses
 import hashlib
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from pipeline import bm25
 from pipeline.chunking import TokenCounting, chunk
 from pipeline.config import AppConfig
 from pipeline.errors import ConfigError, UnreadableFileError
-from pipeline.store import DocumentState, Store
+from pipeline.store import Store
 from pipeline.types import Chunk, Document, SkippedFile
 
 WRITE_BATCH_CHUNKS = 256
@@ -110,7 +111,6 @@ def sync_folder(
     embedder: Embedding,
     config: AppConfig,
     progress: bool = False,
-    on_document: Callable[[str], None] | None = None,
 ) -> SyncReport:
     """Bring the index in step with ``root``: add, update and remove documents."""
     started = time.perf_counter()
@@ -147,22 +147,22 @@ def sync_folder(
             skipped.append(SkippedFile(file.source, str(exc)))
         except OSError as exc:
             skipped.append(SkippedFile(file.source, f"cannot read: {exc.strerror or exc}"))
-        if on_document is not None:
-            on_document(file.source)
 
-    kept_tokens = sum(s.n_tokens for d, s in indexed.items() if d in present and d not in {p.document.id for p in pending})
-    kept_chunks = sum(s.points for d, s in indexed.items() if d in present and d not in {p.document.id for p in pending})
+    rewritten = {p.document.id for p in pending}
+    kept = [s for d, s in indexed.items() if d in present and d not in rewritten]
+    kept_tokens = sum(s.n_tokens for s in kept)
+    kept_chunks = sum(s.points for s in kept)
     new_tokens = sum(len(t) for p in pending for t in p.tokens)
     new_chunks = sum(len(p.chunks) for p in pending)
     avg_len = (kept_tokens + new_tokens) / max(kept_chunks + new_chunks, 1)
 
     written = _write(pending, store, embedder, config, avg_len, root_uri, progress)
 
-    removed = [s.source for d, s in sorted(indexed.items(), key=lambda kv: kv[1].source) if d not in present]
-    for doc_id, state in indexed.items():
-        if doc_id not in present:
-            store.delete_document(doc_id)
-    store.flush()  # type: ignore[attr-defined]
+    gone = sorted((s for d, s in indexed.items() if d not in present), key=lambda s: s.source)
+    for state in gone:
+        store.delete_document(state.document_id)
+    store.flush()
+    removed = [s.source for s in gone]
 
     added = tuple(p.document.source for p in pending if p.document.id not in indexed)
     updated = tuple(p.document.source for p in pending if p.document.id in indexed)

@@ -6,9 +6,10 @@ Stages never mutate these: a later stage derives a new value with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 
 def _frozen_map(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:

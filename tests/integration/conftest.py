@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -37,7 +37,9 @@ def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_app(tmp_path_factory: pytest.TempPathFactory, demo_folder: Path, embedder: SentenceTransformerEmbedder) -> Iterator[Ragline]:
+def demo_app(
+    tmp_path_factory: pytest.TempPathFactory, demo_folder: Path, embedder: SentenceTransformerEmbedder
+) -> Iterator[Ragline]:
     app = make_app(tmp_path_factory.mktemp("demo-index"), embedder)
     app.ingest(demo_folder)
     yield app

@@ -7,9 +7,10 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -85,7 +86,10 @@ def test_errors_are_one_line(cli_index: tuple[Path, Path], tmp_path: Path) -> No
     bad.write_text('[retrieval]\nfusion = "max"\n', encoding="utf-8")
     result = run("--config", str(bad), "--index", str(index), "stats")
     assert result.exit_code == 1
-    assert result.stderr.strip() == f"error: {bad}: retrieval.fusion: Input should be 'rrf', 'dbsf' or 'weighted' (got 'max')"
+    assert (
+        result.stderr.strip()
+        == f"error: {bad}: retrieval.fusion: Input should be 'rrf', 'dbsf' or 'weighted' (got 'max')"
+    )
 
     typo = tmp_path / "typo.toml"
     typo.write_text("[rerank]\nenabeld = false\n", encoding="utf-8")
@@ -100,7 +104,9 @@ def test_second_process_gets_lock_error(cli_index: tuple[Path, Path]) -> None:
     with EdgeStore.open(index):
         proc = subprocess.run(
             [sys.executable, "-m", "pipeline.cli", "--index", str(index), "stats"],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
@@ -110,7 +116,7 @@ def test_second_process_gets_lock_error(cli_index: tuple[Path, Path]) -> None:
 class _ChatHandler(BaseHTTPRequestHandler):
     requests: list[dict[str, Any]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
         reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": "Every 8 weeks [1]."}}]}).encode()
@@ -146,9 +152,20 @@ def test_ask_prints_prompt_and_sources(cli_index: tuple[Path, Path]) -> None:
 def test_ask_sends_prompt_to_llm(cli_index: tuple[Path, Path], chat_server: str, tmp_path: Path) -> None:
     index, _ = cli_index
     config = tmp_path / "llm.toml"
-    config.write_text(f'[llm]\nbase_url = "{chat_server}"\nmodel = "tiny-chat"\n[rerank]\nenabled = false\n', encoding="utf-8")
+    config.write_text(
+        f'[llm]\nbase_url = "{chat_server}"\nmodel = "tiny-chat"\n[rerank]\nenabled = false\n', encoding="utf-8"
+    )
     _ChatHandler.requests.clear()
-    result = run("--config", str(config), "--index", str(index), "ask", "How often should I descale?", "--json", env={"OPENAI_API_KEY": "sk-test"})
+    result = run(
+        "--config",
+        str(config),
+        "--index",
+        str(index),
+        "ask",
+        "How often should I descale?",
+        "--json",
+        env={"OPENAI_API_KEY": "sk-test"},
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["answer"] == "Every 8 weeks [1]."

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
 from pathlib import Path
 
+import pytest
+
 from pipeline.app import Ragline
-from pipeline.embedding import SentenceTransformerEmbedder
 from pipeline.config import Fusion
+from pipeline.embedding import SentenceTransformerEmbedder
 from pipeline.filters import parse_filter
 from tests.integration.conftest import make_app
 
@@ -20,12 +20,26 @@ pytestmark = pytest.mark.integration
     [
         ("How often should I descale the machine?", "aurora-2-manual.pdf", "2", None, "8 weeks"),
         ("What does error E-0x4F2 mean?", "aurora-2-manual.pdf", "3", None, "E-0x4F2"),
-        ("How many vacation days do I get?", "employee-handbook.md", None, ("Employee handbook", "Time off", "Vacation"), "25 days"),
+        (
+            "How many vacation days do I get?",
+            "employee-handbook.md",
+            None,
+            ("Employee handbook", "Time off", "Vacation"),
+            "25 days",
+        ),
         ("What temperature does firmware 2.2 brew at?", "release-notes.html", None, None, "92 °C"),
-        ("How long is parental leave?", "employee-handbook.md", None, ("Employee handbook", "Time off", "Parental leave"), "16 weeks"),
+        (
+            "How long is parental leave?",
+            "employee-handbook.md",
+            None,
+            ("Employee handbook", "Time off", "Parental leave"),
+            "16 weeks",
+        ),
     ],
 )
-def test_right_chunk_first(demo_app: Ragline, query: str, source: str, page: str | None, heading: tuple | None, phrase: str) -> None:
+def test_right_chunk_first(
+    demo_app: Ragline, query: str, source: str, page: str | None, heading: tuple | None, phrase: str
+) -> None:
     top = demo_app.search(query, top_k=3).results[0]
     assert top.chunk.source == source
     assert phrase in top.chunk.text
@@ -59,7 +73,9 @@ def test_exact_code_only_bm25_finds(tmp_path: Path, embedder: SentenceTransforme
         for name, code in PARTS.items():
             assert app.search(code, top_k=1, mode="bm25").results[0].chunk.source == name
             assert app.search(code, top_k=1).results[0].chunk.source == name
-        dense_right = sum(app.search(code, top_k=1, mode="dense").results[0].chunk.source == name for name, code in PARTS.items())
+        dense_right = sum(
+            app.search(code, top_k=1, mode="dense").results[0].chunk.source == name for name, code in PARTS.items()
+        )
         assert dense_right < len(PARTS)
 
 

@@ -25,8 +25,13 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-ce")
     tokenizer = AutoTokenizer.from_pretrained(str(packaged_minilm_path()))
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, num_labels=1,
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=1,
     )
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -36,7 +41,10 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _candidates(n: int) -> list[ScoredChunk]:
     texts = [f"passage number {i} about topic {chr(97 + i)}" for i in range(n)]
     return [
-        ScoredChunk(Chunk(id=f"c{i}", document_id="d", source="s.txt", text=t, ordinal=i, start=0, end=len(t)), fused=1.0 / (i + 1))
+        ScoredChunk(
+            Chunk(id=f"c{i}", document_id="d", source="s.txt", text=t, ordinal=i, start=0, end=len(t)),
+            fused=1.0 / (i + 1),
+        )
         for i, t in enumerate(texts)
     ]
 

@@ -24,7 +24,11 @@ def test_continue_without_reranker(demo_app: Ragline, embedder: SentenceTransfor
         demo_app.close()  # the embedded index is owned by one process/object at a time
         response = app.search("How often should I descale?", top_k=3)
         assert not response.reranked and len(response.results) == 3
-        assert response.notices and "not reranked" in response.notices[0] and "cross-encoder/not-here" in response.notices[0]
+        assert (
+            response.notices
+            and "not reranked" in response.notices[0]
+            and "cross-encoder/not-here" in response.notices[0]
+        )
         assert all(r.rerank is None for r in response.results)
 
 

@@ -42,7 +42,10 @@ def test_resync_after_edit_add_delete(tmp_path: Path, embedder: SentenceTransfor
         assert not again.changed and again.unchanged == 5 and again.chunks_written == 0
 
         faq = folder / "faq.txt"
-        faq.write_text(faq.read_text(encoding="utf-8") + "\nQ: Can I use oat milk?\nA: Yes, barista oat milk steams well.\n", encoding="utf-8")
+        faq.write_text(
+            faq.read_text(encoding="utf-8") + "\nQ: Can I use oat milk?\nA: Yes, barista oat milk steams well.\n",
+            encoding="utf-8",
+        )
         (folder / "new-note.md").write_text("# Grinder\n\nThe Luna grinder has 40 grind steps.\n", encoding="utf-8")
         (folder / "release-notes.html").unlink()
         report = app.ingest(folder)
