@@ -26,7 +26,7 @@ install-test: $(VENV)/.installed-test
 
 demo: install
 	$(VENV)/bin/ragline --index $(DEMO_INDEX) ingest demo_docs
-	$(VENV)/bin/ragline --index $(DEMO_INDEX) ask "$(DEMO_QUESTION)"
+	$(VENV)/bin/ragline --index $(DEMO_INDEX) ask -k 5 "$(DEMO_QUESTION)"
 
 test: install-test
 	$(PY) -m pytest
