@@ -57,8 +57,12 @@ class _Group(click.Group):
 @click.pass_context
 def main(ctx: click.Context, index: str | None, config_file: str | None) -> None:
     """ragline: hybrid (BM25 + dense) retrieval with citations, on Qdrant."""
+    import logging
+
     from pipeline.app import Ragline
 
+    # pypdf logs a warning per oddity in a damaged PDF; the sync report already names the file and why.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     config = load_config(config_file)
     if index:
         config = with_index(config, index)
