@@ -45,12 +45,28 @@ def load_token_counter(model_path: str) -> TokenCounter:
     return TokenCounter(tokenizer)
 
 
+def canonical_model_name(name: str) -> str:
+    """One name per model, so the same-model check compares like with like:
+    the packaged MiniLM under any alias or path, a folder by its absolute path."""
+    from pathlib import Path
+
+    from pipeline.models import PACKAGED_ALIASES, packaged_minilm_path
+
+    if name in PACKAGED_ALIASES:
+        return "all-MiniLM-L6-v2"
+    path = Path(name).expanduser()
+    if path.exists():
+        resolved = path.resolve()
+        return "all-MiniLM-L6-v2" if resolved == packaged_minilm_path().resolve() else str(resolved)
+    return name
+
+
 class SentenceTransformerEmbedder:
     """All-MiniLM-L6-v2 by default, from the packaged weights: no download."""
 
     def __init__(self, config: EmbeddingConfig | None = None) -> None:
         self.config = config or EmbeddingConfig()
-        self.name = self.config.model
+        self.name = canonical_model_name(self.config.model)
         self._lock = threading.Lock()
 
     @cached_property
