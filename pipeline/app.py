@@ -87,10 +87,10 @@ class Ragline:
 
     def store(self, create: bool = False, check_model: bool = True) -> EdgeStore:
         if self._store is None:
-            meta = self._meta() if (create or check_model) else None
-            if meta is not None and not create and not (self.index_path / "meta.json").exists():
-                meta = None  # let open() say plainly that there is no index
-            self._store = EdgeStore.open(self.index_path, meta)
+            # A missing index is reported by open() before any model loads.
+            exists = (self.index_path / "meta.json").exists()
+            wants_meta = create or (check_model and exists)
+            self._store = EdgeStore.open(self.index_path, self._meta() if wants_meta else None)
         return self._store
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ import pytest
 from pipeline.app import Ragline
 from pipeline.config import AppConfig, parse_config
 from pipeline.embedding import SentenceTransformerEmbedder
+from pipeline.models import packaged_minilm_path
 from tests.conftest import DEMO_DOCS
 
 
@@ -44,3 +45,43 @@ def demo_app(
     app.ingest(demo_folder)
     yield app
     app.close()
+
+
+def _tiny_bert(folder: Path, classifier: bool) -> Path:
+    """A 1-layer, 32-wide BERT with MiniLM's vocabulary, built from a config: plumbing only, never quality."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(str(packaged_minilm_path()))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=1,
+    )
+    model = BertForSequenceClassification(config) if classifier else BertModel(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-logit CrossEncoder folder."""
+    return _tiny_bert(tmp_path_factory.mktemp("tiny-ce"), classifier=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 32-dimensional sentence-transformers model folder (mean pooling)."""
+    from sentence_transformers import SentenceTransformer, models
+
+    base = tmp_path_factory.mktemp("tiny-st")
+    transformer = models.Transformer(str(_tiny_bert(base / "hf", classifier=False)), max_seq_length=128)
+    model = SentenceTransformer(modules=[transformer, models.Pooling(32, pooling_mode="mean")], device="cpu")
+    model.save(str(base / "st"))
+    return base / "st"

@@ -17,32 +17,6 @@ from tests.integration.conftest import make_app
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def tiny_embedder_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 32-dimensional sentence-transformers model built from a config (plumbing only)."""
-    import torch
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    torch.manual_seed(0)
-    base = tmp_path_factory.mktemp("tiny-st")
-    tokenizer = AutoTokenizer.from_pretrained(str(packaged_minilm_path()))
-    bert = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(bert).save_pretrained(base / "hf")
-    tokenizer.save_pretrained(base / "hf")
-    transformer = models.Transformer(str(base / "hf"), max_seq_length=128)
-    model = SentenceTransformer(modules=[transformer, models.Pooling(32, pooling_mode="mean")], device="cpu")
-    model.save(str(base / "st"))
-    return base / "st"
-
-
 def test_aliases_and_paths_name_one_model(tmp_path: Path) -> None:
     packaged = str(packaged_minilm_path())
     assert canonical_model_name("sentence-transformers/all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"

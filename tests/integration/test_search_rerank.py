@@ -10,7 +10,6 @@ from pipeline.app import Ragline
 from pipeline.embedding import SentenceTransformerEmbedder
 from pipeline.errors import ModelUnavailableError
 from tests.integration.conftest import make_app
-from tests.integration.test_rerank import tiny_cross_encoder  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +38,7 @@ def test_stop_without_reranker(demo_app: Ragline, embedder: SentenceTransformerE
             app.search("How often should I descale?", top_k=3)
 
 
-def test_reranked_search(demo_app: Ragline, embedder: SentenceTransformerEmbedder, tiny_cross_encoder: Path) -> None:  # noqa: F811
+def test_reranked_search(demo_app: Ragline, embedder: SentenceTransformerEmbedder, tiny_cross_encoder: Path) -> None:
     demo_app.close()
     with _app(demo_app.index_path, embedder, model=str(tiny_cross_encoder), candidates=12) as app:
         response = app.search("How often should I descale?", top_k=4)
