@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,8 @@ from pipeline.prompt import Prompt, build_prompt
 from pipeline.rerank import CrossEncoderReranker
 from pipeline.retrieval import HybridRetriever, Mode
 from pipeline.store import EdgeStore, IndexMeta
-from pipeline.sync import SyncReport, sync_folder
-from pipeline.types import ScoredChunk
+from pipeline.sync import Splitter, SyncReport, sync_documents, sync_folder
+from pipeline.types import Document, ScoredChunk
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,9 @@ class Answer:
 class Ragline:
     """Index folders, search them, and build cited prompts, on one index."""
 
-    def __init__(self, config: AppConfig | None = None) -> None:
+    def __init__(self, config: AppConfig | None = None, embedder: SentenceTransformerEmbedder | None = None) -> None:
         self.config = config or load_config()
-        self.embedder = SentenceTransformerEmbedder(self.config.embedding)
+        self.embedder = embedder or SentenceTransformerEmbedder(self.config.embedding)
         self.reranker = CrossEncoderReranker(self.config.rerank)
         self._store: EdgeStore | None = None
         self._retriever: HybridRetriever | None = None
@@ -110,6 +111,25 @@ class Ragline:
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise RaglineError(f"cannot ingest {str(path)!r}: not a folder")
+        store = self._writable_store()
+        report = sync_folder(folder, store, self.embedder, self.config, progress=progress)
+        store.save_config(config_to_dict(self.config))
+        return report
+
+    def ingest_documents(
+        self,
+        documents: Iterable[Document],
+        root_uri: str,
+        split: Splitter | None = None,
+        progress: bool = False,
+    ) -> SyncReport:
+        """Sync already-parsed documents as one collection named ``root_uri``."""
+        store = self._writable_store()
+        report = sync_documents(documents, root_uri, store, self.embedder, self.config, split, progress)
+        store.save_config(config_to_dict(self.config))
+        return report
+
+    def _writable_store(self) -> EdgeStore:
         store = self.store(create=True)
         wanted = (self.config.bm25.k1, self.config.bm25.b, TOKENIZER_VERSION)
         have = (store.meta.k1, store.meta.b, store.meta.tokenizer)
@@ -118,9 +138,7 @@ class Ragline:
                 f"the index was built with BM25 k1={have[0]}, b={have[1]}, tokenizer {have[2]}; "
                 f"the config asks for k1={wanted[0]}, b={wanted[1]}, tokenizer {wanted[2]}: use a new index folder"
             )
-        report = sync_folder(folder, store, self.embedder, self.config, progress=progress)
-        store.save_config(config_to_dict(self.config))
-        return report
+        return store
 
     # -- reading ---------------------------------------------------------------------------
     @property

@@ -175,5 +175,46 @@ def stats(app: Any, as_json: bool) -> None:
             click.echo(f"{key:>10}: {value}")
 
 
+@main.command(name="eval")
+@click.option("--beir", "beir", required=True, type=click.Path(exists=True, file_okay=False), help="BEIR-format folder.")
+@click.option("--split", default="test", show_default=True, help="Which qrels/<split>.tsv to evaluate.")
+@click.option(
+    "--modes",
+    default="bm25,dense,hybrid",
+    show_default=True,
+    help="Comma-separated: bm25, dense, hybrid, hybrid+rerank.",
+)
+@click.option(
+    "--units",
+    type=click.Choice(["documents", "chunks"]),
+    default="documents",
+    show_default=True,
+    help="Index whole documents (BEIR protocol) or chunks (a document ranks by its best chunk).",
+)
+@click.option(
+    "--eval-index",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Index folder for the corpus (default: a cache folder named by corpus and settings, re-used).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def eval_command(
+    app: Any, beir: str, split: str, modes: str, units: str, eval_index: str | None, as_json: bool
+) -> None:
+    """Measure nDCG@10, Recall@100, MRR@10 and latency on a BEIR dataset."""
+    from pipeline.evaluate import evaluate_beir, parse_modes
+
+    report = evaluate_beir(
+        beir, app.config, split, parse_modes(modes), units, eval_index, progress=_progress_enabled()  # type: ignore[arg-type]
+    )
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        from pipeline.render import render_eval
+
+        click.echo(render_eval(report))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

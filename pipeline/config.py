@@ -64,10 +64,11 @@ class BM25Config(_Section):
 
 class RetrievalConfig(_Section):
     top_k: int = Field(10, ge=1, le=1000)
-    candidates: int = Field(50, ge=1, le=10000)
-    fusion: Fusion = Fusion.RRF
+    # Chosen on SciFact train (docs/evaluation.md).
+    candidates: int = Field(400, ge=1, le=10000)
+    fusion: Fusion = Fusion.WEIGHTED
     rrf_k: int = Field(60, ge=1)
-    dense_weight: float = Field(0.5, ge=0, le=1)
+    dense_weight: float = Field(0.4, ge=0, le=1)
 
 
 class RerankConfig(_Section):

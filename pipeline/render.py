@@ -6,6 +6,7 @@ import textwrap
 from typing import Any
 
 from pipeline.app import Answer, SearchResponse
+from pipeline.evaluate import EvalReport
 from pipeline.sync import SyncReport
 
 
@@ -74,3 +75,19 @@ def render_answer(answer: Answer, llm_configured: bool) -> str:
     elif not llm_configured:
         parts.append("(no LLM endpoint configured: set [llm] base_url and model to get an answer)")
     return "\n".join(parts)
+
+
+def render_eval(report: EvalReport) -> str:
+    index = "re-used" if report.indexing.chunks_written == 0 else f"built in {report.indexing.seconds:.1f}s"
+    lines = [
+        f"{report.dataset} ({report.split}): {report.queries} queries, {report.documents} documents "
+        f"as {report.units}; index {index} at {report.index}",
+        f"{'mode':<15}{'nDCG@10':>9}{'R@100':>9}{'MRR@10':>9}{'p50 ms':>9}{'p95 ms':>9}",
+    ]
+    for mode, result in report.modes.items():
+        m, total = result.metrics, result.latency_ms["total"]
+        lines.append(
+            f"{mode:<15}{m['ndcg@10']:>9.4f}{m['recall@100']:>9.4f}{m['mrr@10']:>9.4f}"
+            f"{total['p50']:>9.1f}{total['p95']:>9.1f}"
+        )
+    return "\n".join(lines)

@@ -32,7 +32,7 @@ class QueryEmbedder(Protocol):
 
 
 def _rrf(hits: list[Hit], k: int) -> dict[str, float]:
-    return {h.chunk.id: 1.0 / (k + rank) for rank, h in enumerate(hits, start=1)}
+    return {h.id: 1.0 / (k + rank) for rank, h in enumerate(hits, start=1)}
 
 
 def _dbsf(hits: list[Hit]) -> dict[str, float]:
@@ -42,9 +42,9 @@ def _dbsf(hits: list[Hit]) -> dict[str, float]:
     scores = np.array([h.score for h in hits], dtype=np.float64)
     mean, std = float(scores.mean()), float(scores.std())
     if std == 0:
-        return {h.chunk.id: 0.5 for h in hits}
+        return {h.id: 0.5 for h in hits}
     low, high = mean - 3 * std, mean + 3 * std
-    return {h.chunk.id: float(np.clip((h.score - low) / (high - low), 0, 1)) for h in hits}
+    return {h.id: float(np.clip((h.score - low) / (high - low), 0, 1)) for h in hits}
 
 
 def _minmax(hits: list[Hit]) -> dict[str, float]:
@@ -54,8 +54,16 @@ def _minmax(hits: list[Hit]) -> dict[str, float]:
     scores = [h.score for h in hits]
     low, high = min(scores), max(scores)
     if high == low:
-        return {h.chunk.id: 1.0 if high > 0 else 0.0 for h in hits}
-    return {h.chunk.id: (h.score - low) / (high - low) for h in hits}
+        return {h.id: 1.0 if high > 0 else 0.0 for h in hits}
+    return {h.id: (h.score - low) / (high - low) for h in hits}
+
+
+@dataclass(frozen=True)
+class Fused:
+    id: str
+    dense: float | None
+    bm25: float | None
+    fused: float
 
 
 def fuse(
@@ -65,7 +73,7 @@ def fuse(
     rrf_k: int = 60,
     dense_weight: float = 0.5,
     limit: int | None = None,
-) -> list[ScoredChunk]:
+) -> list[Fused]:
     """Combine two ranked lists. A chunk missing from one list gets nothing from it,
     so an empty side never promotes the other side's weak candidates."""
     if method == Fusion.RRF:
@@ -79,23 +87,23 @@ def fuse(
         wd, ws = dense_weight, 1 - dense_weight
     else:  # pragma: no cover - the enum is closed
         raise RaglineError(f"unknown fusion {method!r}; choose one of {[f.value for f in Fusion]}")
-    chunks = {h.chunk.id: h.chunk for h in (*sparse, *dense)}
-    dense_scores = {h.chunk.id: h.score for h in dense}
-    sparse_scores = {h.chunk.id: h.score for h in sparse}
+    ids = list(dict.fromkeys(h.id for h in (*sparse, *dense)))
+    dense_scores = {h.id: h.score for h in dense}
+    sparse_scores = {h.id: h.score for h in sparse}
     fused = [
-        ScoredChunk(
-            chunk=chunks[cid],
+        Fused(
+            id=cid,
             dense=dense_scores.get(cid),
             bm25=sparse_scores.get(cid),
             fused=wd * d_part.get(cid, 0.0) + ws * s_part.get(cid, 0.0),
         )
-        for cid in chunks
+        for cid in ids
     ]
     # Rank fusion ties often (rank 1 + rank 2 on one side, 2 + 1 on the other); the margin
     # between the raw scores decides those, then the id, so the order is deterministic.
     d_norm, s_norm = _minmax(dense), _minmax(sparse)
-    margin = {cid: wd * d_norm.get(cid, 0.0) + ws * s_norm.get(cid, 0.0) for cid in chunks}
-    fused.sort(key=lambda s: (-(s.fused or 0.0), -margin[s.chunk.id], s.chunk.id))
+    margin = {cid: wd * d_norm.get(cid, 0.0) + ws * s_norm.get(cid, 0.0) for cid in ids}
+    fused.sort(key=lambda f: (-f.fused, -margin[f.id], f.id))
     return fused[:limit] if limit is not None else fused
 
 
@@ -151,13 +159,22 @@ class HybridRetriever:
         dense, sparse = self.store.search(dense_vec, sparse_vec, depth, where)
         t2 = time.perf_counter()
         if mode == "dense":
-            results = [ScoredChunk(h.chunk, dense=h.score) for h in dense[:top_k]]
+            ranked = [Fused(h.id, h.score, None, h.score) for h in dense[:top_k]]
         elif mode == "bm25":
-            results = [ScoredChunk(h.chunk, bm25=h.score) for h in sparse[:top_k]]
+            ranked = [Fused(h.id, None, h.score, h.score) for h in sparse[:top_k]]
         else:
-            results = fuse(
+            ranked = fuse(
                 dense, sparse, fusion or self.config.fusion, self.config.rrf_k, self.config.dense_weight, top_k
             )
         t3 = time.perf_counter()
-        timings.update(embed=(t1 - t0) * 1e3, retrieve=(t2 - t1) * 1e3, fuse=(t3 - t2) * 1e3)
+        chunks = self.store.chunks([f.id for f in ranked])
+        results = [
+            ScoredChunk(chunks[f.id], f.dense, f.bm25, f.fused if mode == "hybrid" else None)
+            for f in ranked
+            if f.id in chunks  # a point deleted by a concurrent sync since the search
+        ]
+        t4 = time.perf_counter()
+        timings.update(
+            embed=(t1 - t0) * 1e3, retrieve=(t2 - t1) * 1e3, fuse=(t3 - t2) * 1e3, payload=(t4 - t3) * 1e3
+        )
         return Retrieved(results, timings)

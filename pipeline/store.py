@@ -81,7 +81,10 @@ class DocumentState:
 
 @dataclass(frozen=True)
 class Hit:
-    chunk: Chunk
+    """A candidate: point id and score. Payloads are fetched for the final results only,
+    so deep candidate lists cost little (copying payloads dominated the search time)."""
+
+    id: str
     score: float
 
 
@@ -105,6 +108,8 @@ class Store(Protocol):
     def search(
         self, dense: np.ndarray | None, sparse: SparseVector | None, limit: int, where: SearchFilter | None = None
     ) -> tuple[list[Hit], list[Hit]]: ...
+
+    def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]: ...
 
     def count(self) -> int: ...
 
@@ -390,18 +395,25 @@ class EdgeStore:
                     limit=limit,
                     query=q.Query.Nearest(dense.tolist(), using=DENSE),
                     filter=edge_filter,
-                    with_payload=True,
+                    with_payload=False,
                 )
             )
         if sparse is not None and len(sparse):
             vector = q.SparseVector(list(sparse.indices), list(sparse.values))
             requests.append(
                 q.QueryRequest(
-                    limit=limit, query=q.Query.Nearest(vector, using=SPARSE), filter=edge_filter, with_payload=True
+                    limit=limit, query=q.Query.Nearest(vector, using=SPARSE), filter=edge_filter, with_payload=False
                 )
             )
         results = self._shard.query_batch(q.QueryBatchRequest(requests)) if requests else []
-        hits = [[Hit(chunk_from_payload(p.id, p.payload or {}), float(p.score)) for p in r] for r in results]
+        hits = [[Hit(str(p.id), float(p.score)) for p in r] for r in results]
         dense_hits = hits.pop(0) if dense is not None else []
         sparse_hits = hits.pop(0) if hits else []
         return dense_hits, sparse_hits
+
+    def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]:
+        """The chunks behind these point ids (ids no longer in the index are left out)."""
+        if not ids:
+            return {}
+        records = self._shard.retrieve(list(ids), True, False)
+        return {str(r.id): chunk_from_payload(r.id, r.payload or {}) for r in records}

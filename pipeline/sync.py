@@ -14,19 +14,19 @@ import dataclasses
 import hashlib
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from connectors import FolderSource, SourceFile, load_document
+from connectors import FolderSource, load_document
 from pipeline import bm25
 from pipeline.chunking import TokenCounting, chunk
 from pipeline.config import AppConfig
 from pipeline.errors import ConfigError, UnreadableFileError
-from pipeline.store import Store
+from pipeline.store import DocumentState, Store
 from pipeline.types import Chunk, Document, SkippedFile
 
 WRITE_BATCH_CHUNKS = 256
@@ -105,6 +105,9 @@ def _progress(iterable: Iterable[Any], total: int, desc: str, enabled: bool) -> 
     return tqdm(iterable, total=total, desc=desc, unit="file", leave=False)
 
 
+Splitter = Callable[[Document], list[Chunk]]
+
+
 def sync_folder(
     root: str | Path,
     store: Store,
@@ -114,11 +117,7 @@ def sync_folder(
 ) -> SyncReport:
     """Bring the index in step with ``root``: add, update and remove documents."""
     started = time.perf_counter()
-    if config.chunking.chunk_tokens > embedder.max_tokens:
-        raise ConfigError(
-            f"chunking.chunk_tokens = {config.chunking.chunk_tokens} is more than the embedder "
-            f"{embedder.name!r} reads ({embedder.max_tokens} tokens): lower it"
-        )
+    _check_chunk_size(config, embedder)
     folder = Path(root).expanduser().resolve()
     scan = FolderSource(
         folder,
@@ -127,7 +126,7 @@ def sync_folder(
         max_file_bytes=int(config.source.max_file_mb * 1_000_000),
     ).scan()
     root_uri = folder.as_uri()
-    indexed = {doc_id: s for doc_id, s in store.documents().items() if s.root == root_uri}
+    indexed = _indexed(store, root_uri)
 
     skipped: list[SkippedFile] = list(scan.skipped)
     present = {document_id(root_uri, f.source) for f in scan.files} | {
@@ -135,6 +134,7 @@ def sync_folder(
     }
     pending: list[_Pending] = []
     unchanged = 0
+    split = _default_splitter(config, embedder)
     for file in _progress(scan.files, len(scan.files), "parsing", progress):
         doc_id = document_id(root_uri, file.source)
         state = indexed.get(doc_id)
@@ -142,12 +142,82 @@ def sync_folder(
             if state is not None and state.complete and state.content_hash == file_hash(file.path):
                 unchanged += 1
                 continue
-            pending.append(_parse(file, doc_id, config, embedder))
+            document = dataclasses.replace(load_document(file), id=doc_id)
+            pending.append(_prepare(document, split, embedder))
         except UnreadableFileError as exc:
             skipped.append(SkippedFile(file.source, str(exc)))
         except OSError as exc:
             skipped.append(SkippedFile(file.source, f"cannot read: {exc.strerror or exc}"))
 
+    written, removed = _commit(pending, indexed, present, store, embedder, config, root_uri, progress)
+    return _report(str(folder), pending, indexed, unchanged, removed, skipped, written, started)
+
+
+def sync_documents(
+    documents: Iterable[Document],
+    root_uri: str,
+    store: Store,
+    embedder: Embedding,
+    config: AppConfig,
+    split: Splitter | None = None,
+    progress: bool = False,
+) -> SyncReport:
+    """Sync documents that arrive parsed (a BEIR corpus, say), by the same rules as a folder.
+
+    ``root_uri`` names the collection: documents under it that are not in
+    ``documents`` are removed. ``split`` replaces the chunker (the evaluation
+    indexes whole documents, as BEIR does).
+    """
+    started = time.perf_counter()
+    if split is None:
+        _check_chunk_size(config, embedder)
+        split = _default_splitter(config, embedder)
+    indexed = _indexed(store, root_uri)
+    pending: list[_Pending] = []
+    present: set[str] = set()
+    unchanged = 0
+    skipped: list[SkippedFile] = []
+    for document in documents:
+        present.add(document.id)
+        state = indexed.get(document.id)
+        if state is not None and state.complete and state.content_hash == document.content_hash:
+            unchanged += 1
+            continue
+        try:
+            pending.append(_prepare(document, split, embedder))
+        except UnreadableFileError as exc:
+            skipped.append(SkippedFile(document.source, str(exc)))
+    written, removed = _commit(pending, indexed, present, store, embedder, config, root_uri, progress)
+    return _report(root_uri, pending, indexed, unchanged, removed, skipped, written, started)
+
+
+def _check_chunk_size(config: AppConfig, embedder: Embedding) -> None:
+    if config.chunking.chunk_tokens > embedder.max_tokens:
+        raise ConfigError(
+            f"chunking.chunk_tokens = {config.chunking.chunk_tokens} is more than the embedder "
+            f"{embedder.name!r} reads ({embedder.max_tokens} tokens): lower it"
+        )
+
+
+def _indexed(store: Store, root_uri: str) -> dict[str, DocumentState]:
+    return {doc_id: s for doc_id, s in store.documents().items() if s.root == root_uri}
+
+
+def _default_splitter(config: AppConfig, embedder: Embedding) -> Splitter:
+    return lambda document: chunk(document, config.chunking, embedder.tokens)
+
+
+def _commit(
+    pending: list[_Pending],
+    indexed: dict[str, DocumentState],
+    present: set[str],
+    store: Store,
+    embedder: Embedding,
+    config: AppConfig,
+    root_uri: str,
+    progress: bool,
+) -> tuple[int, list[str]]:
+    """Write the pending documents, then remove the ones no longer present."""
     rewritten = {p.document.id for p in pending}
     kept = [s for d, s in indexed.items() if d in present and d not in rewritten]
     kept_tokens = sum(s.n_tokens for s in kept)
@@ -162,14 +232,23 @@ def sync_folder(
     for state in gone:
         store.delete_document(state.document_id)
     store.flush()
-    removed = [s.source for s in gone]
+    return written, [s.source for s in gone]
 
-    added = tuple(p.document.source for p in pending if p.document.id not in indexed)
-    updated = tuple(p.document.source for p in pending if p.document.id in indexed)
+
+def _report(
+    root: str,
+    pending: list[_Pending],
+    indexed: dict[str, DocumentState],
+    unchanged: int,
+    removed: list[str],
+    skipped: list[SkippedFile],
+    written: int,
+    started: float,
+) -> SyncReport:
     return SyncReport(
-        root=str(folder),
-        added=added,
-        updated=updated,
+        root=root,
+        added=tuple(p.document.source for p in pending if p.document.id not in indexed),
+        updated=tuple(p.document.source for p in pending if p.document.id in indexed),
         unchanged=unchanged,
         removed=tuple(removed),
         skipped=tuple(sorted(skipped, key=lambda s: s.source)),
@@ -191,9 +270,8 @@ def indexed_text(chunk: Chunk, tokens: TokenCounting, max_tokens: int) -> str:
     return text if tokens.count(text) <= max_tokens else chunk.text
 
 
-def _parse(file: SourceFile, doc_id: str, config: AppConfig, embedder: Embedding) -> _Pending:
-    document = dataclasses.replace(load_document(file), id=doc_id)
-    chunks = chunk(document, config.chunking, embedder.tokens)
+def _prepare(document: Document, split: Splitter, embedder: Embedding) -> _Pending:
+    chunks = split(document)
     if not chunks:
         raise UnreadableFileError("no text to index")
     texts = [indexed_text(c, embedder.tokens, embedder.max_tokens) for c in chunks]

@@ -117,3 +117,22 @@ def test_sample_docs_pages_and_skips(tmp_path: Path, embedder: SentenceTransform
             for hit in hits:
                 assert hit.page_start is not None and hit.page_end is not None
                 assert hit.page_start <= page_number <= hit.page_end
+
+
+def test_parsed_documents_sync_by_the_same_rules(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    from pipeline.types import Document, Section
+
+    def doc(name: str, text: str) -> Document:
+        return Document(document_id("mem://notes", name), name, (Section(text),), f"hash-of-{text}")
+
+    notes = [doc("a", "Descale every eight weeks."), doc("b", "The grinder has 40 steps."), doc("c", "Gone soon.")]
+    app = make_app(tmp_path / "index", embedder)
+    first = app.ingest_documents(notes, "mem://notes")
+    assert sorted(first.added) == ["a", "b", "c"] and first.chunks_written == 3
+
+    second = app.ingest_documents([notes[0], doc("b", "The grinder has 30 steps.")], "mem://notes")
+    assert (second.unchanged, second.updated, second.removed) == (1, ("b",), ("c",))
+    hits = app.search("how many grinder steps", mode="bm25").results
+    assert [h.chunk.text for h in hits if h.chunk.source == "b"] == ["The grinder has 30 steps."]
+    assert app.stats()["documents"] == 2
+    app.close()

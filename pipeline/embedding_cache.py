@@ -1,0 +1,89 @@
+"""An on-disk cache of dense vectors, keyed by the model's weights and the exact text.
+
+Rebuilding an index with other BM25 or fusion settings (an evaluation sweep, a
+new index folder for the same corpus) should not pay for the embedding again.
+The key includes the size and modification time of the model's weight files,
+so a model re-trained into the same folder never serves stale vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import EmbeddingConfig
+from pipeline.embedding import SentenceTransformerEmbedder
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
+
+
+def model_identity(name: str, path: str) -> str:
+    """The name plus what changes when the weights change."""
+    folder = Path(path)
+    parts = [name]
+    if folder.is_dir():
+        for file in sorted(folder.rglob("*")):
+            if file.suffix in _WEIGHT_SUFFIXES or file.name.endswith("config.json"):
+                stat = file.stat()
+                parts.append(f"{file.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+class CachedEmbedder(SentenceTransformerEmbedder):
+    """The sentence-transformers embedder, reading and writing vectors through SQLite."""
+
+    def __init__(self, config: EmbeddingConfig | None, cache_file: str | Path) -> None:
+        super().__init__(config)
+        self.cache_file = Path(cache_file)
+        self._db: sqlite3.Connection | None = None
+        self.hits = 0
+        self.misses = 0
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.cache_file)
+            self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
+        return self._db
+
+    @cached_property
+    def identity(self) -> bytes:
+        return model_identity(self.name, self.path).encode()
+
+    def _keys(self, texts: Sequence[str]) -> list[bytes]:
+        return [hashlib.sha256(self.identity + b"\x00" + t.encode("utf-8")).digest() for t in texts]
+
+    def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        if not texts:
+            return super().embed(texts)
+        db = self._connection()
+        keys = self._keys(texts)
+        found: dict[bytes, np.ndarray] = {}
+        for begin in range(0, len(keys), 500):
+            batch = keys[begin : begin + 500]
+            marks = ",".join("?" * len(batch))
+            for key, blob in db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", batch):
+                found[key] = np.frombuffer(blob, dtype=np.float32)
+        missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
+        self.hits += len(texts) - sum(1 for k in keys if k not in found)
+        self.misses += len(missing)
+        if missing:
+            vectors = super().embed(missing, progress)
+            new_keys = self._keys(missing)
+            with db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                    [(k, v.astype(np.float32).tobytes()) for k, v in zip(new_keys, vectors)],
+                )
+            found.update(zip(new_keys, vectors))
+        return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,269 @@
+"""``ragline eval``: index a BEIR corpus through the normal pipeline and measure each mode.
+
+Two ways to cut the corpus into units:
+
+* ``documents`` (default, the BEIR/MTEB protocol): title and text joined by a
+  space make one unit; the embedder reads its first ``max_seq_length`` tokens
+  and BM25 reads all of it. This is what published figures are measured on.
+* ``chunks``: the configured chunker. A document then ranks where its best
+  chunk ranks (max chunk score), so long-document corpora can be evaluated.
+
+The index is kept in a cache folder named by a fingerprint of the corpus bytes
+and every setting that changes what is written (model, units, chunking, BM25
+k1/b, tokenizer). Evaluating the same corpus and settings again re-uses it;
+sync's content hashes make that a no-op (nothing is embedded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from connectors.beir import BeirDataset, load_beir
+from pipeline.app import Ragline
+from pipeline.bm25 import TOKENIZER_VERSION
+from pipeline.chunking import chunk_id
+from pipeline.config import AppConfig, with_index
+from pipeline.embedding import canonical_model_name
+from pipeline.embedding_cache import CachedEmbedder
+from pipeline.errors import RaglineError
+from pipeline.metrics import evaluate_run
+from pipeline.rerank import CrossEncoderReranker
+from pipeline.retrieval import HybridRetriever, Mode
+from pipeline.sync import SyncReport, document_id
+from pipeline.types import Chunk, Document, ScoredChunk, Section
+
+Units = Literal["documents", "chunks"]
+EVAL_MODES = ("bm25", "dense", "hybrid", "hybrid+rerank")
+DEPTH = 100  # Recall@100 needs a hundred documents per query
+
+
+@dataclass(frozen=True)
+class ModeResult:
+    metrics: dict[str, float]
+    latency_ms: dict[str, dict[str, float]]
+    """Per stage (embed, retrieve, fuse, rerank, total): p50 and p95 over the queries."""
+
+    def as_dict(self) -> dict[str, Any]:
+        total = self.latency_ms["total"]
+        return {
+            **{k: round(v, 5) for k, v in self.metrics.items()},
+            "latency_ms_p50": total["p50"],
+            "latency_ms_p95": total["p95"],
+            "stages_ms": self.latency_ms,
+        }
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    dataset: str
+    split: str
+    queries: int
+    documents: int
+    units: Units
+    index: Path
+    indexing: SyncReport
+    modes: dict[str, ModeResult]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "split": self.split,
+            "queries": self.queries,
+            "modes": {name: result.as_dict() for name, result in self.modes.items()},
+            "documents": self.documents,
+            "units": self.units,
+            "index": {
+                "path": str(self.index),
+                "reused": self.indexing.chunks_written == 0,
+                "chunks_written": self.indexing.chunks_written,
+                "seconds": round(self.indexing.seconds, 3),
+            },
+        }
+
+
+def parse_modes(text: str) -> tuple[str, ...]:
+    modes = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    unknown = [m for m in modes if m not in EVAL_MODES]
+    if unknown or not modes:
+        raise RaglineError(f"unknown eval mode {', '.join(unknown) or '(none)'}; choose from {', '.join(EVAL_MODES)}")
+    return modes
+
+
+def beir_documents(dataset: BeirDataset, root_uri: str) -> list[Document]:
+    """One Document per corpus entry; the title is its heading, so each chunk carries it."""
+    documents = []
+    for entry in dataset.corpus:
+        digest = hashlib.sha256(f"{entry.title}\x00{entry.text}".encode()).hexdigest()
+        documents.append(
+            Document(
+                id=document_id(root_uri, entry.id),
+                source=entry.id,
+                sections=(Section(entry.text, heading=(entry.title,) if entry.title else ()),),
+                content_hash=digest,
+                metadata={"title": entry.title} if entry.title else {},
+            )
+        )
+    return documents
+
+
+def whole_document(document: Document) -> list[Chunk]:
+    """The BEIR unit: title and text joined by a space, as BEIR and MTEB encode them."""
+    title = document.metadata.get("title", "")
+    text = f"{title} {document.text}".strip()
+    if not text:
+        return []
+    return [
+        Chunk(
+            id=chunk_id(document.id, 0, text),
+            document_id=document.id,
+            source=document.source,
+            text=text,
+            ordinal=0,
+            start=0,
+            end=len(document.text),
+        )
+    ]
+
+
+def index_fingerprint(corpus_file: Path, config: AppConfig, model: str, units: Units) -> str:
+    digest = hashlib.sha256()
+    with corpus_file.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    settings = {
+        "model": model,
+        "units": units,
+        "chunking": config.chunking.model_dump() if units == "chunks" else None,
+        "bm25": config.bm25.model_dump(),
+        "tokenizer": TOKENIZER_VERSION,
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ragline"
+
+
+def default_index_folder(dataset: BeirDataset, fingerprint: str, units: Units) -> Path:
+    return cache_root() / "eval" / f"{dataset.name}-{units}-{fingerprint}"
+
+
+def _percentiles(values: Sequence[float]) -> dict[str, float]:
+    p50, p95 = np.percentile(np.asarray(values, dtype=np.float64), [50, 95])
+    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3)}
+
+
+def _documents_in_order(results: Iterable[ScoredChunk], limit: int) -> list[str]:
+    """Each document once, where its best chunk ranks (max chunk score)."""
+    ranked = list(dict.fromkeys(r.chunk.source for r in results))
+    return ranked[:limit]
+
+
+def run_mode(
+    app: Ragline,
+    dataset: BeirDataset,
+    mode: str,
+    chunks_per_query: int,
+    progress: bool = False,
+) -> tuple[dict[str, list[str]], list[dict[str, float]]]:
+    """The ranked document ids and the stage timings of every query of the split."""
+    retriever = HybridRetriever(app.store(), app.embedder, app.config.retrieval, cache_size=0)
+    base: Mode = "hybrid" if mode == "hybrid+rerank" else mode  # type: ignore[assignment]
+    rerank_depth = app.config.rerank.candidates
+
+    def one(query: str) -> tuple[list[str], dict[str, float]]:
+        started = time.perf_counter()
+        retrieved = retriever.retrieve(query, top_k=chunks_per_query, mode=base)
+        timings = dict(retrieved.timings_ms)
+        results = retrieved.results
+        if mode == "hybrid+rerank":
+            t0 = time.perf_counter()
+            head = app.reranker.rerank(query, results[:rerank_depth], top_n=rerank_depth)
+            results = head + results[rerank_depth:]
+            timings["rerank"] = (time.perf_counter() - t0) * 1e3
+        ranked = _documents_in_order(results, DEPTH)
+        timings["total"] = (time.perf_counter() - started) * 1e3
+        return ranked, timings
+
+    items = list(dataset.queries.items())
+    one(items[0][1])  # warm-up: model load and first-call costs are not query latency
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(items, desc=mode, unit="query", leave=False)
+    run: dict[str, list[str]] = {}
+    timings: list[dict[str, float]] = []
+    for query_id, text in items:
+        run[query_id], timing = one(text) if text.strip() else ([], {"total": 0.0})
+        timings.append(timing)
+    return run, timings
+
+
+@contextmanager
+def eval_index(
+    dataset: BeirDataset,
+    config: AppConfig,
+    units: Units = "documents",
+    index: str | Path | None = None,
+    progress: bool = False,
+) -> Iterator[tuple[Ragline, SyncReport]]:
+    """An app on an index of the dataset's corpus: built, or re-used when it is up to date."""
+    fingerprint = index_fingerprint(dataset.corpus_file, config, canonical_model_name(config.embedding.model), units)
+    folder = Path(index).expanduser() if index else default_index_folder(dataset, fingerprint, units)
+    embedder = CachedEmbedder(config.embedding, cache_root() / "embeddings.sqlite")
+    try:
+        with Ragline(with_index(config, folder), embedder) as app:
+            root_uri = dataset.corpus_file.as_uri()
+            if {s.root for s in app.store(create=True).documents().values()} - {root_uri}:
+                raise RaglineError(f"index {folder} holds documents of other sources; evaluate into an empty folder")
+            split = whole_document if units == "documents" else None
+            report = app.ingest_documents(beir_documents(dataset, root_uri), root_uri, split, progress)
+            yield app, report
+    finally:
+        embedder.close()
+
+
+def evaluate_beir(
+    folder: str | Path,
+    config: AppConfig,
+    split: str = "test",
+    modes: Sequence[str] = ("bm25", "dense", "hybrid"),
+    units: Units = "documents",
+    index: str | Path | None = None,
+    progress: bool = False,
+) -> EvalReport:
+    dataset = load_beir(folder, split)
+    reranker = CrossEncoderReranker(config.rerank)
+    if "hybrid+rerank" in modes:
+        reranker.load()  # a missing reranker fails before any indexing
+    with eval_index(dataset, config, units, index, progress) as (app, report):
+        app.reranker = reranker
+        per_doc = max(1, math.ceil(app.store().count() / max(len(dataset.corpus), 1)))
+        results: dict[str, ModeResult] = {}
+        for mode in modes:
+            run, timings = run_mode(app, dataset, mode, DEPTH * per_doc, progress)
+            stages = sorted({stage for t in timings for stage in t})
+            latency = {s: _percentiles([t[s] for t in timings if s in t]) for s in stages}
+            results[mode] = ModeResult(evaluate_run(dataset.qrels, run, 10, DEPTH), latency)
+    return EvalReport(
+        dataset=dataset.name,
+        split=split,
+        queries=len(dataset.queries),
+        documents=len(dataset.corpus),
+        units=units,
+        index=app.index_path,
+        indexing=report,
+        modes=results,
+    )

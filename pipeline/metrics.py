@@ -1,0 +1,37 @@
+"""IR metrics through pytrec_eval (trec_eval's own C code, as BEIR and MTEB use it).
+
+Runs are ranked lists; trec_eval sorts by score and breaks ties by document id,
+so each list is given strictly decreasing scores and its order is kept exactly.
+A query with no results still counts, as zero, in every mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+Run = Mapping[str, Sequence[str]]
+Qrels = Mapping[str, Mapping[str, int]]
+
+
+def _scored(run: Run, depth: int) -> dict[str, dict[str, float]]:
+    return {q: {d: float(depth - rank) for rank, d in enumerate(docs[:depth])} for q, docs in run.items() if docs}
+
+
+def evaluate_run(qrels: Qrels, run: Run, k: int = 10, recall_depth: int = 100) -> dict[str, float]:
+    """Mean nDCG@k, Recall@recall_depth and MRR@k over every query in ``qrels``."""
+    import pytrec_eval
+
+    judged = {q: dict(docs) for q, docs in qrels.items()}
+    if not judged:
+        raise ValueError("qrels are empty")
+    ranking = pytrec_eval.RelevanceEvaluator(judged, {f"ndcg_cut.{k}", f"recall.{recall_depth}"})
+    # MRR@k is trec_eval's recip_rank on the run cut to k.
+    reciprocal = pytrec_eval.RelevanceEvaluator(judged, {"recip_rank"})
+    full = ranking.evaluate(_scored(run, max(k, recall_depth)))
+    top = reciprocal.evaluate(_scored(run, k))
+    n = len(judged)
+    return {
+        f"ndcg@{k}": sum(full[q][f"ndcg_cut_{k}"] for q in full) / n,
+        f"recall@{recall_depth}": sum(full[q][f"recall_{recall_depth}"] for q in full) / n,
+        f"mrr@{k}": sum(top[q]["recip_rank"] for q in top) / n,
+    }
