@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,9 @@ def test_eval_reports_every_mode_and_reuses_the_index(mini_scifact: Path, cache_
     assert set(first["modes"]["hybrid"]["stages_ms"]) == {"embed", "retrieve", "fuse", "payload", "total"}
     assert first["index"]["chunks_written"] == N_DOCS and not first["index"]["reused"]
     assert Path(first["index"]["path"]).is_relative_to(cache_env["XDG_CACHE_HOME"])
+    # Abstracts go through the embedding cache; queries never do, so their latency is the model's.
+    with sqlite3.connect(Path(cache_env["XDG_CACHE_HOME"]) / "ragline" / "embeddings.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM vectors").fetchone() == (N_DOCS,)
 
     again = eval_json(mini_scifact, cache_env, "--modes", "hybrid")
     assert again["index"] == {**first["index"], "reused": True, "chunks_written": 0, "seconds": again["index"]["seconds"]}
