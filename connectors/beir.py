@@ -47,7 +47,7 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
             except json.JSONDecodeError as exc:
                 raise RaglineError(f"{path.name} line {number}: not JSON ({exc.msg})") from None
             if not isinstance(row, dict) or not isinstance(row.get("_id"), str | int):
-                raise RaglineError(f"{path.name} line {number}: a JSON object with an \"_id\" is expected")
+                raise RaglineError(f'{path.name} line {number}: a JSON object with an "_id" is expected')
             rows.append((number, row))
     if not rows:
         raise RaglineError(f"{path} is empty")

@@ -176,7 +176,9 @@ def stats(app: Any, as_json: bool) -> None:
 
 
 @main.command(name="eval")
-@click.option("--beir", "beir", required=True, type=click.Path(exists=True, file_okay=False), help="BEIR-format folder.")
+@click.option(
+    "--beir", "beir", required=True, type=click.Path(exists=True, file_okay=False), help="BEIR-format folder."
+)
 @click.option("--split", default="test", show_default=True, help="Which qrels/<split>.tsv to evaluate.")
 @click.option(
     "--modes",
@@ -206,7 +208,13 @@ def eval_command(
     from pipeline.evaluate import evaluate_beir, parse_modes
 
     report = evaluate_beir(
-        beir, app.config, split, parse_modes(modes), units, eval_index, progress=_progress_enabled()  # type: ignore[arg-type]
+        beir,
+        app.config,
+        split,
+        parse_modes(modes),
+        "chunks" if units == "chunks" else "documents",
+        eval_index,
+        progress=_progress_enabled(),
     )
     if as_json:
         click.echo(json.dumps(report.as_dict()))

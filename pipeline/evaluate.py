@@ -40,7 +40,7 @@ from pipeline.errors import RaglineError
 from pipeline.metrics import evaluate_run
 from pipeline.rerank import CrossEncoderReranker
 from pipeline.retrieval import HybridRetriever, Mode
-from pipeline.sync import SyncReport, document_id
+from pipeline.sync import SyncReport, document_id, file_hash
 from pipeline.types import Chunk, Document, ScoredChunk, Section
 
 Units = Literal["documents", "chunks"]
@@ -137,10 +137,7 @@ def whole_document(document: Document) -> list[Chunk]:
 
 
 def index_fingerprint(corpus_file: Path, config: AppConfig, model: str, units: Units) -> str:
-    digest = hashlib.sha256()
-    with corpus_file.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    digest = hashlib.sha256(file_hash(corpus_file).encode())
     settings = {
         "model": model,
         "units": units,

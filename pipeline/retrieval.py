@@ -174,7 +174,5 @@ class HybridRetriever:
             if f.id in chunks  # a point deleted by a concurrent sync since the search
         ]
         t4 = time.perf_counter()
-        timings.update(
-            embed=(t1 - t0) * 1e3, retrieve=(t2 - t1) * 1e3, fuse=(t3 - t2) * 1e3, payload=(t4 - t3) * 1e3
-        )
+        timings.update(embed=(t1 - t0) * 1e3, retrieve=(t2 - t1) * 1e3, fuse=(t3 - t2) * 1e3, payload=(t4 - t3) * 1e3)
         return Retrieved(results, timings)

@@ -78,7 +78,12 @@ def test_eval_reports_every_mode_and_reuses_the_index(mini_scifact: Path, cache_
         assert db.execute("SELECT count(*) FROM vectors").fetchone() == (N_DOCS,)
 
     again = eval_json(mini_scifact, cache_env, "--modes", "hybrid")
-    assert again["index"] == {**first["index"], "reused": True, "chunks_written": 0, "seconds": again["index"]["seconds"]}
+    assert again["index"] == {
+        **first["index"],
+        "reused": True,
+        "chunks_written": 0,
+        "seconds": again["index"]["seconds"],
+    }
     assert again["modes"]["hybrid"]["ndcg@10"] == first["modes"]["hybrid"]["ndcg@10"]
 
 
@@ -130,6 +135,8 @@ def test_eval_refuses_an_index_that_holds_other_documents(
 
 def test_bad_beir_folder_and_mode_are_one_line_errors(mini_scifact: Path, cache_env: dict[str, str]) -> None:
     result = ragline("eval", "--beir", str(mini_scifact), "--split", "dev", env=cache_env)
-    assert result.exit_code == 1 and result.stderr.strip() == "error: BEIR folder has no qrels/dev.tsv; splits found: test"
+    assert (
+        result.exit_code == 1 and result.stderr.strip() == "error: BEIR folder has no qrels/dev.tsv; splits found: test"
+    )
     result = ragline("eval", "--beir", str(mini_scifact), "--modes", "bm25,colbert", env=cache_env)
     assert result.exit_code == 1 and "unknown eval mode colbert" in result.stderr
