@@ -21,7 +21,7 @@ from pipeline.filters import SearchFilter
 from pipeline.prompt import Prompt, build_prompt
 from pipeline.rerank import CrossEncoderReranker
 from pipeline.retrieval import HybridRetriever, Mode
-from pipeline.store import EdgeStore, IndexMeta
+from pipeline.store import EdgeStore, IndexMeta, Store
 from pipeline.sync import Splitter, SyncReport, sync_documents, sync_folder
 from pipeline.types import Document, ScoredChunk
 
@@ -70,7 +70,7 @@ class Ragline:
         self.config = config or load_config()
         self.embedder = embedder or SentenceTransformerEmbedder(self.config.embedding)
         self.reranker = CrossEncoderReranker(self.config.rerank)
-        self._store: EdgeStore | None = None
+        self._store: Store | None = None
         self._retriever: HybridRetriever | None = None
 
     @property
@@ -86,12 +86,20 @@ class Ragline:
             tokenizer=TOKENIZER_VERSION,
         )
 
-    def store(self, create: bool = False, check_model: bool = True) -> EdgeStore:
+    def store(self, create: bool = False, check_model: bool = True) -> Store:
+        """The embedded index, or the Qdrant server when ``qdrant.url`` is set."""
         if self._store is None:
             # A missing index is reported by open() before any model loads.
-            exists = (self.index_path / "meta.json").exists()
-            wants_meta = create or (check_model and exists)
-            self._store = EdgeStore.open(self.index_path, self._meta() if wants_meta else None)
+            if self.config.qdrant.enabled:
+                from pipeline.server_store import ServerStore
+
+                exists = ServerStore.exists(self.config.qdrant)
+                wants_meta = create or (check_model and exists)
+                self._store = ServerStore.open(self.config.qdrant, self._meta() if wants_meta else None)
+            else:
+                exists = (self.index_path / "meta.json").exists()
+                wants_meta = create or (check_model and exists)
+                self._store = EdgeStore.open(self.index_path, self._meta() if wants_meta else None)
         return self._store
 
     def close(self) -> None:
@@ -129,7 +137,7 @@ class Ragline:
         store.save_config(config_to_dict(self.config))
         return report
 
-    def _writable_store(self) -> EdgeStore:
+    def _writable_store(self) -> Store:
         store = self.store(create=True)
         wanted = (self.config.bm25.k1, self.config.bm25.b, TOKENIZER_VERSION)
         have = (store.meta.k1, store.meta.b, store.meta.tokenizer)
@@ -204,6 +212,6 @@ class Ragline:
             "chunks": store.count(),
             "model": store.meta.model,
             "dimension": store.meta.dimension,
-            "store": "qdrant-edge",
-            "index_path": str(self.index_path),
+            "store": store.kind,
+            "location": store.location,
         }

@@ -53,9 +53,15 @@ class _Group(click.Group):
     type=click.Path(dir_okay=False),
     help="TOML config file (env RAGLINE_CONFIG).",
 )
+@click.option(
+    "--qdrant-url",
+    envvar="RAGLINE_QDRANT_URL",
+    default=None,
+    help="Use this Qdrant server or cluster instead of the embedded index (env RAGLINE_QDRANT_URL).",
+)
 @click.version_option(package_name="ragline")
 @click.pass_context
-def main(ctx: click.Context, index: str | None, config_file: str | None) -> None:
+def main(ctx: click.Context, index: str | None, config_file: str | None, qdrant_url: str | None) -> None:
     """ragline: hybrid (BM25 + dense) retrieval with citations, on Qdrant."""
     import logging
 
@@ -66,6 +72,8 @@ def main(ctx: click.Context, index: str | None, config_file: str | None) -> None
     config = load_config(config_file)
     if index:
         config = with_index(config, index)
+    if qdrant_url:
+        config = config.model_copy(update={"qdrant": config.qdrant.model_copy(update={"url": qdrant_url})})
     app = Ragline(config)
     ctx.obj = app
     ctx.call_on_close(app.close)

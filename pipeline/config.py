@@ -125,6 +125,40 @@ class IndexConfig(_Section):
     path: str = ".ragline"
 
 
+class QdrantConfig(_Section):
+    """A Qdrant server or cluster. Empty ``url``: the embedded Qdrant Edge index in ``index.path``."""
+
+    url: str = ""
+    api_key_env: str = "QDRANT_API_KEY"
+    collection: str = Field("ragline", pattern=r"^[A-Za-z0-9_-]{1,200}$")
+    prefer_grpc: bool = False
+    grpc_port: int = Field(6334, ge=1, le=65535)
+    timeout_s: float = Field(30.0, gt=0)
+    shard_number: int = Field(1, ge=1, le=1000)
+    replication_factor: int = Field(1, ge=1, le=100)
+    write_consistency_factor: int = Field(1, ge=1, le=100)
+    on_disk: bool = False
+    """Keep dense vectors and payloads on disk (memory-mapped) instead of in RAM."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+
+class ServerConfig(_Section):
+    """``ragline serve``: the HTTP API."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_key: str = ""
+    """Bearer key; RAGLINE_API_KEY in the environment takes precedence. Empty: no auth."""
+    sources: dict[str, str] = {}
+    """Folders POST /ingest may sync, by name: {"docs" = "/srv/docs"}. Requests name one; never a path."""
+    max_query_chars: int = Field(2000, ge=1)
+    max_top_k: int = Field(100, ge=1, le=1000)
+    max_body_bytes: int = Field(65536, ge=1024)
+
+
 class AppConfig(_Section):
     index: IndexConfig = IndexConfig()
     source: SourceConfig = SourceConfig()
@@ -135,6 +169,8 @@ class AppConfig(_Section):
     rerank: RerankConfig = RerankConfig()
     prompt: PromptConfig = PromptConfig()
     llm: LLMConfig = LLMConfig()
+    qdrant: QdrantConfig = QdrantConfig()
+    server: ServerConfig = ServerConfig()
 
 
 def _describe(error: ValidationError, origin: str) -> str:

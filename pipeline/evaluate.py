@@ -33,7 +33,7 @@ from connectors.beir import BeirDataset, load_beir
 from pipeline.app import Ragline
 from pipeline.bm25 import TOKENIZER_VERSION
 from pipeline.chunking import chunk_id
-from pipeline.config import AppConfig, with_index
+from pipeline.config import AppConfig, QdrantConfig, with_index
 from pipeline.embedding import SentenceTransformerEmbedder, canonical_model_name
 from pipeline.embedding_cache import CachedEmbedder
 from pipeline.errors import RaglineError
@@ -228,7 +228,9 @@ def eval_index(
     folder = Path(index).expanduser() if index else default_index_folder(dataset, fingerprint, units)
     embedder = CachedEmbedder(config.embedding, cache_root() / "embeddings.sqlite")
     try:
-        with Ragline(with_index(config, folder), embedder) as app:
+        # Always embedded: an evaluation never writes a corpus into a configured Qdrant server.
+        local = with_index(config, folder).model_copy(update={"qdrant": QdrantConfig()})
+        with Ragline(local, embedder) as app:
             root_uri = dataset.corpus_file.as_uri()
             if {s.root for s in app.store(create=True).documents().values()} - {root_uri}:
                 raise RaglineError(f"index {folder} holds documents of other sources; evaluate into an empty folder")

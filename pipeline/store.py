@@ -89,9 +89,17 @@ class Hit:
 
 
 class Store(Protocol):
-    """What sync and retrieval need from a vector store."""
+    """What sync, retrieval and the app need from a vector store (embedded or server)."""
 
     meta: IndexMeta
+    kind: str
+    """"qdrant-edge" or "qdrant-server", for stats and logs."""
+    location: str
+    """The index folder, or the server URL and collection."""
+
+    def save_config(self, config: dict[str, Any]) -> None: ...
+
+    def sources(self) -> list[str]: ...
 
     def upsert(
         self,
@@ -200,8 +208,11 @@ def read_meta(folder: Path) -> IndexMeta | None:
 class EdgeStore:
     """Qdrant Edge, in-process. Open with :meth:`open`; close (or use ``with``) to release the folder."""
 
+    kind = "qdrant-edge"
+
     def __init__(self, folder: Path, shard: qdrant_edge.EdgeShard, meta: IndexMeta, lock: _FolderLock) -> None:
         self.folder = folder
+        self.location = str(folder)
         self.meta = meta
         self._shard = shard
         self._lock = lock

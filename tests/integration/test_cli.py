@@ -52,9 +52,9 @@ def test_stats_json(cli_index: tuple[Path, Path]) -> None:
     result = run("--index", str(index), "stats", "--json")
     assert result.exit_code == 0
     stats = json.loads(result.stdout)
-    assert set(stats) == {"documents", "chunks", "model", "dimension", "store", "index_path"}
+    assert set(stats) == {"documents", "chunks", "model", "dimension", "store", "location"}
     assert stats["documents"] == 5 and stats["dimension"] == 384 and stats["model"] == "all-MiniLM-L6-v2"
-    assert stats["store"] == "qdrant-edge" and stats["index_path"] == str(index.resolve())
+    assert stats["store"] == "qdrant-edge" and stats["location"] == str(index.resolve())
 
 
 def test_search_json_contract(cli_index: tuple[Path, Path]) -> None:
