@@ -7,6 +7,7 @@ on first use.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,13 +17,13 @@ from typing import Any
 from pipeline.bm25 import TOKENIZER_VERSION
 from pipeline.config import AppConfig, Fusion, config_to_dict, load_config
 from pipeline.embedding import SentenceTransformerEmbedder
-from pipeline.errors import ModelUnavailableError, RaglineError
+from pipeline.errors import IndexUnavailableError, ModelUnavailableError, RaglineError
 from pipeline.filters import SearchFilter
 from pipeline.prompt import Prompt, build_prompt
 from pipeline.rerank import CrossEncoderReranker
 from pipeline.retrieval import HybridRetriever, Mode
 from pipeline.store import EdgeStore, IndexMeta, Store
-from pipeline.sync import Splitter, SyncReport, sync_documents, sync_folder
+from pipeline.sync import Progress, Splitter, SyncReport, sync_documents, sync_folder
 from pipeline.types import Document, ScoredChunk
 
 
@@ -72,6 +73,7 @@ class Ragline:
         self.reranker = CrossEncoderReranker(self.config.rerank)
         self._store: Store | None = None
         self._retriever: HybridRetriever | None = None
+        self._opening = threading.RLock()  # the HTTP API opens the index from worker threads
 
     @property
     def index_path(self) -> Path:
@@ -88,6 +90,10 @@ class Ragline:
 
     def store(self, create: bool = False, check_model: bool = True) -> Store:
         """The embedded index, or the Qdrant server when ``qdrant.url`` is set."""
+        with self._opening:
+            return self._open_store(create, check_model)
+
+    def _open_store(self, create: bool, check_model: bool) -> Store:
         if self._store is None:
             # A missing index is reported by open() before any model loads.
             if self.config.qdrant.enabled:
@@ -115,7 +121,7 @@ class Ragline:
         self.close()
 
     # -- writing ---------------------------------------------------------------------------
-    def ingest(self, path: str | Path, progress: bool = False) -> SyncReport:
+    def ingest(self, path: str | Path, progress: Progress = False) -> SyncReport:
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise RaglineError(f"cannot ingest {str(path)!r}: not a folder")
@@ -129,7 +135,7 @@ class Ragline:
         documents: Iterable[Document],
         root_uri: str,
         split: Splitter | None = None,
-        progress: bool = False,
+        progress: Progress = False,
     ) -> SyncReport:
         """Sync already-parsed documents as one collection named ``root_uri``."""
         store = self._writable_store()
@@ -151,9 +157,18 @@ class Ragline:
     # -- reading ---------------------------------------------------------------------------
     @property
     def retriever(self) -> HybridRetriever:
-        if self._retriever is None:
-            self._retriever = HybridRetriever(self.store(), self.embedder, self.config.retrieval)
-        return self._retriever
+        with self._opening:
+            if self._retriever is None:
+                self._retriever = HybridRetriever(self.store(), self.embedder, self.config.retrieval)
+            return self._retriever
+
+    def warm_up(self) -> None:
+        """Load the embedder and open the index now, so that the first request is not the slow one."""
+        self.embedder.embed(["warm up"])
+        try:
+            self.store()
+        except IndexUnavailableError:
+            pass  # no index yet: the first ingest creates it
 
     def search(
         self,

@@ -183,6 +183,17 @@ def stats(app: Any, as_json: bool) -> None:
             click.echo(f"{key:>10}: {value}")
 
 
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on (default: [server] host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: [server] port, 8000).")
+@click.pass_obj
+def serve(app: Any, host: str | None, port: int | None) -> None:
+    """Run the HTTP API (FastAPI + uvicorn) on this index; OpenAPI docs at /docs."""
+    from pipeline.server import serve as run_server
+
+    run_server(app, host or app.config.server.host, port or app.config.server.port)
+
+
 @main.command(name="eval")
 @click.option(
     "--beir", "beir", required=True, type=click.Path(exists=True, file_okay=False), help="BEIR-format folder."

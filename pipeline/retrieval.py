@@ -8,6 +8,7 @@ that weighted score fusion, which Qdrant does not offer, is available too.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -122,16 +123,19 @@ class HybridRetriever:
         self.config = config
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
 
     def _embed(self, query: str) -> np.ndarray:
-        vector = self._cache.get(query)
-        if vector is None:
-            vector = self.embedder.embed([query])[0]
+        with self._cache_lock:  # the HTTP API retrieves from several threads
+            vector = self._cache.get(query)
+            if vector is not None:
+                self._cache.move_to_end(query)
+                return vector
+        vector = self.embedder.embed([query])[0]
+        with self._cache_lock:
             self._cache[query] = vector
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(query)
         return vector
 
     def retrieve(

@@ -97,12 +97,34 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _progress(iterable: Iterable[Any], total: int, desc: str, enabled: bool) -> Iterable[Any]:
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
+ProgressCallback = Callable[[str, int, int], None]
+"""Called with (phase, done, total) as a sync goes: "parsing" files, then "embedding" chunks."""
+Progress = bool | ProgressCallback
 
-    return tqdm(iterable, total=total, desc=desc, unit="file", leave=False)
+
+class _Phase:
+    """One phase of a sync, shown as a tqdm bar (progress=True) or reported to a callback."""
+
+    def __init__(self, progress: Progress, name: str, total: int, unit: str) -> None:
+        self.name, self.total, self.done = name, total, 0
+        self._callback = progress if callable(progress) else None
+        self._bar = None
+        if progress is True and total:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=name, unit=unit, leave=False)
+        self.advance(0)
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if self._bar is not None and n:
+            self._bar.update(n)
+        if self._callback is not None:
+            self._callback(self.name, self.done, self.total)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 Splitter = Callable[[Document], list[Chunk]]
@@ -113,7 +135,7 @@ def sync_folder(
     store: Store,
     embedder: Embedding,
     config: AppConfig,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> SyncReport:
     """Bring the index in step with ``root``: add, update and remove documents."""
     started = time.perf_counter()
@@ -135,7 +157,9 @@ def sync_folder(
     pending: list[_Pending] = []
     unchanged = 0
     split = _default_splitter(config, embedder)
-    for file in _progress(scan.files, len(scan.files), "parsing", progress):
+    parsing = _Phase(progress, "parsing", len(scan.files), "file")
+    for file in scan.files:
+        parsing.advance()
         doc_id = document_id(root_uri, file.source)
         state = indexed.get(doc_id)
         try:
@@ -148,6 +172,7 @@ def sync_folder(
             skipped.append(SkippedFile(file.source, str(exc)))
         except OSError as exc:
             skipped.append(SkippedFile(file.source, f"cannot read: {exc.strerror or exc}"))
+    parsing.close()
 
     written, removed = _commit(pending, indexed, present, store, embedder, config, root_uri, progress)
     return _report(str(folder), pending, indexed, unchanged, removed, skipped, written, started)
@@ -160,7 +185,7 @@ def sync_documents(
     embedder: Embedding,
     config: AppConfig,
     split: Splitter | None = None,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> SyncReport:
     """Sync documents that arrive parsed (a BEIR corpus, say), by the same rules as a folder.
 
@@ -215,7 +240,7 @@ def _commit(
     embedder: Embedding,
     config: AppConfig,
     root_uri: str,
-    progress: bool,
+    progress: Progress,
 ) -> tuple[int, list[str]]:
     """Write the pending documents, then remove the ones no longer present."""
     rewritten = {p.document.id for p in pending}
@@ -285,15 +310,11 @@ def _write(
     config: AppConfig,
     avg_len: float,
     root_uri: str,
-    progress: bool,
+    progress: Progress,
 ) -> int:
     """Embed in batches across documents; finish each document by deleting its stale points."""
     queue = [(p, i) for p in pending for i in range(len(p.chunks))]
-    bar = None
-    if progress and queue:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(queue), desc="embedding", unit="chunk", leave=False)
+    embedding = _Phase(progress, "embedding", len(queue), "chunk")
     for begin in range(0, len(queue), WRITE_BATCH_CHUNKS):
         batch = queue[begin : begin + WRITE_BATCH_CHUNKS]
         texts = [p.texts[i] for p, i in batch]
@@ -318,8 +339,6 @@ def _write(
             p.written.append(p.chunks[i].id)
             if len(p.written) == len(p.chunks):
                 store.delete_document(p.document.id, keep=p.written)
-        if bar is not None:
-            bar.update(len(batch))
-    if bar is not None:
-        bar.close()
+        embedding.advance(len(batch))
+    embedding.close()
     return len(queue)

@@ -6,9 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 from tests.conftest import DEMO_DOCS
+from tests.integration.conftest import ChatServer
 
 pytestmark = pytest.mark.integration
 
@@ -113,32 +111,6 @@ def test_second_process_gets_lock_error(cli_index: tuple[Path, Path]) -> None:
     assert len(lines) == 1 and "in use by another process" in lines[0] and "pid" in lines[0]
 
 
-class _ChatHandler(BaseHTTPRequestHandler):
-    requests: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-        reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": "Every 8 weeks [1]."}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def chat_server() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _ChatHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
-
-
 def test_ask_prints_prompt_and_sources(cli_index: tuple[Path, Path]) -> None:
     index, _ = cli_index
     result = run("--index", str(index), "ask", "How often should I descale?", "--no-rerank")
@@ -149,13 +121,12 @@ def test_ask_prints_prompt_and_sources(cli_index: tuple[Path, Path]) -> None:
     assert "no LLM endpoint configured" in out
 
 
-def test_ask_sends_prompt_to_llm(cli_index: tuple[Path, Path], chat_server: str, tmp_path: Path) -> None:
+def test_ask_sends_prompt_to_llm(cli_index: tuple[Path, Path], chat_server: ChatServer, tmp_path: Path) -> None:
     index, _ = cli_index
     config = tmp_path / "llm.toml"
     config.write_text(
-        f'[llm]\nbase_url = "{chat_server}"\nmodel = "tiny-chat"\n[rerank]\nenabled = false\n', encoding="utf-8"
+        f'[llm]\nbase_url = "{chat_server.url}"\nmodel = "tiny-chat"\n[rerank]\nenabled = false\n', encoding="utf-8"
     )
-    _ChatHandler.requests.clear()
     result = run(
         "--config",
         str(config),
@@ -170,7 +141,7 @@ def test_ask_sends_prompt_to_llm(cli_index: tuple[Path, Path], chat_server: str,
     data = json.loads(result.stdout)
     assert data["answer"] == "Every 8 weeks [1]."
     assert data["sources"][0]["citation"] == "aurora-2-manual.pdf, p. 2"
-    sent = _ChatHandler.requests[0]
+    sent = chat_server.requests[0]
     assert sent["path"] == "/v1/chat/completions" and sent["auth"] == "Bearer sk-test"
     assert sent["body"]["model"] == "tiny-chat"
     assert sent["body"]["messages"][0]["content"] == data["prompt"] and "8 weeks" in data["prompt"]

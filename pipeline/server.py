@@ -1,0 +1,305 @@
+"""The HTTP API (FastAPI): search, context, ask, ingest jobs, health and stats.
+
+A thin shell over :class:`pipeline.app.Ragline`, like the CLI. Request models
+are built from ``[server]`` so their limits (query length, top_k) show in the
+OpenAPI schema and fail with a 422 that names the field. Ingest only syncs
+folders named in ``server.sources``: a request names a source, never a path.
+"""
+
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+import secrets
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pipeline.app import Ragline
+from pipeline.config import Fusion, ServerConfig
+from pipeline.errors import IndexUnavailableError, ModelUnavailableError, RaglineError
+
+API_KEY_ENV = "RAGLINE_API_KEY"
+
+
+@dataclass
+class Job:
+    """One ingest run, as GET /jobs/{id} reports it."""
+
+    id: str
+    source: str
+    status: Literal["queued", "running", "done", "failed"] = "queued"
+    phase: str | None = None
+    done: int = 0
+    total: int = 0
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "status": self.status,
+            "progress": {"phase": self.phase, "done": self.done, "total": self.total},
+            "summary": self.summary,
+            "error": self.error,
+            "created": self.created,
+            "finished": self.finished,
+        }
+
+
+class Jobs:
+    """Ingest jobs run one at a time on one worker thread: syncs of one index never overlap."""
+
+    def __init__(self, rag: Ragline) -> None:
+        self._rag = rag
+        self._jobs: dict[str, Job] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragline-ingest")
+        self.last_sync: dict[str, Any] | None = None
+
+    def submit(self, source: str, folder: str) -> Job:
+        job = Job(id=uuid.uuid4().hex, source=source)
+        self._jobs[job.id] = job
+        self._pool.submit(self._run, job, folder)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def _run(self, job: Job, folder: str) -> None:
+        job.status = "running"
+
+        def progress(phase: str, done: int, total: int) -> None:
+            job.phase, job.done, job.total = phase, done, total
+
+        try:
+            report = self._rag.ingest(folder, progress=progress)
+        except Exception as exc:  # reported on the job; the server goes on
+            job.status, job.error = "failed", str(exc) if isinstance(exc, RaglineError) else repr(exc)
+        else:
+            job.status, job.summary = "done", report.as_dict()
+            self.last_sync = {"job": job.id, "source": job.source, "finished": time.time(), **report.as_dict()}
+        job.finished = time.time()
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes with 413, counting as they stream in
+    (a chunked upload has no Content-Length to check up front)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        from fastapi import HTTPException
+
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = HTTPException(413, f"request body over {self.limit} bytes")
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            from fastapi.responses import JSONResponse
+
+            await JSONResponse({"error": too_large.detail}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Any:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise too_large
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def api_key(config: ServerConfig) -> str:
+    return os.environ.get(API_KEY_ENV) or config.api_key
+
+
+def create_app(rag: Ragline) -> Any:
+    """The FastAPI application for one Ragline (one index, one config)."""
+    from fastapi import Depends, FastAPI, HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+    from pydantic import BaseModel, ConfigDict, Field
+
+    limits = rag.config.server
+    jobs = Jobs(rag)
+    bearer = HTTPBearer(auto_error=False)
+
+    class Filters(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        path: str | None = Field(None, description="Folder/file prefix or glob over source paths.")
+        file_types: list[str] = Field(default_factory=list, max_length=50, description='e.g. ["pdf", "md"]')
+        fields: dict[str, str | int | bool] = Field(default_factory=dict, description="Exact payload matches.")
+
+    class SearchRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        query: str = Field(min_length=1, max_length=limits.max_query_chars)
+        top_k: int | None = Field(None, ge=1, le=limits.max_top_k)
+        filters: Filters | None = None
+        fusion: Fusion | None = None
+        mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+        rerank: bool | None = None
+
+        def search_args(self) -> dict[str, Any]:
+            from pipeline.filters import SearchFilter
+
+            where = None
+            if self.filters is not None:
+                types = tuple(t.lower().lstrip(".") for t in self.filters.file_types if t)
+                where = SearchFilter(self.filters.path or None, types, tuple(self.filters.fields.items()))
+            return {
+                "top_k": self.top_k,
+                "where": where,
+                "fusion": self.fusion,
+                "mode": self.mode,
+                "rerank": self.rerank,
+            }
+
+    class ContextRequest(SearchRequest):
+        query: str = Field(min_length=1, max_length=limits.max_query_chars, description="The user's question.")
+        budget: int | None = Field(None, ge=32, le=100_000, description="Context token budget.")
+
+    class IngestRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        source: str = Field(description=f"One of the configured sources: {sorted(limits.sources) or 'none configured'}")
+
+    def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        key = api_key(limits)
+        if not key:
+            return
+        if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), key.encode()):
+            raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        yield
+        jobs.shutdown()
+
+    app = FastAPI(
+        title="ragline",
+        description="Hybrid (BM25 + dense) retrieval with citations, on Qdrant.",
+        version=_version(),
+        lifespan=lifespan,
+    )
+    app.state.rag, app.state.jobs = rag, jobs
+
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"error": "; ".join(problems), "detail": exc.errors()}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RaglineError)
+    async def domain_error(_: Request, exc: RaglineError) -> JSONResponse:
+        from pipeline.llm import LLMError
+
+        status = 400
+        if isinstance(exc, IndexUnavailableError | ModelUnavailableError):
+            status = 503
+        elif isinstance(exc, LLMError):
+            status = 502  # the LLM endpoint failed, not the request
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    guarded = [Depends(authorize)]
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        """Liveness, without auth: the process answers."""
+        return {"status": "ok", "version": _version()}
+
+    @app.get("/stats", dependencies=guarded)
+    def stats() -> dict[str, Any]:
+        return {**rag.stats(), "last_sync": jobs.last_sync}
+
+    @app.post("/search", dependencies=guarded)
+    def search(request: SearchRequest) -> dict[str, Any]:
+        """Ranked chunks with per-stage scores, citations and per-stage timings."""
+        return dict(rag.search(request.query, **request.search_args()).as_dict())
+
+    @app.post("/context", dependencies=guarded)
+    def context(request: ContextRequest) -> dict[str, Any]:
+        """Prompt-ready context for a chatbot: numbered, cited blocks within the token budget."""
+        prompt, response = rag.context(request.query, request.budget, **request.search_args())
+        return {
+            "query": request.query,
+            "context": "\n\n".join(b.render() for b in prompt.blocks),
+            "prompt": prompt.text,
+            "blocks": [
+                {
+                    "number": b.number,
+                    "citation": b.citation,
+                    "source": b.source,
+                    "page": b.page,
+                    "heading": " > ".join(b.heading) or None,
+                    "text": b.text,
+                    "chunk_ids": list(b.chunk_ids),
+                    "score": b.score,
+                }
+                for b in prompt.blocks
+            ],
+            "token_count": prompt.token_count,
+            "budget": prompt.budget,
+            "dropped_chunks": prompt.dropped_chunks,
+            "timings_ms": {k: round(v, 3) for k, v in response.timings_ms.items()},
+        }
+
+    @app.post("/ask", dependencies=guarded)
+    def ask(request: ContextRequest) -> dict[str, Any]:
+        """Answer through the configured OpenAI-compatible endpoint."""
+        from pipeline.render import answer_dict
+
+        if not rag.config.llm.configured:
+            raise HTTPException(503, "no LLM endpoint configured: set [llm] base_url and model in the config")
+        return answer_dict(rag.ask(request.query, request.budget, **request.search_args()))
+
+    @app.post("/ingest", dependencies=guarded, status_code=202)
+    def ingest(request: IngestRequest) -> dict[str, Any]:
+        """Start a sync of a configured source; poll GET /jobs/{id}."""
+        folder = limits.sources.get(request.source)
+        if folder is None:
+            known = ", ".join(sorted(limits.sources)) or "none configured ([server] sources)"
+            raise HTTPException(404, f"unknown source {request.source!r}; known sources: {known}")
+        return jobs.submit(request.source, folder).as_dict()
+
+    @app.get("/jobs/{job_id}", dependencies=guarded)
+    def job(job_id: str) -> dict[str, Any]:
+        found = jobs.get(job_id)
+        if found is None:
+            raise HTTPException(404, f"no job {job_id!r}")
+        return found.as_dict()
+
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ragline")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"
+
+
+def serve(rag: Ragline, host: str, port: int) -> None:
+    import uvicorn
+
+    rag.warm_up()
+    uvicorn.run(create_app(rag), host=host, port=port, log_level="info")

@@ -1,0 +1,237 @@
+"""The HTTP API: a real uvicorn server on loopback (httpx), plus in-process checks (TestClient)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pipeline.app import Ragline
+from pipeline.embedding import SentenceTransformerEmbedder
+from pipeline.server import create_app
+from tests.conftest import DEMO_DOCS
+from tests.integration.conftest import ChatServer, make_app
+
+pytestmark = pytest.mark.integration
+
+KEY = "test-key-123"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+QUESTION = "How often should I descale the machine?"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """uvicorn in a thread, on a free loopback port; stopped by the fixture."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.url = f"http://127.0.0.1:{_free_port()}"
+        port = int(self.url.rsplit(":", 1)[1])
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("api-docs") / "docs"
+    shutil.copytree(DEMO_DOCS, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def rag(
+    tmp_path_factory: pytest.TempPathFactory, docs: Path, embedder: SentenceTransformerEmbedder
+) -> Iterator[Ragline]:
+    app = make_app(
+        tmp_path_factory.mktemp("api-index"),
+        embedder,
+        server={"api_key": KEY, "sources": {"demo": str(docs)}, "max_top_k": 20, "max_body_bytes": 4096},
+    )
+    app.ingest(docs)
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def live(rag: Ragline) -> Iterator[httpx.Client]:
+    with LiveServer(create_app(rag)) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        yield client
+
+
+def test_health_needs_no_key_and_everything_else_does(live: httpx.Client) -> None:
+    assert live.get("/health").json()["status"] == "ok"
+    missing = live.post("/search", json={"query": QUESTION})
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    wrong = live.get("/stats", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json() == {"error": "missing or wrong API key"}
+
+
+def test_search_returns_cited_chunks_with_scores_and_timings(live: httpx.Client) -> None:
+    response = live.post("/search", json={"query": QUESTION, "top_k": 3}, headers=AUTH)
+    assert response.status_code == 200
+    data = response.json()
+    first = data["results"][0]
+    assert (first["source"], first["page"]) == ("aurora-2-manual.pdf", "2") and "8 weeks" in first["text"]
+    assert set(first["scores"]) == {"dense", "bm25", "fused", "rerank"} and first["scores"]["fused"] is not None
+    assert len(data["results"]) == 3
+    assert {"embed", "retrieve", "fuse"} <= set(data["timings_ms"])
+
+
+def test_search_filters(live: httpx.Client) -> None:
+    only_md = live.post(
+        "/search", json={"query": "vacation days", "filters": {"file_types": ["md"]}, "top_k": 20}, headers=AUTH
+    ).json()
+    assert only_md["results"] and {r["source"] for r in only_md["results"]} == {"employee-handbook.md"}
+    by_glob = live.post("/search", json={"query": QUESTION, "filters": {"path": "*.pdf"}}, headers=AUTH).json()
+    assert {r["source"] for r in by_glob["results"]} == {"aurora-2-manual.pdf"}
+    no_match = live.post("/search", json={"query": QUESTION, "filters": {"path": "nothing/"}}, headers=AUTH)
+    assert no_match.status_code == 200 and no_match.json()["results"] == []
+
+
+def test_validation_errors_name_the_field(live: httpx.Client) -> None:
+    response = live.post("/search", json={"query": "", "top_k": 500}, headers=AUTH)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert "query: String should have at least 1 character" in error
+    assert "top_k: Input should be less than or equal to 20" in error
+    unknown = live.post("/search", json={"query": "x", "limit": 3}, headers=AUTH)
+    assert unknown.status_code == 422 and "limit: Extra inputs are not permitted" in unknown.json()["error"]
+    bad_field = live.post("/search", json={"query": "x", "filters": {"fields": {"text": "a"}}}, headers=AUTH)
+    assert bad_field.status_code == 400 and "'text' is not a valid payload field" in bad_field.json()["error"]
+
+
+def test_body_size_limit(live: httpx.Client) -> None:
+    big = {"query": "x" * 5000}
+    assert live.post("/search", json=big, headers=AUTH).status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is counted as the body streams
+        yield b'{"query": "'
+        for _ in range(10):
+            yield b"y" * 1000
+        yield b'"}'
+
+    streamed = live.post("/search", content=chunks(), headers={**AUTH, "Content-Type": "application/json"})
+    assert streamed.status_code == 413 and "over 4096 bytes" in streamed.json()["error"]
+
+
+def test_context_fits_the_budget(live: httpx.Client, rag: Ragline) -> None:
+    data = live.post("/context", json={"query": QUESTION, "top_k": 3}, headers=AUTH).json()
+    assert data["blocks"][0]["citation"].startswith("aurora-2-manual.pdf, p. 2")
+    assert "8 weeks" in data["blocks"][0]["text"] and data["context"].startswith("[1] aurora-2-manual.pdf, p. 2")
+    assert [b["number"] for b in data["blocks"]] == list(range(1, len(data["blocks"]) + 1))
+    assert data["budget"] == 1500 and 0 < rag.embedder.tokens.count(data["context"]) <= 1500
+    assert "prompt" in data["timings_ms"]
+
+    tight = live.post("/context", json={"query": QUESTION, "budget": 120}, headers=AUTH).json()
+    assert tight["budget"] == 120 and tight["dropped_chunks"] > 0
+    assert (
+        rag.embedder.tokens.count("\n\n".join(f"[{b['number']}] {b['citation']}\n{b['text']}" for b in tight["blocks"]))
+        <= 120
+    )
+
+
+def test_ask_without_llm_is_503(live: httpx.Client) -> None:
+    response = live.post("/ask", json={"query": QUESTION}, headers=AUTH)
+    assert response.status_code == 503 and "no LLM endpoint configured" in response.json()["error"]
+
+
+def test_ingest_job_lifecycle(live: httpx.Client, docs: Path) -> None:
+    (docs / "new-note.txt").write_text("The rooftop garden opens every Friday at noon for all staff.\n")
+    started = live.post("/ingest", json={"source": "demo"}, headers=AUTH)
+    assert started.status_code == 202 and started.json()["status"] in {"queued", "running", "done"}
+    job_id = started.json()["id"]
+    deadline = time.monotonic() + 120
+    while (job := live.get(f"/jobs/{job_id}", headers=AUTH).json())["status"] in {"queued", "running"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["status"] == "done", job
+    assert job["summary"]["added"] == 1 and job["summary"]["unchanged"] == 5
+    assert job["progress"] == {"phase": "embedding", "done": 1, "total": 1}
+    stats = live.get("/stats", headers=AUTH).json()
+    assert stats["documents"] == 6 and stats["last_sync"]["job"] == job_id
+    hit = live.post("/search", json={"query": "When does the rooftop garden open?", "top_k": 1}, headers=AUTH)
+    assert hit.json()["results"][0]["source"] == "new-note.txt"
+
+
+def test_ingest_refuses_paths_and_unknown_sources(live: httpx.Client) -> None:
+    unknown = live.post("/ingest", json={"source": "/etc"}, headers=AUTH)
+    assert unknown.status_code == 404 and unknown.json()["error"] == "unknown source '/etc'; known sources: demo"
+    with_path = live.post("/ingest", json={"source": "demo", "path": "/etc"}, headers=AUTH)
+    assert with_path.status_code == 422
+    assert live.get("/jobs/does-not-exist", headers=AUTH).status_code == 404
+
+
+def test_openapi_schema_shows_the_limits(live: httpx.Client) -> None:
+    schema = live.get("/openapi.json").json()
+    assert {"/search", "/context", "/ask", "/ingest", "/jobs/{job_id}", "/health", "/stats"} <= set(schema["paths"])
+    request = schema["components"]["schemas"]["SearchRequest"]["properties"]
+    assert request["query"]["maxLength"] == 2000
+
+
+def test_ask_sends_the_context_to_the_llm(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder, chat_server: ChatServer, docs: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    app = make_app(tmp_path / "index", embedder, llm={"base_url": chat_server.url, "model": "tiny-chat"})
+    app.ingest(DEMO_DOCS)
+    with TestClient(create_app(app)) as client:
+        data = client.post("/ask", json={"query": QUESTION}).json()
+    app.close()
+    assert data["answer"] == "Every 8 weeks [1]."
+    assert data["sources"][0]["citation"].startswith("aurora-2-manual.pdf, p.")
+    assert "llm" in data["timings_ms"]
+    sent = chat_server.requests[0]
+    assert sent["path"] == "/v1/chat/completions" and sent["body"]["model"] == "tiny-chat"
+    content = sent["body"]["messages"][0]["content"]
+    assert "[1] aurora-2-manual.pdf, p." in content and "8 weeks" in content and QUESTION in content
+
+
+def test_key_from_environment_wins_and_failed_job_reports(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    app = make_app(tmp_path / "index", embedder, server={"api_key": "from-config", "sources": {"old": str(gone)}})
+    monkeypatch.setenv("RAGLINE_API_KEY", "from-env")
+    gone.rmdir()
+    with TestClient(create_app(app)) as client:
+        assert client.get("/stats", headers={"Authorization": "Bearer from-config"}).status_code == 401
+        env_auth = {"Authorization": "Bearer from-env"}
+        no_index = client.post("/search", json={"query": "x"}, headers=env_auth)
+        assert no_index.status_code == 503 and "no index at" in no_index.json()["error"]
+        job_id = client.post("/ingest", json={"source": "old"}, headers=env_auth).json()["id"]
+        deadline = time.monotonic() + 30
+        while (job := client.get(f"/jobs/{job_id}", headers=env_auth).json())["status"] in {"queued", "running"}:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    app.close()
+    assert job["status"] == "failed" and "not a folder" in job["error"]
