@@ -243,5 +243,48 @@ def eval_command(
         click.echo(render_eval(report))
 
 
+@main.command()
+@click.option("--to", "url", required=True, help="Qdrant server URL to copy the index to, e.g. http://localhost:6333.")
+@click.option("--collection", default=None, help="Target collection (default: [qdrant] collection).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def migrate(app: Any, url: str, collection: str | None, as_json: bool) -> None:
+    """Copy the embedded index (--index) into an empty collection on a Qdrant server, without re-embedding."""
+    import time
+
+    from pydantic import ValidationError
+
+    from pipeline.config import QdrantConfig
+    from pipeline.errors import ConfigError
+    from pipeline.migrate import copy_index
+    from pipeline.server_store import ServerStore
+    from pipeline.store import EdgeStore
+
+    if not url.strip():
+        raise ConfigError("--to: give the Qdrant server URL, e.g. http://localhost:6333")
+    settings = {**app.config.qdrant.model_dump(), "url": url.strip()}
+    if collection is not None:
+        settings["collection"] = collection
+    try:
+        target_config = QdrantConfig.model_validate(settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"--{first['loc'][0]} {settings.get(str(first['loc'][0]))!r}: {first['msg']}") from None
+    started = time.perf_counter()
+    with EdgeStore.open(app.index_path) as source:
+        # An existing collection is opened as it is, so that one holding points is refused
+        # (by copy_index) before its model is compared with the source's.
+        exists = ServerStore.exists(target_config)
+        with ServerStore.open(target_config, None if exists else source.meta) as target:
+            copied = copy_index(source, target, progress=_progress_enabled())
+            source_location, target_location = source.location, target.location
+    seconds = time.perf_counter() - started
+    if as_json:
+        summary = {"points": copied, "seconds": round(seconds, 3), "source": source_location, "target": target_location}
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"copied {copied} points from {source_location} to {target_location} in {seconds:.1f} s")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -18,8 +18,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -80,6 +80,16 @@ class DocumentState:
 
 
 @dataclass(frozen=True)
+class StoredPoint:
+    """One chunk point as stored: what moving an index to another store copies, with no re-embedding."""
+
+    id: str
+    dense: list[float]
+    sparse: SparseVector
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Hit:
     """A candidate: point id and score. Payloads are fetched for the final results only,
     so deep candidate lists cost little (copying payloads dominated the search time)."""
@@ -98,6 +108,10 @@ class Store(Protocol):
     """The index folder, or the server URL and collection."""
 
     def save_config(self, config: dict[str, Any]) -> None: ...
+
+    def saved_config(self) -> dict[str, Any] | None:
+        """The config the index was last synced with (None: never saved)."""
+        ...
 
     def sources(self) -> list[str]: ...
 
@@ -120,6 +134,14 @@ class Store(Protocol):
     def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]: ...
 
     def count(self) -> int: ...
+
+    def export_points(self, batch: int = 256) -> Iterator[list[StoredPoint]]:
+        """Every chunk point with its vectors and payload, ``batch`` at a time."""
+        ...
+
+    def import_points(self, points: Sequence[StoredPoint]) -> None:
+        """Write points as exported by a store with the same :class:`IndexMeta`."""
+        ...
 
     def flush(self) -> None: ...
 
@@ -162,6 +184,96 @@ def chunk_from_payload(point_id: Any, payload: dict[str, Any]) -> Chunk:
         heading=tuple(payload.get("heading") or ()),
         metadata={k: v for k, v in payload.items() if k not in CHUNK_FIELDS},
     )
+
+
+def summarise_documents(payloads: Iterable[Mapping[str, Any]]) -> dict[str, DocumentState]:
+    """Fold the ``DOC_STATE_FIELDS`` of every point into one state per document."""
+    acc: dict[str, dict[str, Any]] = {}
+    for p in payloads:
+        state = acc.setdefault(
+            p["document_id"],
+            {
+                "source": p["source"],
+                "root": p.get("root", ""),
+                "hashes": set(),
+                "chunk_count": 0,
+                "points": 0,
+                "n_tokens": 0,
+            },
+        )
+        state["hashes"].add(p["content_hash"])
+        state["chunk_count"] = max(state["chunk_count"], int(p["chunk_count"]))
+        state["points"] += 1
+        state["n_tokens"] += int(p["n_tokens"])
+    return {
+        doc_id: DocumentState(
+            doc_id, s["source"], s["root"], frozenset(s["hashes"]), s["chunk_count"], s["points"], s["n_tokens"]
+        )
+        for doc_id, s in acc.items()
+    }
+
+
+def stored_point(point_id: Any, vectors: Mapping[str, Any] | None, payload: Mapping[str, Any] | None) -> StoredPoint:
+    """A :class:`StoredPoint` from a record of either engine (both name their vectors DENSE and SPARSE;
+    a chunk with no BM25 terms may come back without a sparse vector)."""
+    vectors = vectors or {}
+    if DENSE not in vectors:
+        raise RaglineError(f"point {point_id} has no {DENSE!r} vector")
+    sparse = vectors.get(SPARSE)
+    return StoredPoint(
+        id=str(point_id),
+        dense=[float(x) for x in vectors[DENSE]],
+        sparse=SparseVector(tuple(int(i) for i in sparse.indices), tuple(float(v) for v in sparse.values))
+        if sparse is not None
+        else SparseVector((), ()),
+        payload=dict(payload or {}),
+    )
+
+
+@dataclass(frozen=True)
+class FilterPlan:
+    """A :class:`SearchFilter` in store-neutral terms, each part one condition that must hold.
+
+    ``source_in``: the source is one of these (a glob, or a prefix a store cannot match
+    natively, resolved against the sources in the index); ``source_under``: the source is
+    this path or lies under it (``path + "/"`` prefix); ``ext_in``: the file type is one of
+    these; ``fields``: exact payload matches.
+    """
+
+    source_in: tuple[str, ...] | None = None
+    source_under: str | None = None
+    ext_in: tuple[str, ...] = ()
+    fields: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def matches_nothing(self) -> bool:
+        """True when no source can match, so a store can answer without asking the engine."""
+        return self.source_in is not None and not self.source_in
+
+
+def is_under(source: str, prefix: str) -> bool:
+    return source == prefix or source.startswith(prefix + "/")
+
+
+def plan_filter(
+    where: SearchFilter | None, sources: Callable[[], list[str]], native_prefix: bool = True
+) -> FilterPlan | None:
+    """Translate ``where`` once, for any store. ``sources`` is called only when a path needs
+    resolving: always for a glob, and for a plain prefix when ``native_prefix`` is False."""
+    if where is None or where.empty:
+        return None
+    source_in: tuple[str, ...] | None = None
+    source_under: str | None = None
+    if where.path:
+        if where.is_glob:
+            source_in = tuple(where.matching_sources(sources()))
+        else:
+            prefix = where.path.strip("/")
+            if native_prefix:
+                source_under = prefix
+            else:
+                source_in = tuple(sorted(s for s in sources() if is_under(s, prefix)))
+    return FilterPlan(source_in, source_under, tuple(where.file_types), tuple(where.fields))
 
 
 class _FolderLock:
@@ -276,6 +388,16 @@ class EdgeStore:
     def save_config(self, config: dict[str, Any]) -> None:
         _write_json_atomic(self.folder / "config.json", config)
 
+    def saved_config(self) -> dict[str, Any] | None:
+        file = self.folder / "config.json"
+        if not file.exists():
+            return None
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise IndexUnavailableError(f"saved config {file} is damaged: {exc}") from None
+        return data if isinstance(data, dict) else None
+
     # -- writes ----------------------------------------------------------------------------
     def upsert(
         self,
@@ -312,47 +434,52 @@ class EdgeStore:
         )
         self._shard.update(q.UpdateOperation.delete_points_by_filter(condition))
 
+    def import_points(self, points: Sequence[StoredPoint]) -> None:
+        import qdrant_edge as q
+
+        if not points:
+            return
+        check_dimension(points, self.meta.dimension)
+        self._shard.update(
+            q.UpdateOperation.upsert_points(
+                [
+                    q.Point(
+                        p.id,
+                        {DENSE: list(p.dense), SPARSE: q.SparseVector(list(p.sparse.indices), list(p.sparse.values))},
+                        dict(p.payload),
+                    )
+                    for p in points
+                ]
+            )
+        )
+
     def flush(self) -> None:
         self._shard.flush()
 
     # -- reads -----------------------------------------------------------------------------
-    def _scroll(self, fields: list[str]) -> Iterator[Any]:
+    def _scroll_pages(self, fields: list[str] | bool, with_vector: bool = False, limit: int = 1024) -> Iterator[Any]:
         import qdrant_edge as q
 
         offset = None
         while True:
             records, offset = self._shard.scroll(
-                q.ScrollRequest(offset=offset, limit=1024, with_payload=fields, with_vector=False)
+                q.ScrollRequest(offset=offset, limit=limit, with_payload=fields, with_vector=with_vector)
             )
-            yield from records
+            if records:
+                yield records
             if offset is None:
                 return
 
+    def _scroll(self, fields: list[str]) -> Iterator[Any]:
+        for records in self._scroll_pages(fields):
+            yield from records
+
     def documents(self) -> dict[str, DocumentState]:
-        acc: dict[str, dict[str, Any]] = {}
-        for record in self._scroll(DOC_STATE_FIELDS):
-            p = record.payload or {}
-            state = acc.setdefault(
-                p["document_id"],
-                {
-                    "source": p["source"],
-                    "root": p.get("root", ""),
-                    "hashes": set(),
-                    "chunk_count": 0,
-                    "points": 0,
-                    "n_tokens": 0,
-                },
-            )
-            state["hashes"].add(p["content_hash"])
-            state["chunk_count"] = max(state["chunk_count"], int(p["chunk_count"]))
-            state["points"] += 1
-            state["n_tokens"] += int(p["n_tokens"])
-        return {
-            doc_id: DocumentState(
-                doc_id, s["source"], s["root"], frozenset(s["hashes"]), s["chunk_count"], s["points"], s["n_tokens"]
-            )
-            for doc_id, s in acc.items()
-        }
+        return summarise_documents(record.payload or {} for record in self._scroll(DOC_STATE_FIELDS))
+
+    def export_points(self, batch: int = 256) -> Iterator[list[StoredPoint]]:
+        for records in self._scroll_pages(True, with_vector=True, limit=batch):
+            yield [stored_point(r.id, r.vector, r.payload) for r in records]
 
     def count(self) -> int:
         import qdrant_edge as q
@@ -363,30 +490,30 @@ class EdgeStore:
         import qdrant_edge as q
 
         hits = self._shard.facet(q.FacetRequest(key="source", limit=1_000_000, exact=True))
-        return [str(h.value) for h in hits]
+        # An exact facet also lists values whose points were all deleted, with count 0.
+        return [str(h.value) for h in hits if h.count > 0]
 
-    def _edge_filter(self, where: SearchFilter | None) -> qdrant_edge.Filter | None:
+    @staticmethod
+    def _edge_filter(plan: FilterPlan | None) -> qdrant_edge.Filter | None:
         import qdrant_edge as q
 
-        if where is None or where.empty:
+        if plan is None:
             return None
         must: list[Any] = []
-        if where.path:
-            if where.is_glob:
-                must.append(q.FieldCondition(key="source", match=q.MatchAny(where.matching_sources(self.sources()))))
-            else:
-                prefix = where.path.strip("/")
-                must.append(
-                    q.Filter(
-                        should=[
-                            q.FieldCondition(key="source", match=q.MatchValue(prefix)),
-                            q.FieldCondition(key="source", match=q.MatchPrefix(prefix + "/")),
-                        ]
-                    )
+        if plan.source_in is not None:
+            must.append(q.FieldCondition(key="source", match=q.MatchAny(list(plan.source_in))))
+        if plan.source_under is not None:
+            must.append(
+                q.Filter(
+                    should=[
+                        q.FieldCondition(key="source", match=q.MatchValue(plan.source_under)),
+                        q.FieldCondition(key="source", match=q.MatchPrefix(plan.source_under + "/")),
+                    ]
                 )
-        if where.file_types:
-            must.append(q.FieldCondition(key="ext", match=q.MatchAny(list(where.file_types))))
-        for key, value in where.fields:
+            )
+        if plan.ext_in:
+            must.append(q.FieldCondition(key="ext", match=q.MatchAny(list(plan.ext_in))))
+        for key, value in plan.fields:
             must.append(q.FieldCondition(key=key, match=q.MatchValue(value)))
         return q.Filter(must=must)
 
@@ -396,9 +523,10 @@ class EdgeStore:
         """Dense and BM25 candidates, each filtered, in one batched call to the engine."""
         import qdrant_edge as q
 
-        if where is not None and where.is_glob and not where.matching_sources(self.sources()):
+        plan = plan_filter(where, self.sources)
+        if plan is not None and plan.matches_nothing:
             return [], []
-        edge_filter = self._edge_filter(where)
+        edge_filter = self._edge_filter(plan)
         requests: list[Any] = []
         if dense is not None:
             requests.append(
@@ -428,3 +556,11 @@ class EdgeStore:
             return {}
         records = self._shard.retrieve(list(ids), True, False)
         return {str(r.id): chunk_from_payload(r.id, r.payload or {}) for r in records}
+
+
+def check_dimension(points: Sequence[StoredPoint], dimension: int) -> None:
+    for p in points:
+        if len(p.dense) != dimension:
+            raise RaglineError(
+                f"point {p.id} has a dense vector of dimension {len(p.dense)}, the index expects {dimension}"
+            )
