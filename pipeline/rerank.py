@@ -1,15 +1,21 @@
 """Cross-encoder reranking (sentence-transformers CrossEncoder), loaded on first use.
 
 A model that cannot be loaded is reported once, in one line, and remembered,
-so a server does not retry the hub on every request.
+so a server does not retry the hub on every request. A model folder trained by
+``ragline train-reranker`` carries ``ragline_rerank.json`` with the interpolation
+weight chosen on validation: the final score is ``w * minmax(cross-encoder) +
+(1 - w) * minmax(first-stage score)``; other models rerank by their own score (w = 1).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from pipeline.config import RerankConfig
 from pipeline.errors import ModelUnavailableError
@@ -17,10 +23,38 @@ from pipeline.models import resolve_model
 from pipeline.types import ScoredChunk
 
 
+SETTINGS_FILE = "ragline_rerank.json"
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    low, high = float(values.min()), float(values.max())
+    return np.zeros_like(values) if high == low else (values - low) / (high - low)
+
+
+def interpolate(cross_encoder: np.ndarray, first_stage: np.ndarray, weight: float) -> np.ndarray:
+    return weight * minmax(cross_encoder) + (1 - weight) * minmax(first_stage)
+
+
+def interpolation_weight(model_path: str) -> float:
+    from pathlib import Path
+
+    file = Path(model_path) / SETTINGS_FILE
+    if not file.is_file():
+        return 1.0
+    try:
+        weight = float(json.loads(file.read_text(encoding="utf-8"))["interpolation"])
+    except (ValueError, KeyError, TypeError):
+        raise ModelUnavailableError(f"{file} is damaged: expected {{\"interpolation\": 0..1}}") from None
+    if not 0.0 <= weight <= 1.0:
+        raise ModelUnavailableError(f"{file}: interpolation {weight} is not between 0 and 1")
+    return weight
+
+
 class CrossEncoderReranker:
     def __init__(self, config: RerankConfig | None = None) -> None:
         self.config = config or RerankConfig()
         self._model: Any = None
+        self.weight = 1.0
         self._error: ModelUnavailableError | None = None
         self._lock = threading.Lock()
 
@@ -40,6 +74,7 @@ class CrossEncoderReranker:
                 from sentence_transformers import CrossEncoder
 
                 model = CrossEncoder(path, device="cpu")
+                self.weight = interpolation_weight(path)
                 positions = getattr(model.config, "max_position_embeddings", None) or self.config.max_length
                 model.max_seq_length = min(self.config.max_length, int(positions))
             except ModelUnavailableError as exc:
@@ -69,6 +104,9 @@ class CrossEncoderReranker:
             show_progress_bar=False,
             convert_to_numpy=True,
         )
-        rescored = [dataclasses.replace(c, rerank=float(s)) for c, s in zip(candidates, scores)]
+        final = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if self.weight < 1.0:
+            final = interpolate(final, np.array([c.score for c in candidates], dtype=np.float64), self.weight)
+        rescored = [dataclasses.replace(c, rerank=float(s)) for c, s in zip(candidates, final)]
         rescored.sort(key=lambda c: -(c.rerank or 0.0))
         return rescored[:top_n]
