@@ -218,17 +218,29 @@ def serve(app: Any, host: str | None, port: int | None) -> None:
     default=None,
     help="Index folder for the corpus (default: a cache folder named by corpus and settings, re-used).",
 )
+@click.option("--embedder", default=None, help="Evaluate with this embedder (e.g. a train-embedder folder).")
+@click.option(
+    "--reranker", default=None, help="Rerank with this model in hybrid+rerank (e.g. a train-reranker folder)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def eval_command(
-    app: Any, beir: str, split: str, modes: str, units: str, eval_index: str | None, as_json: bool
+    app: Any,
+    beir: str,
+    split: str,
+    modes: str,
+    units: str,
+    eval_index: str | None,
+    embedder: str | None,
+    reranker: str | None,
+    as_json: bool,
 ) -> None:
     """Measure nDCG@10, Recall@100, MRR@10 and latency on a BEIR dataset."""
     from pipeline.evaluate import evaluate_beir, parse_modes
 
     report = evaluate_beir(
         beir,
-        app.config,
+        _with_models(app.config, embedder, reranker),
         split,
         parse_modes(modes),
         "chunks" if units == "chunks" else "documents",
@@ -284,6 +296,157 @@ def migrate(app: Any, url: str, collection: str | None, as_json: bool) -> None:
         click.echo(json.dumps(summary))
     else:
         click.echo(f"copied {copied} points from {source_location} to {target_location} in {seconds:.1f} s")
+
+
+def _with_models(config: Any, embedder: str | None, reranker: str | None) -> Any:
+    """The config with another embedder and/or reranker (a fine-tuned model folder, say)."""
+    update: dict[str, Any] = {}
+    if embedder:
+        update["embedding"] = config.embedding.model_copy(update={"model": embedder})
+    if reranker:
+        update["rerank"] = config.rerank.model_copy(update={"model": reranker})
+    return config.model_copy(update=update)
+
+
+@main.command()
+@click.option("--embedder", required=True, help="The new embedder (a model folder, e.g. from train-embedder).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def reindex(app: Any, embedder: str, as_json: bool) -> None:
+    """Re-embed the embedded index's stored chunks with another embedder (no file is parsed again)."""
+    import shutil
+    import time
+
+    from pipeline.embedding import SentenceTransformerEmbedder
+    from pipeline.errors import ConfigError
+    from pipeline.migrate import reembed
+    from pipeline.store import EdgeStore, IndexMeta
+
+    if app.config.qdrant.enabled:
+        raise ConfigError("reindex works on the embedded index; for a Qdrant server, ingest into a new collection")
+    started = time.perf_counter()
+    model = SentenceTransformerEmbedder(_with_models(app.config, embedder, None).embedding)
+    folder = app.index_path
+    fresh = folder.with_name(folder.name + ".reindex")
+    shutil.rmtree(fresh, ignore_errors=True)
+    with EdgeStore.open(folder) as source:
+        meta = IndexMeta(model.name, model.dimension, source.meta.k1, source.meta.b, source.meta.tokenizer)
+        with EdgeStore.open(fresh, meta) as target:
+            points = reembed(source, target, model, progress=_progress_enabled())
+    # Swap only once the new index is complete and closed; the old one stays until then.
+    retired = folder.with_name(folder.name + ".old")
+    shutil.rmtree(retired, ignore_errors=True)
+    folder.rename(retired)
+    fresh.rename(folder)
+    shutil.rmtree(retired)
+    summary = {
+        "points": points,
+        "model": model.name,
+        "index": str(folder),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"re-embedded {points} chunks of {folder} with {model.name} in {summary['seconds']:.1f} s")
+
+
+def _training_input(func: F) -> F:
+    options = [
+        click.option("--beir", type=click.Path(exists=True, file_okay=False), default=None, help="BEIR-format folder."),
+        click.option(
+            "--pairs",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help='JSONL of {"query", "positive", "negatives"?} (instead of --beir).',
+        ),
+        click.option("--split", default="train", show_default=True, help="qrels split to train on (never test)."),
+        click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the trained model."),
+        click.option("--epochs", type=click.IntRange(1, 100), default=None, help="Passes over the data."),
+        click.option("--batch-size", type=click.IntRange(2, 4096), default=None),
+        click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=None),
+        click.option("--max-length", type=click.IntRange(16, 8192), default=None, help="Tokens per input."),
+        click.option("--seed", type=int, default=None),
+        click.option("--json", "as_json", is_flag=True, help="Print the training report as JSON."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _settings(cls: Any, **given: Any) -> Any:
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in given.items() if v is not None and k in names})
+
+
+def _print_report(report: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+        return
+    best = report.best
+    click.echo(
+        f"trained {report.kind} in {report.seconds / 60:.1f} min ({report.steps} steps, "
+        f"{report.train_examples} examples); best validation nDCG@10 {best.get('ndcg@10', 0):.4f} "
+        f"at step {best.get('step', 0):.0f}; saved to {report.out}"
+    )
+    for note in report.notes:
+        click.echo(f"  {note}")
+
+
+@main.command(name="train-embedder")
+@_training_input
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None, help="InfoNCE temperature.")
+@click.option("--hard-negatives", type=click.IntRange(0, 16), default=None, help="Mined negatives per pair.")
+@click.pass_obj
+def train_embedder_command(
+    app: Any,
+    beir: str | None,
+    pairs: str | None,
+    split: str,
+    out: str,
+    as_json: bool,
+    max_length: int | None,
+    **options: Any,
+) -> None:
+    """Fine-tune the configured embedder (InfoNCE, in-batch + mined hard negatives)."""
+    from pipeline.training.embedder import EmbedderTraining
+    from pipeline.training.run import embedder_command
+
+    settings = _settings(EmbedderTraining, max_seq_length=max_length, **options)
+    report = embedder_command(app.config, out, beir, pairs, split, settings, _progress_enabled())
+    _print_report(report, as_json)
+
+
+@main.command(name="train-reranker")
+@_training_input
+@click.option("--negatives", type=click.IntRange(1, 64), default=None, help="Mined negatives per positive.")
+@click.option("--embedder", default=None, help="Embedder whose hybrid candidates are mined (default: configured).")
+@click.option("--base", "base_model", default=None, help="Start from this model (default: packaged MiniLM + new head).")
+@click.pass_obj
+def train_reranker_command(
+    app: Any,
+    beir: str | None,
+    pairs: str | None,
+    split: str,
+    out: str,
+    as_json: bool,
+    embedder: str | None,
+    base_model: str | None,
+    **options: Any,
+) -> None:
+    """Train a cross-encoder reranker listwise on mined hybrid candidates."""
+    from pipeline.config import DEFAULT_EMBEDDER
+    from pipeline.training.reranker import RerankerTraining
+    from pipeline.training.run import reranker_command
+
+    config = _with_models(app.config, embedder, None)
+    settings = _settings(RerankerTraining, **options)
+    report = reranker_command(
+        config, out, beir, pairs, split, settings, base_model or DEFAULT_EMBEDDER, _progress_enabled()
+    )
+    _print_report(report, as_json)
 
 
 if __name__ == "__main__":  # pragma: no cover

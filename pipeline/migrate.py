@@ -7,11 +7,13 @@ holds, so the copy answers queries exactly as the original does.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import astuple
 
 from pipeline.errors import RaglineError
-from pipeline.store import Store, StoredPoint
+from pipeline.store import Store, StoredPoint, chunk_from_payload
+from pipeline.sync import Embedding, indexed_text
 
 COPY_BATCH = 256
 
@@ -60,6 +62,23 @@ def copy_index(source: Store, target: Store, progress: bool = False, allow_nonem
     if config is not None:
         target.save_config(config)
     return copied
+
+
+def reembed(source: Store, target: Store, embedder: Embedding, progress: bool = False) -> int:
+    """Copy every chunk point with a new dense vector from ``embedder``, computed from the stored
+    chunk text (and heading), as sync would have indexed it: no file is read or parsed again.
+    BM25 vectors and payloads are copied as they are."""
+    written = 0
+    for batch in _batches(source, progress):
+        texts = [indexed_text(chunk_from_payload(p.id, p.payload), embedder.tokens, embedder.max_tokens) for p in batch]
+        vectors = embedder.embed(texts)
+        target.import_points([dataclasses.replace(p, dense=v.tolist()) for p, v in zip(batch, vectors)])
+        written += len(batch)
+    target.flush()
+    config = source.saved_config()
+    if config is not None:
+        target.save_config(config)
+    return written
 
 
 def _describe(store: Store) -> str:

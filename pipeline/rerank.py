@@ -44,7 +44,7 @@ def interpolation_weight(model_path: str) -> float:
     try:
         weight = float(json.loads(file.read_text(encoding="utf-8"))["interpolation"])
     except (ValueError, KeyError, TypeError):
-        raise ModelUnavailableError(f"{file} is damaged: expected {{\"interpolation\": 0..1}}") from None
+        raise ModelUnavailableError(f'{file} is damaged: expected {{"interpolation": 0..1}}') from None
     if not 0.0 <= weight <= 1.0:
         raise ModelUnavailableError(f"{file}: interpolation {weight} is not between 0 and 1")
     return weight

@@ -6,7 +6,6 @@ OpenAPI schema and fail with a 422 that names the field. Ingest only syncs
 folders named in ``server.sources``: a request names a source, never a path.
 """
 
-
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager

@@ -53,8 +53,8 @@ class IndexMeta:
         if (model, dimension) != (self.model, self.dimension):
             raise ModelMismatchError(
                 f"the index was built with embedder {self.model!r} (dimension {self.dimension}), "
-                f"but {model!r} (dimension {dimension}) is configured: use the same model, "
-                f"or re-embed into a new index folder"
+                f"but {model!r} (dimension {dimension}) is configured: use the same model, or re-embed "
+                f"the stored chunks with 'ragline reindex --embedder {model}'"
             )
 
 

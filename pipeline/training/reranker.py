@@ -1,0 +1,180 @@
+"""``ragline train-reranker``: a one-logit CrossEncoder trained listwise on mined groups.
+
+Each step scores, for every query in the batch, its positive and ``negatives`` hybrid
+candidates that are not judged relevant, and minimises the cross-entropy of the
+positive within its group (a softmax over the group's logits). Validation reranks
+the hybrid candidates of held-out training queries, and also chooses how much of the
+first-stage (fused) score to keep: the final score is
+``w * minmax(cross-encoder) + (1 - w) * minmax(fused)``, with ``w`` chosen on validation,
+so that a reranker that does not help is switched off (``w = 0``) rather than shipped.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import RaglineError
+from pipeline.metrics import evaluate_run
+from pipeline.rerank import SETTINGS_FILE, interpolate
+from pipeline.training.data import TrainingData, empty_output_folder
+from pipeline.training.embedder import TrainingReport, write_card
+
+WEIGHTS = tuple(round(w * 0.1, 1) for w in range(11))
+
+
+@dataclass(frozen=True)
+class RerankerTraining:
+    epochs: int = 2
+    batch_size: int = 8
+    negatives: int = 4
+    learning_rate: float = 2e-5
+    warmup_share: float = 0.1
+    max_length: int = 256
+    candidates: int = 30
+    validation_share: float = 0.1
+    evaluations_per_epoch: int = 1
+    patience: int = 2
+    seed: int = 42
+
+
+def best_weight(
+    candidates: dict[str, list[tuple[str, float]]], ce_scores: dict[str, np.ndarray], qrels: Any
+) -> tuple[float, dict[float, float]]:
+    """nDCG@10 on validation for each interpolation weight; the best weight (ties: the smaller)."""
+    by_weight = {}
+    for weight in WEIGHTS:
+        run = {}
+        for q, cands in candidates.items():
+            final = interpolate(ce_scores[q], np.array([s for _, s in cands]), weight)
+            run[q] = [cands[i][0] for i in np.argsort(-final, kind="stable")]
+        by_weight[weight] = evaluate_run({q: qrels[q] for q in candidates}, run)["ndcg@10"]
+    best = max(WEIGHTS, key=lambda w: (by_weight[w], -w))
+    return best, by_weight
+
+
+def train_reranker(
+    data: TrainingData,
+    base_model: str,
+    out: str | Path,
+    negatives: dict[str, list[str]],
+    validation: dict[str, list[tuple[str, float]]],
+    settings: RerankerTraining,
+    progress: bool = False,
+) -> TrainingReport:
+    """``validation``: per held-out query, the hybrid (doc id, fused score) candidates, best first."""
+    import torch
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.util import batch_to_device
+    from transformers import get_linear_schedule_with_warmup
+
+    started = time.perf_counter()
+    folder = empty_output_folder(out)
+    torch.manual_seed(settings.seed)
+    rng = random.Random(settings.seed)
+    groups = [
+        (data.dataset.queries[q], p, negatives[q][: settings.negatives])
+        for q in data.train_queries
+        for p in data.positives(q)
+        if len(negatives.get(q, [])) >= settings.negatives
+    ]
+    if not groups:
+        raise RaglineError(f"no training query has {settings.negatives} mined negatives")
+
+    model = CrossEncoder(base_model, num_labels=1, max_length=settings.max_length, device="cpu")
+    optimizer = torch.optim.AdamW(model.model.parameters(), lr=settings.learning_rate)
+    steps_per_epoch = -(-len(groups) // settings.batch_size)
+    total = steps_per_epoch * settings.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(total * settings.warmup_share), total)
+    eval_every = max(1, steps_per_epoch // max(1, settings.evaluations_per_epoch))
+    qrels = data.dataset.qrels
+
+    def score(query: str, docs: list[str]) -> np.ndarray:
+        return np.asarray(
+            model.predict([(query, d) for d in docs], batch_size=32, show_progress_bar=False, convert_to_numpy=True)
+        ).reshape(-1)
+
+    report = TrainingReport(
+        kind="reranker",
+        base_model=base_model,
+        data=f"{data.dataset.name} ({data.dataset.split})",
+        out=str(folder),
+        settings={**asdict(settings), "loss": "listwise softmax cross-entropy over 1 positive + mined negatives"},
+        train_examples=len(groups),
+        validation_queries=len(validation),
+    )
+    hybrid_run = {q: [d for d, _ in cands] for q, cands in validation.items()}
+    hybrid_ndcg = evaluate_run({q: qrels[q] for q in validation}, hybrid_run)["ndcg@10"]
+
+    def check(step: int) -> bool:
+        model.model.eval()
+        ce = {q: score(data.dataset.queries[q], [data.text(d) for d, _ in c]) for q, c in validation.items()}
+        weight, curve = best_weight(validation, ce, qrels)
+        report.curve.append(
+            {
+                "step": step,
+                "epoch": step / steps_per_epoch,
+                "ndcg@10": curve[weight],
+                "weight": weight,
+                "reranker_only": curve[1.0],
+                "hybrid": hybrid_ndcg,
+            }
+        )
+        if not report.best or curve[weight] > report.best["ndcg@10"]:
+            report.best = {"step": step, "ndcg@10": curve[weight], "weight": weight, "reranker_only": curve[1.0]}
+            model.save(str(folder))
+            (folder / SETTINGS_FILE).write_text(json.dumps({"interpolation": weight}), encoding="utf-8")
+        return len([p for p in report.curve if p["step"] > report.best["step"]]) < settings.patience
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="training reranker", unit="step", leave=False)
+    step, go_on = 0, True
+    for _ in range(settings.epochs):
+        rng.shuffle(groups)
+        for begin in range(0, len(groups), settings.batch_size):
+            batch = groups[begin : begin + settings.batch_size]
+            model.model.train()
+            pairs = [(q, data.text(d)) for q, p, negs in batch for d in (p, *negs)]
+            inputs = batch_to_device(model.preprocess(pairs), model.device)
+            logits = model(inputs)["scores"].view(len(batch), 1 + settings.negatives)
+            loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            report.losses.append(round(loss.item(), 5))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+            if step % eval_every == 0 or step == total:
+                go_on = check(step)
+                if not go_on:
+                    report.notes.append(f"early stop at step {step}: no validation gain for {settings.patience} checks")
+                    break
+        if not go_on:
+            break
+    if bar is not None:
+        bar.close()
+    report.steps = step
+    report.seconds = time.perf_counter() - started
+    if not report.best:
+        raise RaglineError("training ended before the first validation check")
+    report.notes.append(
+        f"validation nDCG@10: hybrid {hybrid_ndcg:.4f}, reranked {report.best['ndcg@10']:.4f} "
+        f"(interpolation weight {report.best['weight']})"
+    )
+    if report.best["ndcg@10"] <= hybrid_ndcg or report.best["weight"] == 0.0:
+        report.notes.append("the reranker does not beat hybrid on validation: weight 0 keeps the hybrid order")
+    write_card(folder, report, "ragline trained reranker")
+    return report
