@@ -24,7 +24,7 @@ from pipeline.errors import RaglineError
 from pipeline.metrics import evaluate_run
 from pipeline.rerank import SETTINGS_FILE, interpolate
 from pipeline.training.data import TrainingData, empty_output_folder
-from pipeline.training.embedder import TrainingReport, write_card
+from pipeline.training.loop import Schedule, TrainingReport, optimise, write_card
 
 WEIGHTS = tuple(round(w * 0.1, 1) for w in range(11))
 
@@ -34,9 +34,9 @@ class RerankerTraining:
     epochs: int = 2
     batch_size: int = 8
     negatives: int = 4
-    learning_rate: float = 2e-5
+    learning_rate: float = 5e-5
     warmup_share: float = 0.1
-    max_length: int = 256
+    max_length: int = 192
     candidates: int = 30
     validation_share: float = 0.1
     evaluations_per_epoch: int = 1
@@ -72,7 +72,6 @@ def train_reranker(
     import torch
     from sentence_transformers import CrossEncoder
     from sentence_transformers.util import batch_to_device
-    from transformers import get_linear_schedule_with_warmup
 
     started = time.perf_counter()
     folder = empty_output_folder(out)
@@ -88,11 +87,7 @@ def train_reranker(
         raise RaglineError(f"no training query has {settings.negatives} mined negatives")
 
     model = CrossEncoder(base_model, num_labels=1, max_length=settings.max_length, device="cpu")
-    optimizer = torch.optim.AdamW(model.model.parameters(), lr=settings.learning_rate)
-    steps_per_epoch = -(-len(groups) // settings.batch_size)
-    total = steps_per_epoch * settings.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(total * settings.warmup_share), total)
-    eval_every = max(1, steps_per_epoch // max(1, settings.evaluations_per_epoch))
+    per_epoch = -(-len(groups) // settings.batch_size)
     qrels = data.dataset.qrels
 
     def score(query: str, docs: list[str]) -> np.ndarray:
@@ -112,61 +107,42 @@ def train_reranker(
     hybrid_run = {q: [d for d, _ in cands] for q, cands in validation.items()}
     hybrid_ndcg = evaluate_run({q: qrels[q] for q in validation}, hybrid_run)["ndcg@10"]
 
-    def check(step: int) -> bool:
+    def check(step: int) -> None:
         model.model.eval()
         ce = {q: score(data.dataset.queries[q], [data.text(d) for d, _ in c]) for q, c in validation.items()}
         weight, curve = best_weight(validation, ce, qrels)
-        report.curve.append(
-            {
-                "step": step,
-                "epoch": step / steps_per_epoch,
-                "ndcg@10": curve[weight],
-                "weight": weight,
-                "reranker_only": curve[1.0],
-                "hybrid": hybrid_ndcg,
-            }
-        )
-        if not report.best or curve[weight] > report.best["ndcg@10"]:
-            report.best = {"step": step, "ndcg@10": curve[weight], "weight": weight, "reranker_only": curve[1.0]}
+        point = {"step": step, "epoch": round(step / per_epoch, 3), "ndcg@10": curve[weight], "weight": weight}
+        if report.improved({**point, "reranker_only": curve[1.0], "hybrid": hybrid_ndcg}):
             model.save(str(folder))
             (folder / SETTINGS_FILE).write_text(json.dumps({"interpolation": weight}), encoding="utf-8")
-        return len([p for p in report.curve if p["step"] > report.best["step"]]) < settings.patience
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc="training reranker", unit="step", leave=False)
-    step, go_on = 0, True
-    for _ in range(settings.epochs):
+    def epoch() -> list[list[tuple[str, str, list[str]]]]:
         rng.shuffle(groups)
-        for begin in range(0, len(groups), settings.batch_size):
-            batch = groups[begin : begin + settings.batch_size]
-            model.model.train()
-            pairs = [(q, data.text(d)) for q, p, negs in batch for d in (p, *negs)]
-            inputs = batch_to_device(model.preprocess(pairs), model.device)
-            logits = model(inputs)["scores"].view(len(batch), 1 + settings.negatives)
-            loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            step += 1
-            report.losses.append(round(loss.item(), 5))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            if step % eval_every == 0 or step == total:
-                go_on = check(step)
-                if not go_on:
-                    report.notes.append(f"early stop at step {step}: no validation gain for {settings.patience} checks")
-                    break
-        if not go_on:
-            break
-    if bar is not None:
-        bar.close()
-    report.steps = step
+        return [groups[i : i + settings.batch_size] for i in range(0, len(groups), settings.batch_size)]
+
+    def batch_loss(batch: list[tuple[str, str, list[str]]]) -> Any:
+        model.model.train()
+        pairs = [(q, data.text(d)) for q, p, negs in batch for d in (p, *negs)]
+        logits = model(batch_to_device(model.preprocess(pairs), model.device))["scores"]
+        target = torch.zeros(len(batch), dtype=torch.long)
+        return torch.nn.functional.cross_entropy(logits.view(len(batch), 1 + settings.negatives), target)
+
+    optimise(
+        model.model.parameters(),
+        epoch,
+        batch_loss,
+        check,
+        Schedule(
+            settings.epochs,
+            settings.learning_rate,
+            settings.warmup_share,
+            settings.evaluations_per_epoch,
+            settings.patience,
+        ),
+        report,
+        progress,
+        "training reranker",
+    )
     report.seconds = time.perf_counter() - started
     if not report.best:
         raise RaglineError("training ended before the first validation check")

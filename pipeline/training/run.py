@@ -8,7 +8,8 @@ from pipeline.config import DEFAULT_EMBEDDER, AppConfig
 from pipeline.evaluate import eval_index
 from pipeline.models import resolve_model
 from pipeline.training.data import TrainingData, empty_output_folder, training_data
-from pipeline.training.embedder import EmbedderTraining, TrainingReport, train_embedder
+from pipeline.training.embedder import EmbedderTraining, train_embedder
+from pipeline.training.loop import TrainingReport
 from pipeline.training.mining import Candidates, hybrid_candidates, mine_negatives, validation_corpus
 from pipeline.training.reranker import RerankerTraining, train_reranker
 
