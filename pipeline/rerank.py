@@ -76,7 +76,10 @@ class CrossEncoderReranker:
                 model = CrossEncoder(path, device="cpu")
                 self.weight = interpolation_weight(path)
                 positions = getattr(model.config, "max_position_embeddings", None) or self.config.max_length
-                model.max_seq_length = min(self.config.max_length, int(positions))
+                # A model trained on shorter inputs (train-reranker saves its max length) keeps it:
+                # rerank.max_length only caps.
+                own = getattr(model, "max_seq_length", None) or positions
+                model.max_seq_length = min(self.config.max_length, int(own), int(positions))
             except ModelUnavailableError as exc:
                 self._error = exc
                 raise
