@@ -8,7 +8,7 @@ holds, so the copy answers queries exactly as the original does.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import astuple
 
 from pipeline.errors import RaglineError
@@ -53,26 +53,29 @@ def copy_index(source: Store, target: Store, progress: bool = False, allow_nonem
             f"cannot copy {source.location} ({_describe(source)}) into {target.location} ({_describe(target)}): "
             f"the index metadata differs"
         )
-    copied = 0
-    for batch in _batches(source, progress):
-        target.import_points(batch)
-        copied += len(batch)
-    target.flush()
-    config = source.saved_config()
-    if config is not None:
-        target.save_config(config)
-    return copied
+    return _transfer(source, target, progress, lambda batch: batch)
 
 
 def reembed(source: Store, target: Store, embedder: Embedding, progress: bool = False) -> int:
     """Copy every chunk point with a new dense vector from ``embedder``, computed from the stored
     chunk text (and heading), as sync would have indexed it: no file is read or parsed again.
     BM25 vectors and payloads are copied as they are."""
+
+    def with_new_vectors(batch: list[StoredPoint]) -> list[StoredPoint]:
+        chunks = [chunk_from_payload(p.id, p.payload) for p in batch]
+        vectors = embedder.embed([indexed_text(c, embedder.tokens, embedder.max_tokens) for c in chunks])
+        return [dataclasses.replace(p, dense=v.tolist()) for p, v in zip(batch, vectors)]
+
+    return _transfer(source, target, progress, with_new_vectors)
+
+
+def _transfer(
+    source: Store, target: Store, progress: bool, convert: Callable[[list[StoredPoint]], list[StoredPoint]]
+) -> int:
+    """Write every point of ``source`` (converted) into ``target``, then the saved config."""
     written = 0
     for batch in _batches(source, progress):
-        texts = [indexed_text(chunk_from_payload(p.id, p.payload), embedder.tokens, embedder.max_tokens) for p in batch]
-        vectors = embedder.embed(texts)
-        target.import_points([dataclasses.replace(p, dense=v.tolist()) for p, v in zip(batch, vectors)])
+        target.import_points(convert(batch))
         written += len(batch)
     target.flush()
     config = source.saved_config()

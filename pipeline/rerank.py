@@ -22,7 +22,6 @@ from pipeline.errors import ModelUnavailableError
 from pipeline.models import resolve_model
 from pipeline.types import ScoredChunk
 
-
 SETTINGS_FILE = "ragline_rerank.json"
 
 

@@ -7,12 +7,12 @@ folders named in ``server.sources``: a request names a source, never a path.
 """
 
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 import secrets
 import time
 import uuid
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 

@@ -49,6 +49,7 @@ from pipeline.store import (
     IndexMeta,
     StoredPoint,
     check_dimension,
+    check_shape,
     chunk_from_payload,
     chunk_payload,
     plan_filter,
@@ -310,10 +311,7 @@ class ServerStore:
     ) -> None:
         if not chunks:
             return
-        if dense.shape != (len(chunks), self.meta.dimension):
-            raise RaglineError(
-                f"dense vectors have shape {dense.shape}, expected ({len(chunks)}, {self.meta.dimension})"
-            )
+        check_shape(dense, len(chunks), self.meta.dimension)
         self._write(
             [
                 self._point(chunk.id, vector.tolist(), sp, chunk_payload(chunk, ex))

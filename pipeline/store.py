@@ -410,10 +410,7 @@ class EdgeStore:
 
         if not chunks:
             return
-        if dense.shape != (len(chunks), self.meta.dimension):
-            raise RaglineError(
-                f"dense vectors have shape {dense.shape}, expected ({len(chunks)}, {self.meta.dimension})"
-            )
+        check_shape(dense, len(chunks), self.meta.dimension)
         points = [
             q.Point(
                 chunk.id,
@@ -556,6 +553,11 @@ class EdgeStore:
             return {}
         records = self._shard.retrieve(list(ids), True, False)
         return {str(r.id): chunk_from_payload(r.id, r.payload or {}) for r in records}
+
+
+def check_shape(dense: np.ndarray, rows: int, dimension: int) -> None:
+    if dense.shape != (rows, dimension):
+        raise RaglineError(f"dense vectors have shape {dense.shape}, expected ({rows}, {dimension})")
 
 
 def check_dimension(points: Sequence[StoredPoint], dimension: int) -> None:
