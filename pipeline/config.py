@@ -157,6 +157,8 @@ class ServerConfig(_Section):
     max_query_chars: int = Field(2000, ge=1)
     max_top_k: int = Field(100, ge=1, le=1000)
     max_body_bytes: int = Field(65536, ge=1024)
+    max_concurrent: int = Field(64, ge=1, le=10000)
+    """Requests in flight at once; more are refused at once with 503 (and Retry-After), never queued."""
 
 
 class AppConfig(_Section):

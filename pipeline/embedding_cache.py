@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -43,11 +44,13 @@ class CachedEmbedder(SentenceTransformerEmbedder):
         self._db: sqlite3.Connection | None = None
         self.hits = 0
         self.misses = 0
+        self._db_lock = threading.Lock()
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.cache_file)
+            # The HTTP API embeds from worker threads; every use of the connection holds _db_lock.
+            self._db = sqlite3.connect(self.cache_file, check_same_thread=False)
             self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
         return self._db
 
@@ -61,21 +64,22 @@ class CachedEmbedder(SentenceTransformerEmbedder):
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if not texts:
             return super().embed(texts)
-        db = self._connection()
         keys = self._keys(texts)
         found: dict[bytes, np.ndarray] = {}
-        for begin in range(0, len(keys), 500):
-            batch = keys[begin : begin + 500]
-            marks = ",".join("?" * len(batch))
-            for key, blob in db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", batch):
-                found[key] = np.frombuffer(blob, dtype=np.float32)
+        with self._db_lock:
+            db = self._connection()
+            for begin in range(0, len(keys), 500):
+                batch = keys[begin : begin + 500]
+                marks = ",".join("?" * len(batch))
+                for key, blob in db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", batch):
+                    found[key] = np.frombuffer(blob, dtype=np.float32)
         missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
         self.hits += len(texts) - sum(1 for k in keys if k not in found)
         self.misses += len(missing)
         if missing:
             vectors = super().embed(missing, progress)
             new_keys = self._keys(missing)
-            with db:
+            with self._db_lock, db:
                 db.executemany(
                     "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
                     [(k, v.astype(np.float32).tobytes()) for k, v in zip(new_keys, vectors)],
@@ -88,6 +92,7 @@ class CachedEmbedder(SentenceTransformerEmbedder):
         return super().embed(texts, progress)
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._db_lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None

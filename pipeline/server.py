@@ -10,9 +10,9 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -121,6 +121,34 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+class ConcurrencyLimit:
+    """Refuse requests beyond ``limit`` in flight with 503 at once (health checks always pass).
+    The counter lives on the event loop's one thread, so it needs no lock."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit, self.active = app, limit, 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] == "/health":
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limit:
+            from fastapi.responses import JSONResponse
+
+            busy = JSONResponse(
+                {"error": f"server busy: {self.active} requests in flight (server.max_concurrent); retry shortly"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+            await busy(scope, receive, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+
+
 def api_key(config: ServerConfig) -> str:
     return os.environ.get(API_KEY_ENV) or config.api_key
 
@@ -196,6 +224,7 @@ def create_app(rag: Ragline) -> Any:
     app.state.rag, app.state.jobs = rag, jobs
 
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    app.add_middleware(ConcurrencyLimit, limit=limits.max_concurrent)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -295,6 +324,29 @@ def _version() -> str:
         return version("ragline")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "0"
+
+
+@contextmanager
+def running_server(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """uvicorn in a background thread (tests, load scripts); yields its base URL; stops on exit."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RaglineError("the HTTP server did not start")
+        time.sleep(0.05)
+    bound = server.servers[0].sockets[0].getsockname()
+    try:
+        yield f"http://{bound[0]}:{bound[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def serve(rag: Ragline, host: str, port: int) -> None:

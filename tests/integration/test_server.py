@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 
 from pipeline.app import Ragline
 from pipeline.embedding import SentenceTransformerEmbedder
-from pipeline.server import create_app
+from pipeline.server import create_app, running_server
 from tests.conftest import DEMO_DOCS
 from tests.integration.conftest import ChatServer, make_app
 
@@ -24,37 +23,6 @@ pytestmark = pytest.mark.integration
 KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 QUESTION = "How often should I descale the machine?"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class LiveServer:
-    """uvicorn in a thread, on a free loopback port; stopped by the fixture."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.url = f"http://127.0.0.1:{_free_port()}"
-        port = int(self.url.rsplit(":", 1)[1])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +48,7 @@ def rag(
 
 @pytest.fixture(scope="module")
 def live(rag: Ragline) -> Iterator[httpx.Client]:
-    with LiveServer(create_app(rag)) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+    with running_server(create_app(rag)) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client
 
 
@@ -235,3 +203,64 @@ def test_key_from_environment_wins_and_failed_job_reports(
             time.sleep(0.05)
     app.close()
     assert job["status"] == "failed" and "not a folder" in job["error"]
+
+
+def test_overload_is_refused_fast_not_queued(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    """With one request allowed in flight, a second one gets 503 at once while the first (a slow LLM call) runs."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    arrived, release = threading.Event(), threading.Event()
+
+    class SlowChat(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            arrived.set()
+            release.wait(timeout=30)
+            reply = b'{"choices": [{"message": {"content": "late"}}]}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    chat = HTTPServer(("127.0.0.1", 0), SlowChat)
+    threading.Thread(target=chat.serve_forever, daemon=True).start()
+    app = make_app(
+        tmp_path / "index",
+        embedder,
+        server={"max_concurrent": 1},
+        llm={"base_url": f"http://127.0.0.1:{chat.server_port}/v1", "model": "slow"},
+    )
+    app.ingest(DEMO_DOCS)
+    with running_server(create_app(app)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        slow: dict[str, Any] = {}
+        asking = threading.Thread(target=lambda: slow.update(r=client.post("/ask", json={"query": QUESTION})))
+        asking.start()
+        assert arrived.wait(timeout=30)  # the /ask is in flight, waiting on the LLM
+        busy = client.get("/stats")  # queued behind the held /ask, this would wait until release: it must not
+        assert busy.status_code == 503
+        assert busy.headers["retry-after"] == "1" and "server busy" in busy.json()["error"]
+        assert client.get("/health").status_code == 200  # health checks always pass
+        release.set()
+        asking.join(timeout=30)
+        assert slow["r"].status_code == 200 and slow["r"].json()["answer"] == "late"
+        assert client.get("/stats").status_code == 200
+    chat.shutdown()
+    app.close()
+
+
+def test_load_script_smoke(demo_app: Ragline) -> None:
+    """bench/load_api.py's driver on a small index: every request answered, none refused or failed."""
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("load_api", REPO / "bench" / "load_api.py")
+    assert spec is not None and spec.loader is not None
+    load_api = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(load_api)
+    result = load_api.run_load(demo_app, [QUESTION, "vacation days", "error E-0x4F2"], 60, 4, 120)
+    assert result["requests"] == 60 and result["ok"] == 60 and result["errors"] == 0 and result["refused"] == 0
+    assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p95"] <= result["latency_ms"]["p99"]
