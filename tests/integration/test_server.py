@@ -264,3 +264,31 @@ def test_load_script_smoke(demo_app: Ragline) -> None:
     result = load_api.run_load(demo_app, [QUESTION, "vacation days", "error E-0x4F2"], 60, 4, 120)
     assert result["requests"] == 60 and result["ok"] == 60 and result["errors"] == 0 and result["refused"] == 0
     assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p95"] <= result["latency_ms"]["p99"]
+
+
+def test_searches_stay_correct_while_an_ingest_job_writes(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    bulk = tmp_path / "bulk"
+    bulk.mkdir()
+    for i in range(80):
+        (bulk / f"note-{i:03}.txt").write_text(
+            f"Meeting note {i}. The team reviewed shipment batch {i} and the warehouse schedule.\n\n"
+            + " ".join(f"Item {i}-{j} was checked and logged." for j in range(60))
+        )
+    app = make_app(tmp_path / "index", embedder, server={"sources": {"bulk": str(bulk)}})
+    app.ingest(DEMO_DOCS)
+    with running_server(create_app(app)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        job_id = client.post("/ingest", json={"source": "bulk"}).json()["id"]
+        during = 0
+        while client.get(f"/jobs/{job_id}").json()["status"] in {"queued", "running"}:
+            first = client.post("/search", json={"query": QUESTION, "top_k": 1}).json()["results"][0]
+            assert (first["source"], first["page"]) == ("aurora-2-manual.pdf", "2")
+            during += 1
+        job = client.get(f"/jobs/{job_id}").json()
+        assert job["status"] == "done" and job["summary"]["added"] == 80
+        assert during > 0  # searches were answered while the job wrote
+        assert client.get("/stats").json()["documents"] == 85
+        hit = client.post("/search", json={"query": "shipment batch 42 warehouse", "top_k": 1}).json()["results"][0]
+        assert hit["source"] == "note-042.txt"
+    app.close()
