@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,21 +35,26 @@ class BeirDataset:
     qrels: dict[str, dict[str, int]]
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise RaglineError(f"BEIR folder has no {path.name} ({path})")
-    rows = []
+def jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of each non-blank line; a line that is not JSON is an error naming it."""
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                yield number, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise RaglineError(f"{path.name} line {number}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("_id"), str | int):
-                raise RaglineError(f'{path.name} line {number}: a JSON object with an "_id" is expected')
-            rows.append((number, row))
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    if not path.is_file():
+        raise RaglineError(f"BEIR folder has no {path.name} ({path})")
+    rows = []
+    for number, row in jsonl_rows(path):
+        if not isinstance(row, dict) or not isinstance(row.get("_id"), str | int):
+            raise RaglineError(f'{path.name} line {number}: a JSON object with an "_id" is expected')
+        rows.append((number, row))
     if not rows:
         raise RaglineError(f"{path} is empty")
     return rows

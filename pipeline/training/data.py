@@ -8,12 +8,11 @@ out for validation; the test split is never read.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.beir import BeirDataset, BeirDocument, load_beir
+from connectors.beir import BeirDataset, BeirDocument, jsonl_rows, load_beir
 from pipeline.errors import RaglineError
 
 
@@ -70,27 +69,20 @@ def load_pairs(path: str | Path) -> BeirDataset:
     corpus: dict[str, BeirDocument] = {}
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
-    with file.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RaglineError(f"{file.name} line {number}: not JSON ({exc.msg})") from None
-            query, positive = (row.get("query"), row.get("positive")) if isinstance(row, dict) else (None, None)
-            negatives = row.get("negatives", []) if isinstance(row, dict) else []
-            if not isinstance(query, str) or not query.strip() or not isinstance(positive, str) or not positive.strip():
-                raise RaglineError(f'{file.name} line {number}: "query" and "positive" must be non-empty strings')
-            if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
-                raise RaglineError(f'{file.name} line {number}: "negatives" must be a list of strings')
-            query_id = "q" + hashlib.sha1(query.encode("utf-8")).hexdigest()[:16]
-            queries[query_id] = query
-            for text, score in [(positive, 1), *((n, 0) for n in negatives)]:
-                doc_id = _doc_id(text)
-                corpus.setdefault(doc_id, BeirDocument(doc_id, "", text))
-                judged = qrels.setdefault(query_id, {})
-                judged[doc_id] = max(judged.get(doc_id, 0), score)
+    for number, row in jsonl_rows(file):
+        query, positive = (row.get("query"), row.get("positive")) if isinstance(row, dict) else (None, None)
+        negatives = row.get("negatives", []) if isinstance(row, dict) else []
+        if not isinstance(query, str) or not query.strip() or not isinstance(positive, str) or not positive.strip():
+            raise RaglineError(f'{file.name} line {number}: "query" and "positive" must be non-empty strings')
+        if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
+            raise RaglineError(f'{file.name} line {number}: "negatives" must be a list of strings')
+        query_id = "q" + hashlib.sha1(query.encode("utf-8")).hexdigest()[:16]
+        queries[query_id] = query
+        for text, score in [(positive, 1), *((n, 0) for n in negatives)]:
+            doc_id = _doc_id(text)
+            corpus.setdefault(doc_id, BeirDocument(doc_id, "", text))
+            judged = qrels.setdefault(query_id, {})
+            judged[doc_id] = max(judged.get(doc_id, 0), score)
     if not queries:
         raise RaglineError(f"{file} holds no pairs")
     return BeirDataset(file.stem, "pairs", file.resolve(), tuple(corpus.values()), queries, qrels)
