@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import uuid
 from collections.abc import Callable
 from pathlib import PurePosixPath
@@ -57,12 +58,33 @@ def parse_bytes(data: bytes, ext: str) -> Parsed:
         raise UnreadableFileError(f"cannot parse ({_brief(exc)})") from exc
 
 
+READ_ATTEMPTS = 3
+
+
+def read_stable(file: SourceFile) -> bytes:
+    """The file's bytes, read while nothing wrote to it (size and mtime equal before and after).
+
+    A file rewritten during the read would otherwise be indexed torn: half old, half new.
+    """
+    for _ in range(READ_ATTEMPTS):
+        try:
+            before = os.stat(file.path)
+            data = file.path.read_bytes()
+            after = os.stat(file.path)
+        except OSError as exc:
+            raise UnreadableFileError(f"cannot read the file: {exc.strerror or exc}") from exc
+        if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) and len(data) == after.st_size:
+            return data
+    raise UnreadableFileError(f"the file kept changing while it was read ({READ_ATTEMPTS} attempts)")
+
+
 def load_document(file: SourceFile) -> Document:
     """Read and parse one file. Raises UnreadableFileError with a reason the run report shows."""
-    try:
-        data = file.path.read_bytes()
-    except OSError as exc:
-        raise UnreadableFileError(f"cannot read the file: {exc.strerror or exc}") from exc
+    return document_from_bytes(file, read_stable(file))
+
+
+def document_from_bytes(file: SourceFile, data: bytes) -> Document:
+    """Parse bytes already read from ``file``; the content hash is of exactly these bytes."""
     ext = PurePosixPath(file.source).suffix.lower() or file.path.suffix.lower()
     parsed = parse_bytes(data, ext)
 

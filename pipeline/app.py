@@ -22,7 +22,7 @@ from pipeline.filters import SearchFilter
 from pipeline.prompt import Prompt, build_prompt
 from pipeline.rerank import CrossEncoderReranker
 from pipeline.retrieval import HybridRetriever, Mode
-from pipeline.store import EdgeStore, IndexMeta, Store
+from pipeline.store import EdgeStore, IndexMeta, Store, check_space
 from pipeline.sync import Progress, Splitter, SyncReport, sync_documents, sync_folder
 from pipeline.types import Document, ScoredChunk
 
@@ -69,8 +69,8 @@ class Ragline:
 
     def __init__(self, config: AppConfig | None = None, embedder: SentenceTransformerEmbedder | None = None) -> None:
         self.config = config or load_config()
-        self.embedder = embedder or SentenceTransformerEmbedder(self.config.embedding)
-        self.reranker = CrossEncoderReranker(self.config.rerank)
+        self.embedder = embedder or SentenceTransformerEmbedder(self.config.embedding, self.model_cache)
+        self.reranker = CrossEncoderReranker(self.config.rerank, self.model_cache)
         self._store: Store | None = None
         self._retriever: HybridRetriever | None = None
         self._opening = threading.RLock()  # the HTTP API opens the index from worker threads
@@ -78,6 +78,12 @@ class Ragline:
     @property
     def index_path(self) -> Path:
         return Path(self.config.index.path).expanduser().resolve()
+
+    @property
+    def model_cache(self) -> Path | None:
+        """Where derived model files (the onnx-int8 exports) live: beside the embedded index, in
+        ``<index>/models``; None (the user cache) for a Qdrant server, which has no local folder."""
+        return None if self.config.qdrant.enabled else self.index_path / "models"
 
     def _meta(self) -> IndexMeta:
         return IndexMeta(
@@ -105,7 +111,9 @@ class Ragline:
             else:
                 exists = (self.index_path / "meta.json").exists()
                 wants_meta = create or (check_model and exists)
-                self._store = EdgeStore.open(self.index_path, self._meta() if wants_meta else None)
+                self._store = EdgeStore.open(
+                    self.index_path, self._meta() if wants_meta else None, self.config.index.min_free_mb
+                )
         return self._store
 
     def close(self) -> None:
@@ -144,6 +152,8 @@ class Ragline:
         return report
 
     def _writable_store(self) -> Store:
+        if not self.config.qdrant.enabled:  # a nearly full disk is refused before any model loads
+            check_space(self.index_path, self.config.index.min_free_mb)
         store = self.store(create=True)
         wanted = (self.config.bm25.k1, self.config.bm25.b, TOKENIZER_VERSION)
         have = (store.meta.k1, store.meta.b, store.meta.tokenizer)

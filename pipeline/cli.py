@@ -21,7 +21,8 @@ EXIT_ERROR, EXIT_SKIPPED = 1, 3
 
 
 def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    one_line = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    click.echo(f"error: {one_line}", err=True)
     sys.exit(EXIT_ERROR)
 
 
@@ -32,6 +33,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except RaglineError as exc:
+            _fail(str(exc))
+        except OSError as exc:  # the disk, a file or the network, outside what the domain errors name
             _fail(str(exc))
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -63,7 +66,14 @@ class _Group(click.Group):
 @click.pass_context
 def main(ctx: click.Context, index: str | None, config_file: str | None, qdrant_url: str | None) -> None:
     """ragline: hybrid (BM25 + dense) retrieval with citations, on Qdrant."""
+    import contextlib
     import logging
+    import signal
+
+    # Over a file size limit (ulimit -f) a write then fails with EFBIG, reported in one line,
+    # instead of SIGXFSZ killing the process without a word (PostgreSQL does the same).
+    with contextlib.suppress(ValueError):  # ValueError: not the main thread (an embedding program)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
     from pipeline.app import Ragline
 
@@ -76,7 +86,17 @@ def main(ctx: click.Context, index: str | None, config_file: str | None, qdrant_
         config = config.model_copy(update={"qdrant": config.qdrant.model_copy(update={"url": qdrant_url})})
     app = Ragline(config)
     ctx.obj = app
-    ctx.call_on_close(app.close)
+    ctx.call_on_close(lambda: _close(app))
+
+
+def _close(app: Any) -> None:
+    """Close the index; a failure to save it is one line too, unless the command already failed with its own."""
+    failing = sys.exc_info()[1] is not None
+    try:
+        app.close()
+    except RaglineError as exc:
+        if not failing:
+            _fail(str(exc))
 
 
 def _search_options(func: F) -> F:
@@ -119,14 +139,34 @@ def _progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
+class _LogProgress:
+    """One stderr line per step ("parsing 12/200"), for logs where bars would be noise."""
+
+    def __init__(self) -> None:
+        self._done: dict[str, int] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if self._done.get(phase) != done:
+            self._done[phase] = done
+            click.echo(f"{phase} {done}/{total}", err=True)
+
+
 @main.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--strict", is_flag=True, help="Exit 3 if any file was skipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--progress",
+    type=click.Choice(["auto", "bar", "log", "none"]),
+    default="auto",
+    show_default=True,
+    help="Progress on stderr: bars (auto: when stderr is a terminal), or one line per step for logs.",
+)
 @click.pass_obj
-def ingest(app: Any, path: str, strict: bool, as_json: bool) -> None:
+def ingest(app: Any, path: str, strict: bool, as_json: bool, progress: str) -> None:
     """Sync a folder into the index: add new, update changed, remove deleted files."""
-    report = app.ingest(path, progress=_progress_enabled())
+    shown: Any = _LogProgress() if progress == "log" else {"auto": _progress_enabled(), "bar": True}.get(progress, False)
+    report = app.ingest(path, progress=shown)
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
     else:

@@ -36,6 +36,8 @@ class SourceConfig(_Section):
     include: tuple[str, ...] = ("**/*",)
     exclude: tuple[str, ...] = ()
     max_file_mb: float = Field(50.0, gt=0)
+    parse_workers: int = Field(0, ge=0, le=64)
+    parse_timeout_s: float = Field(60.0, gt=0)
 
 
 class ChunkingConfig(_Section):
@@ -51,10 +53,22 @@ class ChunkingConfig(_Section):
         return self
 
 
+InferenceBackend = Literal["torch", "onnx-int8"]
+"""``torch``: PyTorch fp32. ``onnx-int8``: the model exported to ONNX and dynamically quantised to int8, run by
+ONNX Runtime on CPU (pipeline/onnx_backend.py; needs ``pip install 'ragline[onnx]'``)."""
+
+
 class EmbeddingConfig(_Section):
     model: str = DEFAULT_EMBEDDER
     batch_size: int = Field(32, ge=1, le=4096)
     device: str = "cpu"
+    backend: InferenceBackend = "torch"
+
+    @model_validator(mode="after")
+    def _int8_on_cpu(self) -> EmbeddingConfig:
+        if self.backend == "onnx-int8" and self.device != "cpu":
+            raise ValueError(f'backend "onnx-int8" runs on the CPU only; set device = "cpu" (got {self.device!r})')
+        return self
 
 
 class BM25Config(_Section):
@@ -69,6 +83,7 @@ class RetrievalConfig(_Section):
     fusion: Fusion = Fusion.WEIGHTED
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(0.4, ge=0, le=1)
+    exact: bool = False
 
 
 class RerankConfig(_Section):
@@ -79,6 +94,7 @@ class RerankConfig(_Section):
     batch_size: int = Field(16, ge=1)
     max_length: int = Field(512, ge=8)
     on_failure: Literal["continue", "stop"] = "continue"
+    backend: InferenceBackend = "torch"
 
 
 DEFAULT_TEMPLATE = (
@@ -123,6 +139,9 @@ class LLMConfig(_Section):
 
 class IndexConfig(_Section):
     path: str = ".ragline"
+    min_free_mb: float = Field(64.0, ge=0)
+    """Refuse to write the embedded index when its disk has less free space than this (plus the batch):
+    Qdrant Edge writes through memory maps, and a write that finds the disk full kills the process."""
 
 
 class QdrantConfig(_Section):
@@ -218,7 +237,7 @@ def load_config(path: str | Path | None = None) -> AppConfig:
 
 
 def with_index(config: AppConfig, path: str | Path) -> AppConfig:
-    return config.model_copy(update={"index": IndexConfig(path=str(path))})
+    return config.model_copy(update={"index": config.index.model_copy(update={"path": str(path)})})
 
 
 def config_to_dict(config: AppConfig) -> dict[str, Any]:

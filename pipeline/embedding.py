@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.config import EmbeddingConfig
+from pipeline.errors import ModelUnavailableError
 from pipeline.models import resolve_model
 
 if TYPE_CHECKING:
@@ -62,29 +64,54 @@ def canonical_model_name(name: str) -> str:
 
 
 class SentenceTransformerEmbedder:
-    """All-MiniLM-L6-v2 by default, from the packaged weights: no download."""
+    """All-MiniLM-L6-v2 by default, from the packaged weights: no download.
 
-    def __init__(self, config: EmbeddingConfig | None = None) -> None:
+    ``model_cache`` is where the ``onnx-int8`` backend keeps its export (the app passes ``<index>/models``);
+    None means ``~/.cache/ragline/onnx``. The model name is the same for every backend: int8 vectors
+    approximate the fp32 ones, so an index built with either can be searched with the other.
+    """
+
+    def __init__(self, config: EmbeddingConfig | None = None, model_cache: Path | None = None) -> None:
         self.config = config or EmbeddingConfig()
         self.name = canonical_model_name(self.config.model)
+        self.model_cache = model_cache
         self._lock = threading.Lock()
 
     @cached_property
     def path(self) -> str:
         return resolve_model(self.name, "embedder")
 
+    def _unloadable(self, exc: Exception) -> ModelUnavailableError:
+        """A folder that is not a usable model (junk config, missing or damaged weights), in one line."""
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        where = "" if self.path == self.name else f" (from {self.path})"
+        return ModelUnavailableError(f"embedder model {self.name!r}{where} cannot be loaded: {reason}")
+
     @cached_property
     def model(self) -> Any:
+        path = self.path  # a missing model is reported before the slow imports
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a per-layer "Loading weights" bar is noise on every start
         with self._lock:
-            return SentenceTransformer(self.path, device=self.config.device, local_files_only=True)
+            try:
+                model = SentenceTransformer(path, device=self.config.device, local_files_only=True)
+            except Exception as exc:
+                raise self._unloadable(exc) from None
+            if self.config.backend == "onnx-int8":
+                from pipeline.onnx_backend import use_onnx_int8
+
+                use_onnx_int8(model, "embedder", self.name, path, self.model_cache)
+            return model
 
     @cached_property
     def tokens(self) -> TokenCounter:
-        return load_token_counter(self.path)
+        path = self.path
+        try:
+            return load_token_counter(path)
+        except Exception as exc:
+            raise self._unloadable(exc) from None
 
     @cached_property
     def dimension(self) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 
 from pipeline.config import EmbeddingConfig
 from pipeline.embedding import SentenceTransformerEmbedder
+from pipeline.onnx_backend import backend_tag
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
 
@@ -38,8 +39,8 @@ def model_identity(name: str, path: str) -> str:
 class CachedEmbedder(SentenceTransformerEmbedder):
     """The sentence-transformers embedder, reading and writing vectors through SQLite."""
 
-    def __init__(self, config: EmbeddingConfig | None, cache_file: str | Path) -> None:
-        super().__init__(config)
+    def __init__(self, config: EmbeddingConfig | None, cache_file: str | Path, model_cache: Path | None = None) -> None:
+        super().__init__(config, model_cache)
         self.cache_file = Path(cache_file)
         self._db: sqlite3.Connection | None = None
         self.hits = 0
@@ -56,7 +57,10 @@ class CachedEmbedder(SentenceTransformerEmbedder):
 
     @cached_property
     def identity(self) -> bytes:
-        return model_identity(self.name, self.path).encode()
+        """The weights, plus the backend unless it is torch (so fp32 keys stay valid): int8 vectors only
+        approximate fp32 ones, and the two must never be served for each other."""
+        tag = backend_tag(self.config.backend)
+        return (model_identity(self.name, self.path) + (f"|{tag}" if tag else "")).encode()
 
     def _keys(self, texts: Sequence[str]) -> list[bytes]:
         return [hashlib.sha256(self.identity + b"\x00" + t.encode("utf-8")).digest() for t in texts]

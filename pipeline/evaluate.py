@@ -10,8 +10,9 @@ Two ways to cut the corpus into units:
 
 The index is kept in a cache folder named by a fingerprint of the corpus bytes
 and every setting that changes what is written (model, units, chunking, BM25
-k1/b, tokenizer). Evaluating the same corpus and settings again re-uses it;
-sync's content hashes make that a no-op (nothing is embedded).
+k1/b, tokenizer, and the embedding backend unless it is torch). Evaluating the
+same corpus and settings again re-uses it; sync's content hashes make that a
+no-op (nothing is embedded).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pipeline.embedding import SentenceTransformerEmbedder, canonical_model_name
 from pipeline.embedding_cache import CachedEmbedder
 from pipeline.errors import RaglineError
 from pipeline.metrics import evaluate_run
+from pipeline.onnx_backend import backend_tag
 from pipeline.rerank import CrossEncoderReranker
 from pipeline.retrieval import HybridRetriever, Mode
 from pipeline.sync import SyncReport, document_id, file_hash
@@ -145,6 +147,9 @@ def index_fingerprint(corpus_file: Path, config: AppConfig, model: str, units: U
         "bm25": config.bm25.model_dump(),
         "tokenizer": TOKENIZER_VERSION,
     }
+    tag = backend_tag(config.embedding.backend)
+    if tag:  # only when not torch, so that existing fp32 indexes keep their folder
+        settings["embedding_backend"] = tag
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 

@@ -15,6 +15,13 @@ from pipeline.errors import RaglineError
 
 GLOB_CHARS = frozenset("*?[")
 RESERVED_FIELDS = frozenset({"text"})
+MAX_GLOB_WILDCARDS = 8
+MAX_SEGMENT_STARS = 3
+"""A glob is matched by a backtracking regex, whose cost grows with the power of the number of
+``*`` in one folder or file name: ``*a*a*a*a*a*a*a*b`` takes seconds per source on a long name,
+three take milliseconds. More than a few only serve to make a search slow."""
+INT64 = (-(2**63), 2**63 - 1)
+"""Qdrant stores integer payloads as 64-bit; a larger match value cannot be sent."""
 
 
 @dataclass(frozen=True)
@@ -27,9 +34,36 @@ class SearchFilter:
     fields: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        for key, _ in self.fields:
+        for key, value in self.fields:
             if not key or key in RESERVED_FIELDS or not all(p.isidentifier() for p in key.split(".")):
                 raise RaglineError(f"filter field {key!r} is not a valid payload field name")
+            if not isinstance(value, str | int):  # bool is an int
+                raise RaglineError(f"filter field {key!r}: the value must be a string, integer or boolean")
+            if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
+                raise RaglineError(f"filter field {key!r}: {value} is out of the 64-bit integer range")
+        if self.is_glob:
+            self._check_glob()
+
+    def _check_glob(self) -> None:
+        import re
+
+        from connectors.globs import compile_glob
+
+        assert self.path is not None
+        wildcards = sum(self.path.count(c) for c in GLOB_CHARS)
+        if wildcards > MAX_GLOB_WILDCARDS:
+            raise RaglineError(
+                f"filter path {self.path!r} has {wildcards} wildcards (*, ?, [); at most {MAX_GLOB_WILDCARDS}"
+            )
+        stars = max((part.count("*") for part in self.path.split("/") if part != "**"), default=0)
+        if stars > MAX_SEGMENT_STARS:
+            raise RaglineError(
+                f"filter path {self.path!r} has {stars} '*' in one folder or file name; at most {MAX_SEGMENT_STARS}"
+            )
+        try:
+            compile_glob(self.path)
+        except re.error as exc:
+            raise RaglineError(f"filter path {self.path!r} is not a valid glob: {exc}") from None
 
     @property
     def empty(self) -> bool:

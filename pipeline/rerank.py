@@ -13,6 +13,7 @@ import dataclasses
 import json
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,8 +51,11 @@ def interpolation_weight(model_path: str) -> float:
 
 
 class CrossEncoderReranker:
-    def __init__(self, config: RerankConfig | None = None) -> None:
+    """``model_cache``: where the ``onnx-int8`` backend keeps its export (None: ``~/.cache/ragline/onnx``)."""
+
+    def __init__(self, config: RerankConfig | None = None, model_cache: Path | None = None) -> None:
         self.config = config or RerankConfig()
+        self.model_cache = model_cache
         self._model: Any = None
         self.weight = 1.0
         self._error: ModelUnavailableError | None = None
@@ -91,8 +95,19 @@ class CrossEncoderReranker:
                     f"a reranker needs exactly one relevance score"
                 )
                 raise self._error
+            if self.config.backend == "onnx-int8":
+                self._use_onnx_int8(model, path)
             self._model = model
             return model
+
+    def _use_onnx_int8(self, model: Any, path: str) -> None:
+        from pipeline.onnx_backend import use_onnx_int8
+
+        try:
+            use_onnx_int8(model, "reranker", self.config.model, path, self.model_cache)
+        except ModelUnavailableError as exc:
+            self._error = exc
+            raise
 
     def rerank(self, query: str, candidates: Sequence[ScoredChunk], top_n: int | None = None) -> list[ScoredChunk]:
         """Score (query, chunk) pairs and return the best ``top_n``, highest first."""

@@ -160,7 +160,7 @@ class HybridRetriever:
         dense_vec = self._embed(query) if mode != "bm25" else None
         sparse_vec = bm25.query_vector(query) if mode != "dense" else None
         t1 = time.perf_counter()
-        dense, sparse = self.store.search(dense_vec, sparse_vec, depth, where)
+        dense, sparse = self.store.search(dense_vec, sparse_vec, depth, where, exact=self.config.exact)
         t2 = time.perf_counter()
         if mode == "dense":
             ranked = [Fused(h.id, h.score, None, h.score) for h in dense[:top_k]]

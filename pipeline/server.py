@@ -2,8 +2,11 @@
 
 A thin shell over :class:`pipeline.app.Ragline`, like the CLI. Request models
 are built from ``[server]`` so their limits (query length, top_k) show in the
-OpenAPI schema and fail with a 422 that names the field. Ingest only syncs
-folders named in ``server.sources``: a request names a source, never a path.
+OpenAPI schema and fail with a 422 that names the field. Filters are flat,
+bounded data (a path, file types, up to ``MAX_FILTER_FIELDS`` scalar matches),
+validated before any store sees them. Ingest only syncs folders named in
+``server.sources``: a request names a source, never a path. Every error is a
+JSON object with a one-line ``error``.
 """
 
 import os
@@ -14,13 +17,33 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pipeline.app import Ragline
 from pipeline.config import Fusion, ServerConfig
 from pipeline.errors import IndexUnavailableError, ModelUnavailableError, RaglineError
 
 API_KEY_ENV = "RAGLINE_API_KEY"
+MAX_FILTER_PATH = 1000
+MAX_FILTER_FIELDS = 20
+MAX_FIELD_KEY = 200
+MAX_FIELD_VALUE = 1000
+MAX_NAME = 200  # file types, source names, job ids
+
+
+def _scalar_kind(value: object) -> str | None:
+    """Which branch of a filter field's value type ``value`` is; None (a 422) for anything else."""
+    if isinstance(value, bool):
+        return "bool"
+    return "int" if isinstance(value, int) else "str" if isinstance(value, str) else None
+
+
+def _shown(part: object, limit: int = 100) -> str:
+    """``part`` (a field name, possibly from the request) printable on one line and short."""
+    text = str(part)
+    if not text.isprintable():
+        text = ascii(text)[1:-1]
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @dataclass
@@ -155,11 +178,14 @@ def api_key(config: ServerConfig) -> str:
 
 def create_app(rag: Ragline) -> Any:
     """The FastAPI application for one Ragline (one index, one config)."""
-    from fastapi import Depends, FastAPI, HTTPException, Request
+    from fastapi import Depends, FastAPI, HTTPException, Path, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from pipeline.filters import INT64
 
     limits = rag.config.server
     jobs = Jobs(rag)
@@ -167,9 +193,30 @@ def create_app(rag: Ragline) -> Any:
 
     class Filters(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        path: str | None = Field(None, description="Folder/file prefix or glob over source paths.")
-        file_types: list[str] = Field(default_factory=list, max_length=50, description='e.g. ["pdf", "md"]')
-        fields: dict[str, str | int | bool] = Field(default_factory=dict, description="Exact payload matches.")
+        path: str | None = Field(
+            None, max_length=MAX_FILTER_PATH, description="Folder/file prefix or glob over source paths."
+        )
+        file_types: list[Annotated[str, Field(max_length=MAX_NAME)]] = Field(
+            default_factory=list, max_length=50, description='e.g. ["pdf", "md"]'
+        )
+        fields: dict[
+            Annotated[str, Field(min_length=1, max_length=MAX_FIELD_KEY)],
+            Annotated[
+                Annotated[str, Field(max_length=MAX_FIELD_VALUE), Tag("str")]
+                # lt 2**63, not le 2**63 - 1: the schema shows the bound as a float, and 2**63 is exact
+                | Annotated[int, Field(ge=INT64[0], lt=INT64[1] + 1), Tag("int")]
+                | Annotated[bool, Tag("bool")],
+                Discriminator(
+                    _scalar_kind,
+                    custom_error_type="scalar_type",
+                    custom_error_message="Input should be a string, integer or boolean",
+                ),
+            ],
+        ] = Field(
+            default_factory=dict,
+            max_length=MAX_FILTER_FIELDS,
+            description="Exact payload matches (all must hold): field name to a string, integer or boolean.",
+        )
 
     class SearchRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -201,7 +248,11 @@ def create_app(rag: Ragline) -> Any:
 
     class IngestRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        source: str = Field(description=f"One of the configured sources: {sorted(limits.sources) or 'none configured'}")
+        source: str = Field(
+            max_length=MAX_NAME,
+            description=f"One of the configured sources: {sorted(limits.sources) or 'none configured'}",
+            examples=sorted(limits.sources)[:1] or None,
+        )
 
     def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         key = api_key(limits)
@@ -228,12 +279,33 @@ def create_app(rag: Ragline) -> Any:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()]
-        return JSONResponse({"error": "; ".join(problems), "detail": exc.errors()}, status_code=422)
+        if isinstance(exc.body, bytes):  # FastAPI left the body unparsed: its Content-Type is not JSON
+            return JSONResponse({"error": "the request body must be JSON (Content-Type: application/json)"}, 415)
+        # The offending input is not echoed back: it may be 64 KiB, nested deeper than the JSON
+        # encoder recurses, or hold lone surrogates that cannot be encoded (each was a 500).
+        detail = [
+            {"type": e["type"], "loc": [p if isinstance(p, int) else _shown(p) for p in e["loc"]], "msg": e["msg"]}
+            for e in exc.errors()
+        ]
+        problems = [
+            f"{'.'.join(str(p) for p in d['loc'] if p != 'body') or 'body'}: {' '.join(d['msg'].split())}"
+            for d in detail
+        ]
+        return JSONResponse({"error": "; ".join(problems), "detail": detail}, status_code=422)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    @app.exception_handler(StarletteHTTPException)  # also FastAPI's own (a subclass) and routing's 404/405
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail
+        if isinstance(exc.__cause__, RecursionError):  # FastAPI's 400 for a body json.loads cannot parse
+            message = "request body is nested too deeply to parse"
+        elif isinstance(exc.__cause__, UnicodeDecodeError):
+            message = "request body is not valid UTF-8"
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def crashed(_: Request, exc: Exception) -> JSONResponse:
+        # A bug: still a JSON error, never a traceback; uvicorn logs the exception.
+        return JSONResponse({"error": "internal server error"}, status_code=500)
 
     @app.exception_handler(RaglineError)
     async def domain_error(_: Request, exc: RaglineError) -> JSONResponse:
@@ -308,7 +380,7 @@ def create_app(rag: Ragline) -> Any:
         return jobs.submit(request.source, folder).as_dict()
 
     @app.get("/jobs/{job_id}", dependencies=guarded)
-    def job(job_id: str) -> dict[str, Any]:
+    def job(job_id: Annotated[str, Path(max_length=MAX_NAME)]) -> dict[str, Any]:
         found = jobs.get(job_id)
         if found is None:
             raise HTTPException(404, f"no job {job_id!r}")

@@ -339,6 +339,9 @@ class ServerStore:
     def flush(self) -> None:
         """Nothing to do: every write waits until the server has applied it."""
 
+    def optimize(self) -> None:
+        """Nothing to do: the server's own optimizers run in the background."""
+
     # -- reads -----------------------------------------------------------------------------
     def _scroll_pages(self, with_payload: list[str] | bool, with_vectors: bool, limit: int) -> Iterator[list[Any]]:
         offset: Any = None
@@ -389,7 +392,12 @@ class ServerStore:
         return models.Filter(must=must)
 
     def search(
-        self, dense: np.ndarray | None, sparse: SparseVector | None, limit: int, where: SearchFilter | None = None
+        self,
+        dense: np.ndarray | None,
+        sparse: SparseVector | None,
+        limit: int,
+        where: SearchFilter | None = None,
+        exact: bool = False,
     ) -> tuple[list[Hit], list[Hit]]:
         """Dense and BM25 candidates, each filtered, in one batched call to the server."""
         from qdrant_client import models
@@ -407,6 +415,7 @@ class ServerStore:
                     filter=server_filter,
                     limit=limit,
                     with_payload=False,
+                    params=models.SearchParams(exact=True) if exact else None,
                 )
             )
         if sparse is not None and len(sparse):

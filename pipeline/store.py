@@ -15,10 +15,13 @@ crash at any moment is detected and repaired by the next sync.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,6 +40,10 @@ DENSE = "dense"
 SPARSE = "bm25"
 INDEXED_FIELDS = ("document_id", "source", "ext")
 DOC_STATE_FIELDS = ["document_id", "source", "root", "content_hash", "chunk_count", "n_tokens"]
+MIN_FREE_MB = 64.0
+"""Default headroom for writes (config: index.min_free_mb)."""
+BYTES_PER_POINT = 32 * 1024
+"""A generous bound on the disk a written point takes (about 6 KiB measured: WAL, vectors, payload, indexes)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,10 @@ class IndexMeta:
     tokenizer: str
 
     def check_model(self, model: str, dimension: int) -> None:
+        """The canonical model name, not the inference backend: ``embedding.backend = "onnx-int8"`` vectors
+        are a close approximation of the same model's fp32 ones (cosine about 0.995 for MiniLM), so an index
+        built with either backend is searched with the other, and a mixed index stays usable. Vector caches
+        (CachedEmbedder, the eval index fingerprint) do key on the backend, so they never mix."""
         if (model, dimension) != (self.model, self.dimension):
             raise ModelMismatchError(
                 f"the index was built with embedder {self.model!r} (dimension {self.dimension}), "
@@ -128,7 +139,12 @@ class Store(Protocol):
     def documents(self) -> dict[str, DocumentState]: ...
 
     def search(
-        self, dense: np.ndarray | None, sparse: SparseVector | None, limit: int, where: SearchFilter | None = None
+        self,
+        dense: np.ndarray | None,
+        sparse: SparseVector | None,
+        limit: int,
+        where: SearchFilter | None = None,
+        exact: bool = False,
     ) -> tuple[list[Hit], list[Hit]]: ...
 
     def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]: ...
@@ -144,6 +160,10 @@ class Store(Protocol):
         ...
 
     def flush(self) -> None: ...
+
+    def optimize(self) -> None:
+        """Merge small segments and build the HNSW index where a segment has grown large enough."""
+        ...
 
     def close(self) -> None: ...
 
@@ -301,10 +321,61 @@ class _FolderLock:
             self._fd = -1
 
 
+_NO_SPACE = re.compile(rf"\(os error ({errno.ENOSPC}|{errno.EFBIG})\)")
+_FAILED_WRITE = re.compile(r"failed to write to file `([^`]+)`: (.+)$")
+
+
+def _engine_reason(exc: BaseException) -> str:
+    """The engine's error on one line: its innermost cause where that is a failed file write."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    text = " ".join(str(exc).replace("Service runtime error: ", "").split())
+    failed = _FAILED_WRITE.search(text)
+    if failed:
+        return f"{failed[2]} writing {failed[1]}"
+    return text or type(exc).__name__
+
+
+@contextmanager
+def _writing(folder: Path, file: Path | None = None) -> Iterator[None]:
+    """A write that fails (the disk is full, a file size limit, an I/O error) as one line naming the index."""
+    try:
+        yield
+    except RaglineError:
+        raise
+    except Exception as exc:
+        reason = _engine_reason(exc) + (f" ({file})" if file is not None else "")
+        full = (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG)) or bool(
+            _NO_SPACE.search(str(exc))
+        )
+        hint = " (no space: the disk is full or a file size limit was reached)" if full else ""
+        raise IndexUnavailableError(f"cannot write the index at {folder}{hint}: {reason}") from None
+
+
+def check_space(folder: Path, min_free_mb: float, points: int = 0) -> None:
+    """Refuse a write while the disk is nearly full. Qdrant Edge writes through memory-mapped files, and
+    a write that finds no free block is a SIGBUS that kills the process with no message and no clean-up;
+    stopping before the write keeps the index as it was and says why."""
+    stats = os.statvfs(next(p for p in (folder, *folder.parents) if p.exists()))  # a new index: its parent
+    free = stats.f_bavail * stats.f_frsize
+    needed = min_free_mb * 2**20 + points * BYTES_PER_POINT
+    if free < needed:
+        batch = f" plus {points} points" if points else ""
+        raise IndexUnavailableError(
+            f"cannot write the index at {folder}: its disk has {free / 2**20:.1f} MB free, under the "
+            f"{needed / 2**20:.1f} MB a write needs (index.min_free_mb = {min_free_mb:g}{batch}): free some space"
+        )
+
+
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    with _writing(path.parent, tmp):
+        try:
+            tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def read_meta(folder: Path) -> IndexMeta | None:
@@ -322,17 +393,28 @@ class EdgeStore:
 
     kind = "qdrant-edge"
 
-    def __init__(self, folder: Path, shard: qdrant_edge.EdgeShard, meta: IndexMeta, lock: _FolderLock) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        shard: qdrant_edge.EdgeShard,
+        meta: IndexMeta,
+        lock: _FolderLock,
+        min_free_mb: float = MIN_FREE_MB,
+    ) -> None:
         self.folder = folder
         self.location = str(folder)
         self.meta = meta
+        self.min_free_mb = min_free_mb
         self._shard = shard
         self._lock = lock
 
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
-    def open(cls, folder: str | Path, meta: IndexMeta | None = None) -> EdgeStore:
-        """Open an existing index; with ``meta``, create it if missing (or check it matches)."""
+    def open(cls, folder: str | Path, meta: IndexMeta | None = None, min_free_mb: float = MIN_FREE_MB) -> EdgeStore:
+        """Open an existing index; with ``meta``, create it if missing (or check it matches).
+
+        Writes are refused while the folder's disk has less than ``min_free_mb`` free (see :func:`check_space`).
+        """
         import qdrant_edge as q
 
         path = Path(folder).expanduser().resolve()
@@ -346,6 +428,7 @@ class EdgeStore:
         try:
             if existing is None:
                 assert meta is not None
+                check_space(path, min_free_mb)
                 shard = q.EdgeShard.create(str(path / "shard"), cls._edge_config(meta))
                 for field in INDEXED_FIELDS:
                     shard.update(q.UpdateOperation.create_field_index(field, q.PayloadSchemaType.Keyword))
@@ -360,8 +443,8 @@ class EdgeStore:
             raise
         except Exception as exc:
             lock.release()
-            raise IndexUnavailableError(f"cannot open the Qdrant Edge shard in {path}: {exc}") from None
-        return cls(path, shard, existing, lock)
+            raise IndexUnavailableError(f"cannot open the Qdrant Edge shard in {path}: {_engine_reason(exc)}") from None
+        return cls(path, shard, existing, lock, min_free_mb)
 
     @staticmethod
     def _edge_config(meta: IndexMeta) -> qdrant_edge.EdgeConfig:
@@ -373,10 +456,17 @@ class EdgeStore:
         )
 
     def close(self) -> None:
-        if self._shard is not None:
-            self._shard.flush()
-            self._shard.close()
-            self._shard = None  # type: ignore[assignment]
+        """Flush and release the folder; the folder is released even when the flush fails."""
+        if self._shard is None:
+            return
+        shard, self._shard = self._shard, None  # type: ignore[assignment]
+        try:
+            with _writing(self.folder):
+                try:
+                    shard.flush()
+                finally:
+                    shard.close()
+        finally:
             self._lock.release()
 
     def __enter__(self) -> EdgeStore:
@@ -411,6 +501,7 @@ class EdgeStore:
         if not chunks:
             return
         check_shape(dense, len(chunks), self.meta.dimension)
+        check_space(self.folder, self.min_free_mb, len(chunks))
         points = [
             q.Point(
                 chunk.id,
@@ -419,17 +510,20 @@ class EdgeStore:
             )
             for chunk, vector, sp, ex in zip(chunks, dense, sparse, extra)
         ]
-        self._shard.update(q.UpdateOperation.upsert_points(points))
+        with _writing(self.folder):
+            self._shard.update(q.UpdateOperation.upsert_points(points))
 
     def delete_document(self, document_id: str, keep: Sequence[str] = ()) -> None:
         """Delete a document's points, except ``keep`` (the ids just written for it)."""
         import qdrant_edge as q
 
+        check_space(self.folder, self.min_free_mb)
         condition = q.Filter(
             must=[q.FieldCondition(key="document_id", match=q.MatchValue(document_id))],
             must_not=[q.HasIdCondition(set(keep))] if keep else None,
         )
-        self._shard.update(q.UpdateOperation.delete_points_by_filter(condition))
+        with _writing(self.folder):
+            self._shard.update(q.UpdateOperation.delete_points_by_filter(condition))
 
     def import_points(self, points: Sequence[StoredPoint]) -> None:
         import qdrant_edge as q
@@ -437,21 +531,29 @@ class EdgeStore:
         if not points:
             return
         check_dimension(points, self.meta.dimension)
-        self._shard.update(
-            q.UpdateOperation.upsert_points(
-                [
-                    q.Point(
-                        p.id,
-                        {DENSE: list(p.dense), SPARSE: q.SparseVector(list(p.sparse.indices), list(p.sparse.values))},
-                        dict(p.payload),
-                    )
-                    for p in points
-                ]
-            )
+        check_space(self.folder, self.min_free_mb, len(points))
+        update = q.UpdateOperation.upsert_points(
+            [
+                q.Point(
+                    p.id,
+                    {DENSE: list(p.dense), SPARSE: q.SparseVector(list(p.sparse.indices), list(p.sparse.values))},
+                    dict(p.payload),
+                )
+                for p in points
+            ]
         )
+        with _writing(self.folder):
+            self._shard.update(update)
 
     def flush(self) -> None:
-        self._shard.flush()
+        with _writing(self.folder):
+            self._shard.flush()
+
+    def optimize(self) -> None:
+        """Qdrant Edge never optimizes on its own: without this, 100k chunks stay in small
+        unindexed segments and every dense query scans them all."""
+        with _writing(self.folder):
+            self._shard.optimize()
 
     # -- reads -----------------------------------------------------------------------------
     def _scroll_pages(self, fields: list[str] | bool, with_vector: bool = False, limit: int = 1024) -> Iterator[Any]:
@@ -515,7 +617,12 @@ class EdgeStore:
         return q.Filter(must=must)
 
     def search(
-        self, dense: np.ndarray | None, sparse: SparseVector | None, limit: int, where: SearchFilter | None = None
+        self,
+        dense: np.ndarray | None,
+        sparse: SparseVector | None,
+        limit: int,
+        where: SearchFilter | None = None,
+        exact: bool = False,
     ) -> tuple[list[Hit], list[Hit]]:
         """Dense and BM25 candidates, each filtered, in one batched call to the engine."""
         import qdrant_edge as q
@@ -532,6 +639,7 @@ class EdgeStore:
                     query=q.Query.Nearest(dense.tolist(), using=DENSE),
                     filter=edge_filter,
                     with_payload=False,
+                    params=q.SearchParams(exact=True) if exact else None,
                 )
             )
         if sparse is not None and len(sparse):

@@ -10,18 +10,22 @@ whatever version was indexed before.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import queue
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from connectors import FolderSource, load_document
+from connectors import FolderSource
+from connectors.parse_pool import parse_files
 from pipeline import bm25
 from pipeline.chunking import TokenCounting, chunk
 from pipeline.config import AppConfig
@@ -29,7 +33,9 @@ from pipeline.errors import ConfigError, UnreadableFileError
 from pipeline.store import DocumentState, Store
 from pipeline.types import Chunk, Document, SkippedFile
 
-WRITE_BATCH_CHUNKS = 256
+STAGES = ("parse", "chunk", "embed", "bm25", "upsert", "optimize")
+WINDOW_BATCHES = 8
+"""Chunks are embedded and written a window of this many embedding batches at a time."""
 
 
 class Embedding(Protocol):
@@ -57,6 +63,9 @@ class SyncReport:
     skipped: tuple[SkippedFile, ...] = ()
     chunks_written: int = 0
     seconds: float = 0.0
+    stages_s: dict[str, float] = field(default_factory=dict)
+    """Time in each stage: parse (summed over the worker processes), chunk, embed, bm25, upsert, optimize.
+    Stages overlap, so they can add up to more than ``seconds``."""
 
     @property
     def changed(self) -> bool:
@@ -72,8 +81,29 @@ class SyncReport:
             "skipped": [{"source": s.source, "reason": s.reason} for s in self.skipped],
             "chunks_written": self.chunks_written,
             "seconds": round(self.seconds, 3),
+            "stages_s": {k: round(v, 3) for k, v in self.stages_s.items()},
             "changed": self.changed,
         }
+
+
+@dataclass
+class _Outcome:
+    """What a sync has found so far, for its report."""
+
+    skipped: list[SkippedFile] = field(default_factory=list)
+    unchanged: int = 0
+    pending: list[_Pending] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    written: int = 0
+    stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    @contextlib.contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[stage] += time.perf_counter() - started
 
 
 @dataclass
@@ -98,7 +128,7 @@ def file_hash(path: Path) -> str:
 
 
 ProgressCallback = Callable[[str, int, int], None]
-"""Called with (phase, done, total) as a sync goes: "parsing" files, then "embedding" chunks."""
+"""Called with (phase, done, total) as a sync goes: "parsing" files, "embedding" and "writing" chunks."""
 Progress = bool | ProgressCallback
 
 
@@ -108,12 +138,22 @@ class _Phase:
     def __init__(self, progress: Progress, name: str, total: int, unit: str) -> None:
         self.name, self.total, self.done = name, total, 0
         self._callback = progress if callable(progress) else None
-        self._bar = None
-        if progress is True and total:
+        self._progress, self._unit = progress, unit
+        self._bar: Any = None
+        self.grow(0)
+
+    def grow(self, n: int) -> None:
+        """More work found (chunks arrive as files are parsed)."""
+        self.total += n
+        if self._bar is None and self._progress is True and self.total:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=name, unit=unit, leave=False)
-        self.advance(0)
+            self._bar = tqdm(total=self.total, desc=self.name, unit=self._unit, leave=False)
+        elif self._bar is not None:
+            self._bar.total = self.total
+            self._bar.refresh()
+        if self.total:
+            self.advance(0)
 
     def advance(self, n: int = 1) -> None:
         self.done += n
@@ -137,7 +177,12 @@ def sync_folder(
     config: AppConfig,
     progress: Progress = False,
 ) -> SyncReport:
-    """Bring the index in step with ``root``: add, update and remove documents."""
+    """Bring the index in step with ``root``: add, update and remove documents.
+
+    Files are read, hashed and parsed in worker processes (see
+    ``connectors.parse_pool``) while this process chunks and embeds what has
+    arrived, so parsing overlaps with embedding instead of adding to it.
+    """
     started = time.perf_counter()
     _check_chunk_size(config, embedder)
     folder = Path(root).expanduser().resolve()
@@ -149,33 +194,31 @@ def sync_folder(
     ).scan()
     root_uri = folder.as_uri()
     indexed = _indexed(store, root_uri)
-
-    skipped: list[SkippedFile] = list(scan.skipped)
     present = {document_id(root_uri, f.source) for f in scan.files} | {
         document_id(root_uri, s.source) for s in scan.skipped
     }
-    pending: list[_Pending] = []
-    unchanged = 0
-    split = _default_splitter(config, embedder)
-    parsing = _Phase(progress, "parsing", len(scan.files), "file")
+    outcome = _Outcome(skipped=list(scan.skipped))
+    jobs = []
     for file in scan.files:
-        parsing.advance()
-        doc_id = document_id(root_uri, file.source)
-        state = indexed.get(doc_id)
-        try:
-            if state is not None and state.complete and state.content_hash == file_hash(file.path):
-                unchanged += 1
-                continue
-            document = dataclasses.replace(load_document(file), id=doc_id)
-            pending.append(_prepare(document, split, embedder))
-        except UnreadableFileError as exc:
-            skipped.append(SkippedFile(file.source, str(exc)))
-        except OSError as exc:
-            skipped.append(SkippedFile(file.source, f"cannot read: {exc.strerror or exc}"))
-    parsing.close()
+        state = indexed.get(document_id(root_uri, file.source))
+        jobs.append((file, state.content_hash if state is not None and state.complete else None))
 
-    written, removed = _commit(pending, indexed, present, store, embedder, config, root_uri, progress)
-    return _report(str(folder), pending, indexed, unchanged, removed, skipped, written, started)
+    def documents() -> Generator[Document, None, None]:
+        parsing = _Phase(progress, "parsing", len(jobs), "file")
+        for parsed in parse_files(jobs, config.source.parse_workers, config.source.parse_timeout_s):
+            parsing.advance()
+            outcome.stages["parse"] += parsed.seconds
+            if parsed.unchanged:
+                outcome.unchanged += 1
+            elif parsed.document is None:
+                outcome.skipped.append(SkippedFile(parsed.file.source, parsed.error or "cannot parse"))
+            else:
+                yield dataclasses.replace(parsed.document, id=document_id(root_uri, parsed.file.source))
+        parsing.close()
+
+    split = _default_splitter(config, embedder)
+    _commit(documents(), split, outcome, indexed, present, store, embedder, config, root_uri, progress)
+    return _report(str(folder), outcome, indexed, started)
 
 
 def sync_documents(
@@ -198,22 +241,20 @@ def sync_documents(
         _check_chunk_size(config, embedder)
         split = _default_splitter(config, embedder)
     indexed = _indexed(store, root_uri)
-    pending: list[_Pending] = []
     present: set[str] = set()
-    unchanged = 0
-    skipped: list[SkippedFile] = []
-    for document in documents:
-        present.add(document.id)
-        state = indexed.get(document.id)
-        if state is not None and state.complete and state.content_hash == document.content_hash:
-            unchanged += 1
-            continue
-        try:
-            pending.append(_prepare(document, split, embedder))
-        except UnreadableFileError as exc:
-            skipped.append(SkippedFile(document.source, str(exc)))
-    written, removed = _commit(pending, indexed, present, store, embedder, config, root_uri, progress)
-    return _report(root_uri, pending, indexed, unchanged, removed, skipped, written, started)
+    outcome = _Outcome()
+
+    def changed() -> Generator[Document, None, None]:
+        for document in documents:
+            present.add(document.id)
+            state = indexed.get(document.id)
+            if state is not None and state.complete and state.content_hash == document.content_hash:
+                outcome.unchanged += 1
+            else:
+                yield document
+
+    _commit(changed(), split, outcome, indexed, present, store, embedder, config, root_uri, progress)
+    return _report(root_uri, outcome, indexed, started)
 
 
 def _check_chunk_size(config: AppConfig, embedder: Embedding) -> None:
@@ -233,7 +274,9 @@ def _default_splitter(config: AppConfig, embedder: Embedding) -> Splitter:
 
 
 def _commit(
-    pending: list[_Pending],
+    documents: Generator[Document, None, None],
+    split: Splitter,
+    outcome: _Outcome,
     indexed: dict[str, DocumentState],
     present: set[str],
     store: Store,
@@ -241,44 +284,82 @@ def _commit(
     config: AppConfig,
     root_uri: str,
     progress: Progress,
-) -> tuple[int, list[str]]:
-    """Write the pending documents, then remove the ones no longer present."""
-    rewritten = {p.document.id for p in pending}
-    kept = [s for d, s in indexed.items() if d in present and d not in rewritten]
-    kept_tokens = sum(s.n_tokens for s in kept)
-    kept_chunks = sum(s.points for s in kept)
-    new_tokens = sum(len(t) for p in pending for t in p.tokens)
-    new_chunks = sum(len(p.chunks) for p in pending)
-    avg_len = (kept_tokens + new_tokens) / max(kept_chunks + new_chunks, 1)
+) -> None:
+    """Embed documents as they arrive, write them, then remove the ones no longer present.
 
-    written = _write(pending, store, embedder, config, avg_len, root_uri, progress)
+    A thread parses (through the worker pool) and chunks while this thread embeds,
+    so the two overlap. BM25 vectors need the collection's average chunk length,
+    known once every document has arrived: embedded windows wait in memory until
+    then, and from then on each window is written as soon as it is embedded, so a
+    killed sync keeps most of its work.
+    """
+    writer = _Writer(store, embedder, config, root_uri, outcome, progress)
+    arrived: queue.Queue[_Pending | BaseException | None] = queue.Queue()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            with contextlib.closing(documents):
+                for document in documents:
+                    if stop.is_set():
+                        return
+                    try:
+                        with outcome.timed("chunk"):
+                            prepared = _prepare(document, split, embedder)
+                        arrived.put(prepared)
+                    except UnreadableFileError as exc:
+                        outcome.skipped.append(SkippedFile(document.source, str(exc)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the embedding thread, which raises it
+            arrived.put(exc)
+        finally:
+            arrived.put(None)
+
+    producer = threading.Thread(target=produce, name="ragline-parse", daemon=True)
+    producer.start()
+    try:
+        while True:
+            try:
+                item = arrived.get(block=not writer.window_full)
+            except queue.Empty:
+                writer.embed_window()
+                continue
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            writer.add(item)
+    finally:
+        stop.set()
+        producer.join()
+    rewritten = {p.document.id for p in writer.pending}
+    kept = [s for d, s in indexed.items() if d in present and d not in rewritten]
+    tokens = sum(s.n_tokens for s in kept) + sum(len(t) for p in writer.pending for t in p.tokens)
+    chunks = sum(s.points for s in kept) + sum(len(p.chunks) for p in writer.pending)
+    writer.finish(avg_len=tokens / max(chunks, 1))
+    outcome.pending, outcome.written = writer.pending, writer.written
 
     gone = sorted((s for d, s in indexed.items() if d not in present), key=lambda s: s.source)
-    for state in gone:
-        store.delete_document(state.document_id)
-    store.flush()
-    return written, [s.source for s in gone]
+    with outcome.timed("upsert"):
+        for state in gone:
+            store.delete_document(state.document_id)
+        store.flush()
+    if writer.written or gone:
+        with outcome.timed("optimize"):
+            store.optimize()
+    outcome.removed = [s.source for s in gone]
 
 
-def _report(
-    root: str,
-    pending: list[_Pending],
-    indexed: dict[str, DocumentState],
-    unchanged: int,
-    removed: list[str],
-    skipped: list[SkippedFile],
-    written: int,
-    started: float,
-) -> SyncReport:
+def _report(root: str, outcome: _Outcome, indexed: dict[str, DocumentState], started: float) -> SyncReport:
     return SyncReport(
         root=root,
-        added=tuple(p.document.source for p in pending if p.document.id not in indexed),
-        updated=tuple(p.document.source for p in pending if p.document.id in indexed),
-        unchanged=unchanged,
-        removed=tuple(removed),
-        skipped=tuple(sorted(skipped, key=lambda s: s.source)),
-        chunks_written=written,
+        added=tuple(sorted(p.document.source for p in outcome.pending if p.document.id not in indexed)),
+        updated=tuple(sorted(p.document.source for p in outcome.pending if p.document.id in indexed)),
+        unchanged=outcome.unchanged,
+        removed=tuple(outcome.removed),
+        skipped=tuple(sorted(outcome.skipped, key=lambda s: s.source)),
+        chunks_written=outcome.written,
         seconds=time.perf_counter() - started,
+        stages_s=dict(outcome.stages),
     )
 
 
@@ -303,42 +384,86 @@ def _prepare(document: Document, split: Splitter, embedder: Embedding) -> _Pendi
     return _Pending(document, chunks, texts, [bm25.tokenize(t) for t in texts])
 
 
-def _write(
-    pending: list[_Pending],
-    store: Store,
-    embedder: Embedding,
-    config: AppConfig,
-    avg_len: float,
-    root_uri: str,
-    progress: Progress,
-) -> int:
-    """Embed in batches across documents; finish each document by deleting its stale points."""
-    queue = [(p, i) for p in pending for i in range(len(p.chunks))]
-    embedding = _Phase(progress, "embedding", len(queue), "chunk")
-    for begin in range(0, len(queue), WRITE_BATCH_CHUNKS):
-        batch = queue[begin : begin + WRITE_BATCH_CHUNKS]
-        texts = [p.texts[i] for p, i in batch]
-        unique = list(dict.fromkeys(texts))
-        vectors = embedder.embed(unique)
-        row = {text: n for n, text in enumerate(unique)}
-        dense = vectors[[row[t] for t in texts]]
-        chunks = [p.chunks[i] for p, i in batch]
-        sparse = [bm25.document_vector(p.tokens[i], avg_len, config.bm25) for p, i in batch]
+class _Writer:
+    """Embeds chunks a window at a time and writes them once the BM25 average length is known.
+
+    A window of ``WINDOW_BATCHES`` batches goes to the model in one call:
+    sentence-transformers sorts a call's texts by length, so padding stays small.
+    A text seen before in this sync (an identical file, repeated boilerplate) is
+    not embedded again.
+    """
+
+    def __init__(
+        self, store: Store, embedder: Embedding, config: AppConfig, root_uri: str, outcome: _Outcome, progress: Progress
+    ) -> None:
+        self.store, self.embedder, self.config, self.root_uri = store, embedder, config, root_uri
+        self.outcome = outcome
+        self.pending: list[_Pending] = []
+        self.written = 0
+        self._queue: list[tuple[_Pending, int]] = []  # waiting to be embedded
+        self._ready: list[tuple[_Pending, int]] = []  # embedded, waiting to be written
+        self._vectors: dict[str, np.ndarray] = {}
+        self._avg_len: float | None = None
+        self._window = WINDOW_BATCHES * config.embedding.batch_size
+        self._embedding = _Phase(progress, "embedding", 0, "chunk")
+        self._writing = _Phase(progress, "writing", 0, "chunk")
+
+    @property
+    def window_full(self) -> bool:
+        return len(self._queue) >= self._window
+
+    def add(self, pending: _Pending) -> None:
+        self.pending.append(pending)
+        self._queue.extend((pending, i) for i in range(len(pending.chunks)))
+        self._embedding.grow(len(pending.chunks))
+
+    def finish(self, avg_len: float) -> None:
+        self._avg_len = avg_len
+        self._writing.grow(sum(len(p.chunks) for p in self.pending))
+        self._write_ready()
+        while self._queue:
+            self.embed_window()
+        self._embedding.close()
+        self._writing.close()
+
+    def embed_window(self) -> None:
+        window, self._queue = self._queue[: self._window], self._queue[self._window :]
+        new = list(dict.fromkeys(t for t in (p.texts[i] for p, i in window) if t not in self._vectors))
+        with self.outcome.timed("embed"):
+            vectors = self.embedder.embed(new)
+        for text, vector in zip(new, vectors, strict=True):
+            self._vectors[text] = vector
+        self._ready.extend(window)
+        self._embedding.advance(len(window))
+        if self._avg_len is not None:
+            self._write_ready()
+
+    def _write_ready(self) -> None:
+        assert self._avg_len is not None
+        for begin in range(0, len(self._ready), self._window):
+            self._write(self._ready[begin : begin + self._window], self._avg_len)
+        self._ready = []
+
+    def _write(self, batch: list[tuple[_Pending, int]], avg_len: float) -> None:
+        """Write one batch; finish each document it completes by deleting its stale points."""
+        dense = np.stack([self._vectors[p.texts[i]] for p, i in batch])
+        with self.outcome.timed("bm25"):
+            sparse = [bm25.document_vector(p.tokens[i], avg_len, self.config.bm25) for p, i in batch]
         extra = [
             {
                 "content_hash": p.document.content_hash,
                 "chunk_count": len(p.chunks),
                 "n_tokens": len(p.tokens[i]),
-                "root": root_uri,
+                "root": self.root_uri,
                 "mtime": p.document.metadata.get("mtime"),
             }
             for p, i in batch
         ]
-        store.upsert(chunks, dense, sparse, extra)
-        for p, i in batch:
-            p.written.append(p.chunks[i].id)
-            if len(p.written) == len(p.chunks):
-                store.delete_document(p.document.id, keep=p.written)
-        embedding.advance(len(batch))
-    embedding.close()
-    return len(queue)
+        with self.outcome.timed("upsert"):
+            self.store.upsert([p.chunks[i] for p, i in batch], dense, sparse, extra)
+            for p, i in batch:
+                p.written.append(p.chunks[i].id)
+                if len(p.written) == len(p.chunks):
+                    self.store.delete_document(p.document.id, keep=p.written)
+        self.written += len(batch)
+        self._writing.advance(len(batch))

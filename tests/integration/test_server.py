@@ -140,7 +140,7 @@ def test_ingest_job_lifecycle(live: httpx.Client, docs: Path) -> None:
         time.sleep(0.1)
     assert job["status"] == "done", job
     assert job["summary"]["added"] == 1 and job["summary"]["unchanged"] == 5
-    assert job["progress"] == {"phase": "embedding", "done": 1, "total": 1}
+    assert job["progress"] == {"phase": "writing", "done": 1, "total": 1}
     stats = live.get("/stats", headers=AUTH).json()
     assert stats["documents"] == 6 and stats["last_sync"]["job"] == job_id
     hit = live.post("/search", json={"query": "When does the rooftop garden open?", "top_k": 1}, headers=AUTH)

@@ -1,0 +1,229 @@
+"""Query latency at scale against the naive stack; prints one JSON object.
+
+The index holds N chunks of real text: the first files of a folder (by default
+the Debian documentation folder of ``../shared/corpora/debian-docs.sh``), parsed
+and chunked by ragline. It is built once into ``~/.cache/ragline/bench/`` with
+embeddings cached on disk, so reruns take minutes. Queries are the opening words
+of sampled chunks. ragline and the baseline (rank-bm25 ``BM25Okapi`` + numpy
+brute-force cosine + the same fusion in Python) alternate query by query; both
+embed every query with the same model (no query cache).
+
+    python bench/query.py --chunks 100000 --folder /tmp/debian-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TOP_K = 10
+
+
+def collect_documents(folder: Path, chunks: int, config: Any, embedder: Any) -> list[Any]:
+    """Documents from the folder's files in path order, until they hold ``chunks`` chunks."""
+    from connectors import FolderSource
+    from connectors.parse_pool import parse_files
+    from pipeline.chunking import chunk
+    from pipeline.sync import document_id
+
+    scan = FolderSource(folder, include=config.source.include, exclude=config.source.exclude).scan()
+    root = folder.resolve().as_uri()
+    parsed = [p.document for p in parse_files([(f, None) for f in scan.files], timeout_s=120) if p.document]
+    kept, total = [], 0
+    for document in sorted(parsed, key=lambda d: d.source):
+        if total >= chunks:
+            break
+        kept.append(dataclasses.replace(document, id=document_id(root, document.source)))
+        total += len(chunk(document, config.chunking, embedder.tokens))
+    if total < chunks:
+        raise SystemExit(f"{folder} holds only {total} chunks; --chunks asks for {chunks}")
+    return kept
+
+
+def build_index(folder: Path, chunks: int, cache: Path) -> tuple[Any, Path]:
+    from pipeline.app import Ragline
+    from pipeline.config import parse_config
+    from pipeline.embedding_cache import CachedEmbedder
+
+    listing = hashlib.sha256("\n".join(sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))).encode())
+    index = cache / "bench" / f"query-{chunks}-{listing.hexdigest()[:12]}"
+    config = parse_config({"index": {"path": str(index)}, "rerank": {"enabled": False}})
+    app = Ragline(config)
+    app.embedder = CachedEmbedder(config.embedding, cache / "embeddings.sqlite")
+    if not (index / "meta.json").exists():
+        documents = collect_documents(folder, chunks, config, app.embedder)
+        report = app.ingest_documents(documents, folder.resolve().as_uri(), progress=True)
+        print(f"built {index}: {report.chunks_written} chunks in {report.seconds:.0f} s", flush=True)
+    return app, index
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return round(float(np.percentile(np.asarray(values), q)), 3)
+
+
+def clock(run: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = run()
+    return result, (time.perf_counter() - started) * 1e3
+
+
+class Baseline:
+    """What a user would write: rank-bm25 over the same tokens, numpy cosine, fusion in Python."""
+
+    def __init__(self, ids: list[str], texts: list[str], dense: np.ndarray, config: Any) -> None:
+        from rank_bm25 import BM25Okapi
+
+        from pipeline import bm25
+
+        self.ids, self.dense, self.config = ids, dense, config
+        self.tokenize = bm25.tokenize
+        self.bm25 = BM25Okapi([bm25.tokenize(t) for t in texts], k1=config.bm25.k1, b=config.bm25.b)
+
+    def bm25_top(self, query: str, k: int) -> list[tuple[str, float]]:
+        scores = self.bm25.get_scores(self.tokenize(query))
+        top = np.argpartition(-scores, min(k, len(scores) - 1))[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(self.ids[i], float(scores[i])) for i in top]
+
+    def dense_top(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        scores = self.dense @ vector
+        top = np.argpartition(-scores, min(k, len(scores) - 1))[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(self.ids[i], float(scores[i])) for i in top]
+
+    def hybrid(self, query: str, embed: Callable[[str], np.ndarray]) -> list[str]:
+        from pipeline.retrieval import fuse
+        from pipeline.store import Hit
+
+        depth = self.config.retrieval.candidates
+        dense = [Hit(i, s) for i, s in self.dense_top(embed(query), depth)]
+        sparse = [Hit(i, s) for i, s in self.bm25_top(query, depth)]
+        retrieval = self.config.retrieval
+        fused = fuse(dense, sparse, retrieval.fusion, retrieval.rrf_k, retrieval.dense_weight, TOP_K)
+        return [f.id for f in fused]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--folder", type=Path, default=Path("/tmp/debian-docs"))
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--cache", type=Path, default=None, help="Default: ~/.cache/ragline")
+    args = parser.parse_args()
+
+    import psutil
+
+    from pipeline.evaluate import cache_root
+    from pipeline.filters import SearchFilter
+    from pipeline.retrieval import HybridRetriever
+
+    app, index = build_index(args.folder, args.chunks, args.cache or cache_root())
+    store = app.store()
+    ids, texts, vectors, exts = [], [], [], []
+    for batch in store.export_points(batch=2048):
+        for p in batch:
+            ids.append(p.id)
+            texts.append(p.payload["text"])
+            vectors.append(p.dense)
+            exts.append(p.payload.get("ext"))
+    dense = np.asarray(vectors, dtype=np.float32)
+    baseline = Baseline(ids, texts, dense, app.config)
+    rng = random.Random(0)
+    queries = [" ".join(texts[i].split()[:8]) for i in rng.sample(range(len(texts)), args.queries)]
+    model = app.embedder
+    embed = getattr(model, "embed_uncached", model.embed)
+
+    def embed_one(q: str) -> np.ndarray:
+        return np.asarray(embed([q])[0])
+
+    uncached = type("Uncached", (), {"embed": staticmethod(embed)})()
+    retriever = HybridRetriever(store, uncached, app.config.retrieval, 0)
+    exact = HybridRetriever(store, uncached, app.config.retrieval.model_copy(update={"exact": True}), 0)
+    common_ext = max(set(exts), key=exts.count)
+    where = SearchFilter(file_types=(common_ext,))
+    embed_one("warm up")
+    retriever.retrieve(queries[0], top_k=TOP_K)
+
+    times: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "hybrid",
+            "hybrid_filtered",
+            "dense",
+            "dense_filtered",
+            "bm25",
+            "bm25_filtered",
+            "base_hybrid",
+            "base_bm25",
+            "base_dense",
+        )
+    }
+    overlap, overlap_hnsw = [], []
+    rss_peak = psutil.Process().memory_info().rss
+    for query in queries:
+        for mode in ("hybrid", "dense", "bm25"):
+            got, ms = clock(lambda: retriever.retrieve(query, top_k=TOP_K, mode=mode))
+            times[mode].append(ms)
+            if mode == "dense":
+                hnsw_dense = {r.chunk.id for r in got.results}
+                exact_dense = {r.chunk.id for r in exact.retrieve(query, top_k=TOP_K, mode="dense").results}
+            _, ms = clock(lambda: retriever.retrieve(query, top_k=TOP_K, mode=mode, where=where))
+            times[f"{mode}_filtered"].append(ms)
+        _, ms = clock(lambda: baseline.hybrid(query, embed_one))
+        times["base_hybrid"].append(ms)
+        _, ms = clock(lambda: baseline.bm25_top(query, TOP_K))
+        times["base_bm25"].append(ms)
+        brute, ms = clock(lambda: baseline.dense_top(embed_one(query), TOP_K))
+        times["base_dense"].append(ms)
+        overlap.append(len({i for i, _ in brute} & exact_dense) / TOP_K)
+        overlap_hnsw.append(len({i for i, _ in brute} & hnsw_dense) / TOP_K)
+        rss_peak = max(rss_peak, psutil.Process().memory_info().rss)
+
+    bm25_ms = times["bm25"]
+    print(
+        json.dumps(
+            {
+                "chunks": len(ids),
+                "queries": len(queries),
+                "hybrid_p50_ms": percentile(times["hybrid"], 50),
+                "hybrid_p95_ms": percentile(times["hybrid"], 95),
+                "hybrid_filtered_p50_ms": percentile(times["hybrid_filtered"], 50),
+                "hybrid_filtered_p95_ms": percentile(times["hybrid_filtered"], 95),
+                "dense_p50_ms": percentile(times["dense"], 50),
+                "dense_p95_ms": percentile(times["dense"], 95),
+                "dense_filtered_p50_ms": percentile(times["dense_filtered"], 50),
+                "bm25_p50_ms": percentile(times["bm25"], 50),
+                "bm25_p95_ms": percentile(times["bm25"], 95),
+                "bm25_filtered_p50_ms": percentile(times["bm25_filtered"], 50),
+                "baseline_hybrid_p50_ms": percentile(times["base_hybrid"], 50),
+                "baseline_hybrid_p95_ms": percentile(times["base_hybrid"], 95),
+                "baseline_dense_p50_ms": percentile(times["base_dense"], 50),
+                "speedup_p50": round(percentile(times["base_hybrid"], 50) / percentile(times["hybrid"], 50), 1),
+                "bm25_qps": round(1e3 / float(np.mean(bm25_ms)), 1),
+                "baseline_bm25_qps": round(1e3 / float(np.mean(times["base_bm25"])), 2),
+                "bm25_speedup": round(float(np.mean(times["base_bm25"])) / float(np.mean(bm25_ms)), 1),
+                "dense_top10_overlap": round(float(np.mean(overlap)), 4),
+                "dense_top10_overlap_hnsw": round(float(np.mean(overlap_hnsw)), 4),
+                "filter": f"file type {common_ext} ({exts.count(common_ext) / len(exts):.0%} of chunks)",
+                "peak_rss_mb": round(rss_peak / 2**20),
+                "index": str(index),
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            }
+        )
+    )
+    app.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The benchmark scripts run end to end on small inputs and print the JSON keys others rely on.
+
+Smoke runs only: the figures themselves come from full runs (bench/RESULTS.md);
+no test here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import DEMO_DOCS, REPO
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def bench(script: str, *args: str, home: Path) -> dict[str, Any]:
+    env = {**os.environ, "XDG_CACHE_HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_ingest_bench(tmp_path: Path) -> None:
+    out = bench("ingest.py", str(DEMO_DOCS), home=tmp_path)
+    assert {"files", "chunks", "chunks_per_s", "baseline_chunks_per_s", "ratio", "peak_rss_mb", "stages_s"} <= set(out)
+    assert out["files"] == 5 and out["chunks"] > 0 and out["baseline_chunks_per_s"] > 0
+    assert set(out["stages_s"]) == {"parse", "chunk", "embed", "bm25", "upsert", "optimize"}
+
+
+def test_query_bench(tmp_path: Path) -> None:
+    out = bench("query.py", "--chunks", "20", "--folder", str(DEMO_DOCS), "--queries", "5", home=tmp_path)
+    keys = {"chunks", "hybrid_p50_ms", "hybrid_p95_ms", "baseline_hybrid_p50_ms", "speedup_p50", "bm25_qps"}
+    assert keys | {"baseline_bm25_qps", "bm25_speedup", "dense_top10_overlap"} <= set(out)
+    assert out["chunks"] >= 20 and 0.0 <= out["dense_top10_overlap"] <= 1.0
+    assert out["dense_top10_overlap"] == 1.0  # a small index is searched exactly: the same top 10 as numpy
+
+
+def test_rerank_bench(tmp_path: Path, tiny_cross_encoder: Path) -> None:
+    out = bench("rerank.py", "--model", str(tiny_cross_encoder), "--repeat", "2", home=tmp_path)
+    assert {"top20_p50_ms", "top50_p50_ms", "top20_p95_ms", "baseline_top20_p50_ms"} <= set(out)
+
+
+def test_coldstart_bench(tmp_path: Path) -> None:
+    out = bench("coldstart.py", "--repeat", "1", home=tmp_path)
+    assert out["first_result_s"] > 0 and out["import_s"] > 0
