@@ -5,7 +5,6 @@ schema finds no 5xx. (Auth, the body-size limit and query/top_k bounds are in te
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -50,10 +49,8 @@ def one_line_error(response: httpx.Response) -> str:
 
 
 @pytest.fixture(scope="module")
-def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("security") / "docs"
-    shutil.copytree(DEMO_DOCS, folder)
-    return folder
+def docs(demo_folder: Path) -> Path:
+    return demo_folder
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,10 @@ from pipeline.errors import ModelUnavailableError
 from pipeline.evaluate import index_fingerprint
 from pipeline.rerank import CrossEncoderReranker
 from pipeline.types import Chunk, ScoredChunk
+from tests.conftest import REPO, SHARED
 
 pytestmark = pytest.mark.integration
+SCIFACT = SHARED / "datasets" / "scifact"
 
 SENTENCES = [
     "Descale the espresso machine every eight weeks with the cleaning program.",
@@ -189,7 +191,7 @@ def test_a_model_that_cannot_be_exported_is_one_line(tmp_path: Path) -> None:
 def test_a_failed_export_leaves_nothing_and_says_so(
     tiny_embedder_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(*args: object) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("unsupported operator\naten::something")
 
     monkeypatch.setattr(onnx_backend, "_export_fp32", broken)
@@ -231,3 +233,47 @@ def test_quantisation_recipe_follows_the_cpu() -> None:
     arm = onnx_backend.quantisation_recipe(frozenset({"asimddp"}), "aarch64")
     assert (vnni.reduce_range, avx2.reduce_range, arm.reduce_range) == (False, True, False)
     assert vnni.tag != avx2.tag and vnni.tag == arm.tag  # the same weights on VNNI and ARM
+
+
+def test_a_model_that_refuses_the_additive_mask_gets_the_plain_export(
+    tiny_embedder_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export, modes = onnx_backend._export_fp32, []
+
+    def additive_refused(st_model: object, target: object, file: Path, additive_mask: bool) -> None:
+        modes.append(additive_mask)
+        if additive_mask:
+            raise TypeError("forward() got a 4-D mask")
+        export(st_model, target, file, additive_mask)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(onnx_backend, "_export_fp32", additive_refused)
+    config = EmbeddingConfig(model=str(tiny_embedder_folder), backend="onnx-int8")
+    int8 = SentenceTransformerEmbedder(config, tmp_path).embed(SENTENCES)
+    fp32 = SentenceTransformerEmbedder(config.model_copy(update={"backend": "torch"})).embed(SENTENCES)
+    assert modes == [True, False] and len(_exports(tmp_path)) == 1
+    assert np.min(np.sum(int8 * fp32, axis=1)) >= 0.95
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").is_file(), reason="needs shared/datasets/scifact")
+def test_backends_bench_smoke(tiny_cross_encoder: Path, tmp_path: Path) -> None:
+    """bench/backends.py runs end to end on a few texts and prints its keys (timings are not asserted)."""
+    import json
+    import os
+    import subprocess
+
+    args = ["--texts", "8", "--repeat", "1", "--rerank-model", str(tiny_cross_encoder)]
+    args += ["--rerank-sizes", "2,3", "--rerank-repeat", "1"]
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "backends.py"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)},
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    keys = {"embed_fp32_chunks_per_s", "embed_int8_chunks_per_s", "embed_speedup", "texts", "batch_size"}
+    assert keys | {"rerank_fp32_top2_p50_ms", "rerank_int8_top3_p50_ms", "rerank_speedup"} <= set(out)
+    assert out["texts"] == 8 and out["embed_cosine_int8_fp32"]["min"] >= 0.95
