@@ -34,7 +34,7 @@ from pipeline.store import DocumentState, Store
 from pipeline.types import Chunk, Document, SkippedFile
 
 STAGES = ("parse", "chunk", "embed", "bm25", "upsert", "optimize")
-WINDOW_BATCHES = 8
+WINDOW_BATCHES = 32
 """Chunks are embedded and written a window of this many embedding batches at a time."""
 
 

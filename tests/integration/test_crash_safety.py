@@ -26,12 +26,13 @@ import pytest
 
 from connectors.loader import READ_ATTEMPTS
 from pipeline.store import EdgeStore
+from pipeline.sync import WINDOW_BATCHES
 from tests.conftest import DEMO_DOCS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FILES = 200
-BATCH = 4  # embedding batch: windows of 32 chunks, so a run has many write moments to be killed in
+BATCH = 1  # embedding batch of 1: write windows of 32 chunks (WINDOW_BATCHES), so a run has many moments to kill
 
 
 def _corpus(folder: Path) -> None:
@@ -110,7 +111,7 @@ def test_sigkill_at_many_moments_then_resume_equals_a_clean_run(tmp_path: Path) 
     out, err = clean.communicate(timeout=600)
     assert clean.returncode == 0, err
     clean_report = json.loads(out)
-    assert clean_report["added"] == FILES and clean_report["chunks_written"] > 8 * 8 * BATCH
+    assert clean_report["added"] == FILES and clean_report["chunks_written"] > 8 * WINDOW_BATCHES * BATCH
 
     # Each run starts where the killed ones left off; the moments cover every phase.
     moments = [
