@@ -42,7 +42,7 @@ from pipeline.metrics import evaluate_run
 from pipeline.onnx_backend import backend_tag
 from pipeline.rerank import CrossEncoderReranker
 from pipeline.retrieval import HybridRetriever, Mode
-from pipeline.sync import SyncReport, document_id, file_hash
+from pipeline.sync import SyncReport, document_id
 from pipeline.types import Chunk, Document, ScoredChunk, Section
 
 Units = Literal["documents", "chunks"]
@@ -136,6 +136,14 @@ def whole_document(document: Document) -> list[Chunk]:
             end=len(document.text),
         )
     ]
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def index_fingerprint(corpus_file: Path, config: AppConfig, model: str, units: Units) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import queue
 import threading
 import time
@@ -117,14 +116,6 @@ class _Pending:
 
 def document_id(root_uri: str, source: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{root_uri}/{source}"))
-
-
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 ProgressCallback = Callable[[str, int, int], None]
