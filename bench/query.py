@@ -164,9 +164,9 @@ def main() -> None:
             "dense_filtered",
             "bm25",
             "bm25_filtered",
-            "base_hybrid",
-            "base_bm25",
-            "base_dense",
+            "baseline_hybrid",
+            "baseline_bm25",
+            "baseline_dense",
         )
     }
     overlap, overlap_hnsw = [], []
