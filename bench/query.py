@@ -6,7 +6,8 @@ and chunked by ragline. It is built once into ``~/.cache/ragline/bench/`` with
 embeddings cached on disk, so reruns take minutes. Queries are the opening words
 of sampled chunks. ragline and the baseline (rank-bm25 ``BM25Okapi`` + numpy
 brute-force cosine + the same fusion in Python) alternate query by query; both
-embed every query with the same model (no query cache).
+embed every query (no query cache): ragline through its query encoder, the baseline with
+sentence-transformers.
 
     python bench/query.py --chunks 100000 --folder /tmp/debian-docs
 """
@@ -31,41 +32,54 @@ TOP_K = 10
 
 
 def collect_documents(folder: Path, chunks: int, config: Any, embedder: Any) -> list[Any]:
-    """Documents from the folder's files in path order, until they hold ``chunks`` chunks."""
+    """Documents from the folder's files in path order, until they hold ``chunks`` chunks.
+
+    Files are parsed 64 at a time, so a folder far larger than needed is never parsed whole."""
     from connectors import FolderSource
     from connectors.parse_pool import parse_files
     from pipeline.chunking import chunk
     from pipeline.sync import document_id
 
     scan = FolderSource(folder, include=config.source.include, exclude=config.source.exclude).scan()
+    files = sorted(scan.files, key=lambda f: f.source)
     root = folder.resolve().as_uri()
-    parsed = [p.document for p in parse_files([(f, None) for f in scan.files], timeout_s=120) if p.document]
     kept, total = [], 0
-    for document in sorted(parsed, key=lambda d: d.source):
-        if total >= chunks:
-            break
-        kept.append(dataclasses.replace(document, id=document_id(root, document.source)))
-        total += len(chunk(document, config.chunking, embedder.tokens))
+    for begin in range(0, len(files), 64):
+        group = [(f, None) for f in files[begin : begin + 64]]
+        parsed = [p.document for p in parse_files(group, timeout_s=120) if p.document]
+        for document in sorted(parsed, key=lambda d: d.source):
+            if total >= chunks:
+                return kept
+            kept.append(dataclasses.replace(document, id=document_id(root, document.source)))
+            total += len(chunk(document, config.chunking, embedder.tokens))
+        print(f"parsed {min(begin + 64, len(files))}/{len(files)} files: {total} chunks", flush=True)
     if total < chunks:
         raise SystemExit(f"{folder} holds only {total} chunks; --chunks asks for {chunks}")
     return kept
 
 
-def build_index(folder: Path, chunks: int, cache: Path) -> tuple[Any, Path]:
+def build_index(folder: Path, chunks: int, cache: Path, backend: str) -> Path:
+    """The index, built once; ``backend`` embeds its chunks (vector values do not change search latency)."""
     from pipeline.app import Ragline
     from pipeline.config import parse_config
     from pipeline.embedding_cache import CachedEmbedder
 
     listing = hashlib.sha256("\n".join(sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))).encode())
-    index = cache / "bench" / f"query-{chunks}-{listing.hexdigest()[:12]}"
-    config = parse_config({"index": {"path": str(index)}, "rerank": {"enabled": False}})
-    app = Ragline(config)
-    app.embedder = CachedEmbedder(config.embedding, cache / "embeddings.sqlite")
-    if not (index / "meta.json").exists():
-        documents = collect_documents(folder, chunks, config, app.embedder)
-        report = app.ingest_documents(documents, folder.resolve().as_uri(), progress=True)
-        print(f"built {index}: {report.chunks_written} chunks in {report.seconds:.0f} s", flush=True)
-    return app, index
+    suffix = "" if backend == "torch" else f"-{backend}"
+    index = cache / "bench" / f"query-{chunks}-{listing.hexdigest()[:12]}{suffix}"
+    done = index / "bench-built.json"
+    if done.exists():
+        return index
+    config = parse_config(
+        {"index": {"path": str(index)}, "rerank": {"enabled": False}, "embedding": {"backend": backend}}
+    )
+    app = Ragline(config, CachedEmbedder(config.embedding, cache / "embeddings.sqlite"))
+    documents = collect_documents(folder, chunks, config, app.embedder)
+    report = app.ingest_documents(documents, folder.resolve().as_uri(), progress=True)
+    app.close()
+    done.write_text(json.dumps({"chunks": report.chunks_written, "seconds": report.seconds, "backend": backend}))
+    print(f"built {index}: {report.chunks_written} chunks in {report.seconds:.0f} s", flush=True)
+    return index
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -120,6 +134,12 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=Path("/tmp/debian-docs"))
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--cache", type=Path, default=None, help="Default: ~/.cache/ragline")
+    parser.add_argument(
+        "--build-backend",
+        choices=("torch", "onnx-int8"),
+        default="torch",
+        help="Backend that embeds the index's chunks (once); queries always use the default torch fp32",
+    )
     args = parser.parse_args()
 
     import psutil
@@ -128,7 +148,11 @@ def main() -> None:
     from pipeline.filters import SearchFilter
     from pipeline.retrieval import HybridRetriever
 
-    app, index = build_index(args.folder, args.chunks, args.cache or cache_root())
+    from pipeline.app import Ragline
+    from pipeline.config import parse_config
+
+    index = build_index(args.folder, args.chunks, args.cache or cache_root(), args.build_backend)
+    app = Ragline(parse_config({"index": {"path": str(index)}, "rerank": {"enabled": False}}))
     store = app.store()
     ids, texts, vectors, exts = [], [], [], []
     for batch in store.export_points(batch=2048):
@@ -141,18 +165,20 @@ def main() -> None:
     baseline = Baseline(ids, texts, dense, app.config)
     rng = random.Random(0)
     queries = [" ".join(texts[i].split()[:8]) for i in rng.sample(range(len(texts)), args.queries)]
-    model = app.embedder
-    embed = getattr(model, "embed_uncached", model.embed)
+    from sentence_transformers import SentenceTransformer
+
+    naive_model = SentenceTransformer(app.embedder.path, device="cpu")
 
     def embed_one(q: str) -> np.ndarray:
-        return np.asarray(embed([q])[0])
+        """The baseline's query embedding: what a user would write."""
+        return np.asarray(naive_model.encode([q], normalize_embeddings=True)[0])
 
-    uncached = type("Uncached", (), {"embed": staticmethod(embed)})()
-    retriever = HybridRetriever(store, uncached, app.config.retrieval, 0)
-    exact = HybridRetriever(store, uncached, app.config.retrieval.model_copy(update={"exact": True}), 0)
+    retriever = HybridRetriever(store, app.embedder, app.config.retrieval, 0)  # 0: no query cache
+    exact = HybridRetriever(store, app.embedder, app.config.retrieval.model_copy(update={"exact": True}), 0)
     common_ext = max(set(exts), key=exts.count)
     where = SearchFilter(file_types=(common_ext,))
     embed_one("warm up")
+    app.embedder.model  # loading it writes the ONNX query encoder once, if this machine has none yet
     retriever.retrieve(queries[0], top_k=TOP_K)
 
     times: dict[str, list[float]] = {
@@ -205,6 +231,7 @@ def main() -> None:
                 "dense_top10_overlap_hnsw": round(float(np.mean(overlap_hnsw)), 4),
                 "filter": f"file type {common_ext} ({exts.count(common_ext) / len(exts):.0%} of chunks)",
                 "peak_rss_mb": round(rss_peak / 2**20),
+                "query_encoder": "onnx fp32" if app.embedder.query_encoder else "torch",
                 "index": str(index),
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             }

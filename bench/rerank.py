@@ -5,7 +5,9 @@ ragline's ``CrossEncoderReranker`` against the baseline a user would write:
 the same weights; runs alternate and medians are reported. With no model given,
 a cross-encoder is built from the packaged MiniLM with a fresh one-logit head:
 latency depends on the architecture (6 layers, 384 wide, as ms-marco-MiniLM-L-6),
-not on what the head learned.
+not on what the head learned. With the default backend, ragline's reranker runs
+the fp32 ONNX export it writes on its first load (pipeline/query_models.py), the
+same scores without PyTorch; ``runs_on`` says which ran.
 
     python bench/rerank.py [--model PATH] [--backend onnx-int8]
 """
@@ -67,12 +69,12 @@ def main() -> None:
             settings["backend"] = args.backend
         reranker = CrossEncoderReranker(parse_config({"rerank": settings}).rerank)
         model = reranker.load()
-        texts = passages(50, args.tokens, model.tokenizer)
+        baseline = _baseline_model(model_path)
+        texts = passages(50, args.tokens, baseline.tokenizer)
         query = "how often should the machine be descaled and which cleaning program removes limescale"
         candidates = [
             ScoredChunk(Chunk(str(i), "d", "s", t, i, 0, len(t)), fused=1.0 / (i + 1)) for i, t in enumerate(texts)
         ]
-        baseline = _baseline_model(model_path)
         reranker.rerank(query, candidates[:20], top_n=20)
         baseline.predict([(query, t) for t in texts[:20]])
         out: dict[str, Any] = {}
@@ -93,6 +95,7 @@ def main() -> None:
         out.update(
             tokens=args.tokens,
             backend=args.backend,
+            runs_on="fp32 ONNX export" if type(model).__name__ == "OnnxCrossEncoder" else "sentence-transformers",
             model=args.model or "all-MiniLM-L6-v2 + fresh 1-logit head",
             repeat=args.repeat,
             machine=f"{platform.machine()}, {os.cpu_count()} cores",

@@ -174,7 +174,7 @@ class Ragline:
 
     def warm_up(self) -> None:
         """Load the embedder and open the index now, so that the first request is not the slow one."""
-        self.embedder.embed(["warm up"])
+        self.embedder.embed_query("warm up")
         try:
             self.store()
         except IndexUnavailableError:

@@ -165,7 +165,9 @@ class _LogProgress:
 @click.pass_obj
 def ingest(app: Any, path: str, strict: bool, as_json: bool, progress: str) -> None:
     """Sync a folder into the index: add new, update changed, remove deleted files."""
-    shown: Any = _LogProgress() if progress == "log" else {"auto": _progress_enabled(), "bar": True}.get(progress, False)
+    shown: Any = (
+        _LogProgress() if progress == "log" else {"auto": _progress_enabled(), "bar": True}.get(progress, False)
+    )
     report = app.ingest(path, progress=shown)
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False))

@@ -55,7 +55,7 @@ class ChunkingConfig(_Section):
 
 InferenceBackend = Literal["torch", "onnx-int8"]
 """``torch``: PyTorch fp32. ``onnx-int8``: the model exported to ONNX and dynamically quantised to int8, run by
-ONNX Runtime on CPU (pipeline/onnx_backend.py; needs ``pip install 'ragline[onnx]'``)."""
+ONNX Runtime on CPU (pipeline/onnx_backend.py)."""
 
 
 class EmbeddingConfig(_Section):

@@ -17,6 +17,8 @@ from pipeline.models import resolve_model
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
+    from pipeline.query_models import OnnxQueryEncoder
+
 
 class TokenCounter:
     """Counts tokens with a model's own tokenizer (a fast ``tokenizers`` one)."""
@@ -103,7 +105,27 @@ class SentenceTransformerEmbedder:
                 from pipeline.onnx_backend import use_onnx_int8
 
                 use_onnx_int8(model, "embedder", self.name, path, self.model_cache)
+            elif self._lean_queries:
+                from pipeline.onnx_backend import default_cache_dir
+                from pipeline.query_models import export_query_encoder
+
+                if export_query_encoder(model, self.name, path, default_cache_dir()):
+                    self.__dict__.pop("query_encoder", None)  # found from now on, in this process too
             return model
+
+    @property
+    def _lean_queries(self) -> bool:
+        """Queries of the torch CPU model may run on its fp32 ONNX export (pipeline/query_models.py)."""
+        return self.config.backend == "torch" and self.config.device == "cpu"
+
+    @cached_property
+    def query_encoder(self) -> OnnxQueryEncoder | None:
+        if not self._lean_queries:
+            return None
+        from pipeline.onnx_backend import default_cache_dir
+        from pipeline.query_models import OnnxQueryEncoder, find_lean
+
+        return find_lean("embedder", self.name, self.path, default_cache_dir(), OnnxQueryEncoder)
 
     @cached_property
     def tokens(self) -> TokenCounter:
@@ -115,6 +137,10 @@ class SentenceTransformerEmbedder:
 
     @cached_property
     def dimension(self) -> int:
+        """From the query encoder's spec when there is one, so that opening an index to search loads no torch."""
+        encoder = self.query_encoder
+        if encoder is not None:
+            return encoder.spec.dimension
         dim = self.model.get_embedding_dimension()
         assert dim is not None
         return int(dim)
@@ -126,6 +152,9 @@ class SentenceTransformerEmbedder:
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
+        return self._encode(texts, progress)
+
+    def _encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
@@ -138,4 +167,6 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+        """Through the ONNX query encoder when there is one (no PyTorch import), else the model; never cached."""
+        encoder = self.query_encoder
+        return encoder.embed([text])[0] if encoder is not None else self._encode([text])[0]

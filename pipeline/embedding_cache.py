@@ -91,10 +91,6 @@ class CachedEmbedder(SentenceTransformerEmbedder):
             found.update(zip(new_keys, vectors))
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
 
-    def embed_uncached(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        """Straight from the model: query latency is never measured off the cache."""
-        return super().embed(texts, progress)
-
     def close(self) -> None:
         with self._db_lock:
             if self._db is not None:

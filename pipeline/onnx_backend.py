@@ -3,7 +3,7 @@
 Why not sentence-transformers' own ``backend="onnx"``: it loads through optimum-onnx, whose only release
 (0.1.0) pins ``transformers<4.58``; installing it next to sentence-transformers 6 (transformers 5) makes pip
 downgrade the whole model stack. The recipe here needs only ``onnxruntime`` and ``onnx``
-(``pip install 'ragline[onnx]'``): the model's transformer is exported with PyTorch's ONNX exporter, checked
+(dependencies of ragline): the model's transformer is exported with PyTorch's ONNX exporter, checked
 against PyTorch on a batch of another shape, quantised with ``onnxruntime.quantization.quantize_dynamic``, and
 put in place of the PyTorch transformer inside the loaded sentence-transformers model. Tokenisation,
 pooling, normalisation and the cross-encoder's activation stay sentence-transformers' own, so a fine-tuned
@@ -23,7 +23,7 @@ import platform
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -34,7 +34,7 @@ import numpy as np
 
 from pipeline.errors import ModelUnavailableError
 
-INSTALL_HINT = "pip install 'ragline[onnx]'"
+INSTALL_HINT = "pip install onnxruntime onnx"
 EXPORT_VERSION = 1
 """Part of the cache key: bump it when the export or quantisation recipe changes, so old exports are not re-used."""
 MODEL_FILE = "model.onnx"
@@ -111,11 +111,15 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in base)[:80]
 
 
-def export_folder(cache_dir: Path, name: str, identity: str, recipe: QuantRecipe) -> Path:
-    """``<cache_dir>/<model>-onnx-int8-<key>``: the key hashes the weights' identity
-    (:func:`pipeline.embedding_cache.model_identity`, which changes when the weight files do) and the recipe."""
-    key = hashlib.sha256(f"{identity}\n{recipe.tag}".encode()).hexdigest()[:12]
-    return cache_dir / f"{_slug(name)}-onnx-int8-{key}"
+FP32_TAG = f"fp32-v{EXPORT_VERSION}"
+
+
+def export_folder(cache_dir: Path, name: str, identity: str, tag: str) -> Path:
+    """``<cache_dir>/<model>-onnx-<int8|fp32>-<key>``: the key hashes the weights' identity
+    (:func:`pipeline.embedding_cache.model_identity`, which changes when the weight files do) and the tag
+    (the quantisation recipe's, or :data:`FP32_TAG`)."""
+    key = hashlib.sha256(f"{identity}\n{tag}".encode()).hexdigest()[:12]
+    return cache_dir / f"{_slug(name)}-onnx-{'fp32' if tag == FP32_TAG else 'int8'}-{key}"
 
 
 def _check_packages(kind: str, name: str, exporting: bool) -> None:
@@ -132,7 +136,7 @@ def _check_packages(kind: str, name: str, exporting: bool) -> None:
             ) from None
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
@@ -140,7 +144,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 @dataclass(frozen=True)
-class _Target:
+class ExportTarget:
     """The sentence-transformers Transformer module whose PyTorch model is replaced, and what it outputs."""
 
     module: Any
@@ -148,7 +152,7 @@ class _Target:
     pairs: bool
 
 
-def _target(st_model: Any, kind: str, name: str) -> _Target:
+def target_module(st_model: Any, kind: str, name: str) -> ExportTarget:
     from sentence_transformers.base.modules.transformer import Transformer
 
     first = st_model[0] if len(st_model) else None
@@ -163,10 +167,10 @@ def _target(st_model: Any, kind: str, name: str) -> _Target:
         raise ModelUnavailableError(
             f"{kind} model {name!r} cannot use backend 'onnx-int8': unsupported output {output!r}"
         )
-    return _Target(first, output, pairs=output == "logits")
+    return ExportTarget(first, output, pairs=output == "logits")
 
 
-def _probe_inputs(st_model: Any, target: _Target, texts: tuple[str, ...]) -> dict[str, Any]:
+def _probe_inputs(st_model: Any, target: ExportTarget, texts: tuple[str, ...]) -> dict[str, Any]:
     tokenizer = st_model.tokenizer
     if target.pairs:
         batch = tokenizer(list(texts), list(reversed(texts)), padding=True, return_tensors="pt")
@@ -175,7 +179,7 @@ def _probe_inputs(st_model: Any, target: _Target, texts: tuple[str, ...]) -> dic
     return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
-def _export_fp32(st_model: Any, target: _Target, file: Path, additive_mask: bool) -> None:
+def _export_fp32(st_model: Any, target: ExportTarget, file: Path, additive_mask: bool) -> None:
     """PyTorch's TorchScript exporter (the dynamo one needs onnxscript), with batch and length dynamic.
 
     ``additive_mask``: the graph turns the 0/1 attention mask into the additive float mask itself and hands
@@ -216,7 +220,7 @@ def _export_fp32(st_model: Any, target: _Target, file: Path, additive_mask: bool
         )
 
 
-def _session(file: Path) -> Any:
+def session(file: Path) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -225,7 +229,7 @@ def _session(file: Path) -> Any:
     return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
 
 
-def _verify_export(st_model: Any, target: _Target, file: Path) -> None:
+def _verify_export(st_model: Any, target: ExportTarget, file: Path) -> None:
     """The exported graph must match PyTorch on inputs of another shape than it was traced with: a model
     whose forward does not trace cleanly is refused here instead of serving wrong vectors."""
     import torch
@@ -233,9 +237,9 @@ def _verify_export(st_model: Any, target: _Target, file: Path) -> None:
     inputs = _probe_inputs(st_model, target, _PROBE)
     with torch.no_grad():
         expected = target.module.model(**inputs, return_dict=True)[target.output].numpy()
-    session = _session(file)
-    feeds = {i.name: inputs[i.name].numpy().astype(np.int64) for i in session.get_inputs()}
-    got = session.run([target.output], feeds)[0]
+    runner = session(file)
+    feeds = {i.name: inputs[i.name].numpy().astype(np.int64) for i in runner.get_inputs()}
+    got = runner.run([target.output], feeds)[0]
     if target.output == "last_hidden_state":  # padded positions are never read
         keep = inputs["attention_mask"].numpy().astype(bool)
         expected, got = expected[keep], got[keep]
@@ -244,14 +248,14 @@ def _verify_export(st_model: Any, target: _Target, file: Path) -> None:
         raise RuntimeError(f"the exported graph differs from PyTorch by {error:.3g} on a check batch")
 
 
-def _export_checked(st_model: Any, target: _Target, file: Path) -> Path:
+def _export_checked(st_model: Any, target: ExportTarget, file: Path) -> Path:
     """The faster additive-mask graph where the model takes it and it checks out; else the plain one."""
     try:
         _export_fp32(st_model, target, file, additive_mask=True)
         _verify_export(st_model, target, file)
         return file
     except Exception as exc:  # a model whose forward wants the 2-D mask
-        log.info("additive-mask export refused (%s); exporting with the 0/1 mask", _one_line(exc))
+        log.info("additive-mask export refused (%s); exporting with the 0/1 mask", one_line(exc))
     _export_fp32(st_model, target, file, additive_mask=False)
     _verify_export(st_model, target, file)
     return file
@@ -286,15 +290,28 @@ def _quantise(source: Path, target: Path, recipe: QuantRecipe) -> None:
         )
 
 
-def _write_export(st_model: Any, target: _Target, folder: Path, source: Mapping[str, str], recipe: QuantRecipe) -> None:
-    """Export into a scratch folder beside the destination, then rename it into place: a crash leaves no half
-    export, and of two processes exporting at once the second simply uses the first's."""
+def write_export(
+    st_model: Any,
+    target: ExportTarget,
+    folder: Path,
+    source: Mapping[str, str],
+    recipe: QuantRecipe | None,
+    finish: Callable[[Path], None] | None = None,
+) -> None:
+    """Export (and with a ``recipe``, quantise) into a scratch folder beside the destination, then rename it
+    into place: a crash leaves no half export, and of two processes exporting at once the second simply uses
+    the first's. ``finish`` adds files to the scratch folder, and may refuse the export by raising."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         fp32 = _export_checked(st_model, target, scratch / "fp32.onnx")
-        _quantise(fp32, scratch / MODEL_FILE, recipe)
-        fp32.unlink()
+        if recipe is None:
+            fp32.rename(scratch / MODEL_FILE)
+        else:
+            _quantise(fp32, scratch / MODEL_FILE, recipe)
+            fp32.unlink()
+        if finish is not None:
+            finish(scratch)
         (scratch / SOURCE_FILE).write_text(json.dumps(dict(source), indent=2), encoding="utf-8")
         try:
             scratch.rename(folder)
@@ -305,11 +322,11 @@ def _write_export(st_model: Any, target: _Target, folder: Path, source: Mapping[
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _prune_stale(folder: Path, source: Mapping[str, str]) -> None:
+def prune_stale(folder: Path, source: Mapping[str, str]) -> None:
     """Earlier exports of the same model folder with the same recipe (the weights since re-trained) are dead
     weight. Another recipe's export is kept: a cache folder shared by a VNNI and an AVX2 machine would
     otherwise delete and re-export forever."""
-    for other in folder.parent.glob("*-onnx-int8-*"):
+    for other in folder.parent.glob("*-onnx-*-*"):
         if other == folder or not (other / SOURCE_FILE).is_file():
             continue
         try:
@@ -364,29 +381,29 @@ def use_onnx_int8(st_model: Any, kind: str, name: str, path: str, cache_dir: Pat
     from pipeline.embedding_cache import model_identity
 
     _check_packages(kind, name, exporting=False)
-    target = _target(st_model, kind, name)
+    target = target_module(st_model, kind, name)
     recipe = quantisation_recipe()
     identity = model_identity(name, path)
-    folder = export_folder(cache_dir or default_cache_dir(), name, identity, recipe)
+    folder = export_folder(cache_dir or default_cache_dir(), name, identity, recipe.tag)
     if not (folder / MODEL_FILE).is_file():
         _check_packages(kind, name, exporting=True)
         log.info("exporting %s model %s to ONNX int8 (%s) in %s, once", kind, name, recipe.target, folder)
         source = {"name": name, "path": str(Path(path).resolve()), "identity": identity, "recipe": recipe.tag}
         try:
-            _write_export(st_model, target, folder, source, recipe)
+            write_export(st_model, target, folder, source, recipe)
         except Exception as exc:
             raise ModelUnavailableError(
-                f"{kind} model {name!r} cannot be exported to ONNX int8: {_one_line(exc)}"
+                f"{kind} model {name!r} cannot be exported to ONNX int8: {one_line(exc)}"
                 ' (set backend = "torch" to run it with PyTorch)'
             ) from None
-        _prune_stale(folder, source)
+        prune_stale(folder, source)
     try:
-        session = _session(folder / MODEL_FILE)
+        runner = session(folder / MODEL_FILE)
     except Exception as exc:
         raise ModelUnavailableError(
-            f"{kind} model {name!r}: the cached ONNX export in {folder} cannot be loaded ({_one_line(exc)}); "
+            f"{kind} model {name!r}: the cached ONNX export in {folder} cannot be loaded ({one_line(exc)}); "
             "delete that folder to export it again"
         ) from None
     config = target.module.model.config
-    target.module.model = _torch_module_base()(session, config, target.output)
+    target.module.model = _torch_module_base()(runner, config, target.output)
     return folder

@@ -74,6 +74,11 @@ class CrossEncoderReranker:
                 raise self._error
             try:
                 path = resolve_model(self.config.model, "reranker")
+                lean = self._lean(path)
+                if lean is not None:  # its fp32 ONNX export: no PyTorch import (pipeline/query_models.py)
+                    self.weight = interpolation_weight(path)
+                    self._model = lean
+                    return lean
                 from sentence_transformers import CrossEncoder
 
                 model = CrossEncoder(path, device="cpu")
@@ -81,8 +86,8 @@ class CrossEncoderReranker:
                 positions = getattr(model.config, "max_position_embeddings", None) or self.config.max_length
                 # A model trained on shorter inputs (train-reranker saves its max length) keeps it:
                 # rerank.max_length only caps.
-                own = getattr(model, "max_seq_length", None) or positions
-                model.max_seq_length = min(self.config.max_length, int(own), int(positions))
+                own = min(int(getattr(model, "max_seq_length", None) or positions), int(positions))
+                model.max_seq_length = min(self.config.max_length, own)
             except ModelUnavailableError as exc:
                 self._error = exc
                 raise
@@ -97,8 +102,25 @@ class CrossEncoderReranker:
                 raise self._error
             if self.config.backend == "onnx-int8":
                 self._use_onnx_int8(model, path)
+            else:
+                from pipeline.onnx_backend import default_cache_dir
+                from pipeline.query_models import export_cross_encoder
+
+                if export_cross_encoder(model, self.config.model, path, default_cache_dir(), own):
+                    model = self._lean(path) or model  # the same scores, faster, from the first call on
             self._model = model
             return model
+
+    def _lean(self, path: str) -> Any:
+        if self.config.backend != "torch":
+            return None
+        from pipeline.onnx_backend import default_cache_dir
+        from pipeline.query_models import OnnxCrossEncoder, find_lean
+
+        def load(folder: Path) -> OnnxCrossEncoder:
+            return OnnxCrossEncoder(folder, self.config.max_length)
+
+        return find_lean("reranker", self.config.model, path, default_cache_dir(), load)
 
     def _use_onnx_int8(self, model: Any, path: str) -> None:
         from pipeline.onnx_backend import use_onnx_int8

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -29,7 +28,7 @@ MODES: tuple[Mode, ...] = ("hybrid", "dense", "bm25")
 
 
 class QueryEmbedder(Protocol):
-    def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray: ...
+    def embed_query(self, text: str) -> np.ndarray: ...
 
 
 def _rrf(hits: list[Hit], k: int) -> dict[str, float]:
@@ -131,7 +130,7 @@ class HybridRetriever:
             if vector is not None:
                 self._cache.move_to_end(query)
                 return vector
-        vector = self.embedder.embed([query])[0]
+        vector = self.embedder.embed_query(query)
         with self._cache_lock:
             self._cache[query] = vector
             if len(self._cache) > self._cache_size:

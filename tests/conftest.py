@@ -48,3 +48,17 @@ def _guarded_create_connection(address: Any, *args: Any, **kwargs: Any) -> socke
 
 
 _real_create_connection = socket.create_connection
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_user_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The session's own ``~/.cache``: ONNX exports and caches written by the code under test stay in it."""
+    import os
+
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("user-cache"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
