@@ -101,31 +101,37 @@ class SentenceTransformerEmbedder:
                 model = SentenceTransformer(path, device=self.config.device, local_files_only=True)
             except Exception as exc:
                 raise self._unloadable(exc) from None
+            found = False
             if self.config.backend == "onnx-int8":
                 from pipeline.onnx_backend import use_onnx_int8
+                from pipeline.query_models import add_query_files
 
-                use_onnx_int8(model, "embedder", self.name, path, self.model_cache)
-            elif self._lean_queries:
+                found = add_query_files(model, use_onnx_int8(model, "embedder", self.name, path, self.model_cache))
+            elif self.config.device == "cpu":
                 from pipeline.onnx_backend import default_cache_dir
                 from pipeline.query_models import export_query_encoder
 
-                if export_query_encoder(model, self.name, path, default_cache_dir()):
-                    self.__dict__.pop("query_encoder", None)  # found from now on, in this process too
+                found = export_query_encoder(model, self.name, path, default_cache_dir()) is not None
+            if found:
+                self.__dict__.pop("query_encoder", None)  # found from now on, in this process too
             return model
-
-    @property
-    def _lean_queries(self) -> bool:
-        """Queries of the torch CPU model may run on its fp32 ONNX export (pipeline/query_models.py)."""
-        return self.config.backend == "torch" and self.config.device == "cpu"
 
     @cached_property
     def query_encoder(self) -> OnnxQueryEncoder | None:
-        if not self._lean_queries:
-            return None
-        from pipeline.onnx_backend import default_cache_dir
-        from pipeline.query_models import OnnxQueryEncoder, find_lean
+        """Queries run on the backend's ONNX export (fp32 for torch, the int8 one for onnx-int8) once it has
+        been written, with no PyTorch import (pipeline/query_models.py); None: through the model."""
+        from pipeline.onnx_backend import default_cache_dir, int8_folder
+        from pipeline.query_models import OnnxQueryEncoder, find_lean, lean_folder
 
-        return find_lean("embedder", self.name, self.path, default_cache_dir(), OnnxQueryEncoder)
+        if self.config.backend == "onnx-int8":
+            return find_lean(
+                "embedder", self.name, int8_folder(self.name, self.path, self.model_cache), OnnxQueryEncoder
+            )
+        if self.config.device != "cpu":
+            return None
+        return find_lean(
+            "embedder", self.name, lean_folder(self.name, self.path, default_cache_dir()), OnnxQueryEncoder
+        )
 
     @cached_property
     def tokens(self) -> TokenCounter:

@@ -122,6 +122,13 @@ def export_folder(cache_dir: Path, name: str, identity: str, tag: str) -> Path:
     return cache_dir / f"{_slug(name)}-onnx-{'fp32' if tag == FP32_TAG else 'int8'}-{key}"
 
 
+def int8_folder(name: str, path: str, cache_dir: Path | None) -> Path:
+    """Where the int8 export of these weights for this CPU lives (or will)."""
+    from pipeline.embedding_cache import model_identity
+
+    return export_folder(cache_dir or default_cache_dir(), name, model_identity(name, path), quantisation_recipe().tag)
+
+
 def _check_packages(kind: str, name: str, exporting: bool) -> None:
     """A missing package is one line naming the model and the fix, before any slow work."""
     import importlib
@@ -384,7 +391,7 @@ def use_onnx_int8(st_model: Any, kind: str, name: str, path: str, cache_dir: Pat
     target = target_module(st_model, kind, name)
     recipe = quantisation_recipe()
     identity = model_identity(name, path)
-    folder = export_folder(cache_dir or default_cache_dir(), name, identity, recipe.tag)
+    folder = int8_folder(name, path, cache_dir)
     if not (folder / MODEL_FILE).is_file():
         _check_packages(kind, name, exporting=True)
         log.info("exporting %s model %s to ONNX int8 (%s) in %s, once", kind, name, recipe.target, folder)

@@ -86,6 +86,7 @@ def cross_encoder_spec(st_model: Any, max_length: int) -> CrossEncoderSpec | Non
 
 
 def lean_folder(name: str, path: str, cache_dir: Path) -> Path:
+    """Where the fp32 export of these weights lives (or will)."""
     from pipeline.embedding_cache import model_identity
 
     return export_folder(cache_dir, name, model_identity(name, path), FP32_TAG)
@@ -153,9 +154,32 @@ def export_cross_encoder(st_model: Any, name: str, path: str, cache_dir: Path, m
     return _export("reranker", st_model, name, path, cache_dir, spec, check)
 
 
-def find_lean(kind: str, name: str, path: str, cache_dir: Path, load: Callable[[Path], Runner]) -> Runner | None:
-    """The export for these weights if it exists and ONNX Runtime can load it; else None."""
-    folder = lean_folder(name, path, cache_dir)
+def add_query_files(st_model: Any, folder: Path) -> bool:
+    """Make an embedder's int8 export (``folder``, already swapped into ``st_model``) a query encoder too:
+    the tokenizer and spec go beside its ``model.onnx`` when the recipe covers the model and the lean
+    encoder gives sentence-transformers' own int8 vectors. False (logged) when it cannot."""
+    if (folder / SPEC_FILE).is_file():
+        return True
+    spec, tokenizer = embedder_spec(st_model), getattr(st_model.tokenizer, "backend_tokenizer", None)
+    if spec is None or tokenizer is None:
+        return False
+    try:
+        (folder / TOKENIZER_FILE).write_text(tokenizer.to_str(), encoding="utf-8")
+        expected = st_model.encode(list(_QUERIES), normalize_embeddings=True, convert_to_numpy=True)
+        error = float(np.max(np.abs(expected - OnnxQueryEncoder(folder, spec).embed(_QUERIES))))
+        if error > 1e-4:
+            raise RuntimeError(f"ONNX outputs differ from sentence-transformers by {error:.3g}")
+        scratch = folder / f".{SPEC_FILE}.tmp"
+        scratch.write_text(json.dumps(asdict(spec)), encoding="utf-8")
+        scratch.replace(folder / SPEC_FILE)  # the spec lands last and whole: it marks the folder usable
+    except Exception as exc:
+        log.warning("embedder: no torch-free int8 query path in %s (%s)", folder, one_line(exc))
+        return False
+    return True
+
+
+def find_lean(kind: str, name: str, folder: Path, load: Callable[[Path], Runner]) -> Runner | None:
+    """The runner for an export folder if it is complete and ONNX Runtime can load it; else None."""
     if not (folder / SPEC_FILE).is_file():
         return None
     try:
@@ -195,8 +219,8 @@ def _run(runner: Any, batch: list[Any]) -> tuple[np.ndarray, np.ndarray]:
 class OnnxQueryEncoder:
     """An embedder's tokenizer, transformer and pooling, with no PyTorch."""
 
-    def __init__(self, folder: Path) -> None:
-        self.spec = EmbedderSpec(**json.loads((folder / SPEC_FILE).read_text(encoding="utf-8")))
+    def __init__(self, folder: Path, spec: EmbedderSpec | None = None) -> None:
+        self.spec = spec or EmbedderSpec(**json.loads((folder / SPEC_FILE).read_text(encoding="utf-8")))
         self.tokenizer = _tokenizer(folder, self.spec.max_length)
         self.session = session(folder / MODEL_FILE)
 

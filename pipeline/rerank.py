@@ -115,12 +115,12 @@ class CrossEncoderReranker:
         if self.config.backend != "torch":
             return None
         from pipeline.onnx_backend import default_cache_dir
-        from pipeline.query_models import OnnxCrossEncoder, find_lean
+        from pipeline.query_models import OnnxCrossEncoder, find_lean, lean_folder
 
         def load(folder: Path) -> OnnxCrossEncoder:
             return OnnxCrossEncoder(folder, self.config.max_length)
 
-        return find_lean("reranker", self.config.model, path, default_cache_dir(), load)
+        return find_lean("reranker", self.config.model, lean_folder(self.config.model, path, default_cache_dir()), load)
 
     def _use_onnx_int8(self, model: Any, path: str) -> None:
         from pipeline.onnx_backend import use_onnx_int8

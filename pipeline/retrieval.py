@@ -8,6 +8,7 @@ that weighted score fusion, which Qdrant does not offer, is available too.
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections import OrderedDict
@@ -88,23 +89,22 @@ def fuse(
     else:  # pragma: no cover - the enum is closed
         raise RaglineError(f"unknown fusion {method!r}; choose one of {[f.value for f in Fusion]}")
     ids = list(dict.fromkeys(h.id for h in (*sparse, *dense)))
-    dense_scores = {h.id: h.score for h in dense}
-    sparse_scores = {h.id: h.score for h in sparse}
-    fused = [
-        Fused(
-            id=cid,
-            dense=dense_scores.get(cid),
-            bm25=sparse_scores.get(cid),
-            fused=wd * d_part.get(cid, 0.0) + ws * s_part.get(cid, 0.0),
-        )
-        for cid in ids
-    ]
+    score = {cid: wd * d_part.get(cid, 0.0) + ws * s_part.get(cid, 0.0) for cid in ids}
     # Rank fusion ties often (rank 1 + rank 2 on one side, 2 + 1 on the other); the margin
     # between the raw scores decides those, then the id, so the order is deterministic.
-    d_norm, s_norm = _minmax(dense), _minmax(sparse)
-    margin = {cid: wd * d_norm.get(cid, 0.0) + ws * s_norm.get(cid, 0.0) for cid in ids}
-    fused.sort(key=lambda f: (-f.fused, -margin[f.id], f.id))
-    return fused[:limit] if limit is not None else fused
+    margin = score
+    if method != Fusion.WEIGHTED:  # weighted fusion's score is that margin already
+        d_norm, s_norm = _minmax(dense), _minmax(sparse)
+        margin = {cid: wd * d_norm.get(cid, 0.0) + ws * s_norm.get(cid, 0.0) for cid in ids}
+
+    def order(cid: str) -> tuple[float, float, str]:
+        return (-score[cid], -margin[cid], cid)
+
+    # Only the kept head is sorted and built (a partial sort of 2 x 400 candidates, not a full one).
+    kept = heapq.nsmallest(limit, ids, key=order) if limit is not None else sorted(ids, key=order)
+    dense_scores = {h.id: h.score for h in dense}
+    sparse_scores = {h.id: h.score for h in sparse}
+    return [Fused(cid, dense_scores.get(cid), sparse_scores.get(cid), score[cid]) for cid in kept]
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,8 @@ class HybridRetriever:
         top_k = top_k or self.config.top_k
         if top_k < 1:
             raise RaglineError(f"top_k must be greater than 0, got {top_k}")
-        depth = max(candidates or self.config.candidates, top_k)
+        # Candidate depth feeds fusion; one list alone is cut at top_k anyway.
+        depth = max(candidates or self.config.candidates, top_k) if mode == "hybrid" else top_k
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         dense_vec = self._embed(query) if mode != "bm25" else None

@@ -56,7 +56,8 @@ def test_export_is_cached_and_reused(
 ) -> None:
     [folder] = _exports(model_cache)
     assert folder.name.startswith("all-MiniLM-L6-v2-onnx-int8-")
-    assert sorted(p.name for p in folder.iterdir()) == ["model.onnx", "source.json"]
+    # spec.json + tokenizer.json: queries run on this export with no PyTorch (pipeline/query_models.py)
+    assert sorted(p.name for p in folder.iterdir()) == ["model.onnx", "source.json", "spec.json", "tokenizer.json"]
     written = (folder / "model.onnx").stat().st_mtime_ns
 
     def no_second_export(*args: object) -> None:
@@ -68,6 +69,17 @@ def test_export_is_cached_and_reused(
     assert _exports(model_cache) == [folder]
     assert (folder / "model.onnx").stat().st_mtime_ns == written
     assert not list(model_cache.glob(".*"))  # no scratch folder left behind
+
+
+def test_int8_queries_run_on_the_export_without_the_model(
+    int8_embedder: SentenceTransformerEmbedder, model_cache: Path
+) -> None:
+    fresh = SentenceTransformerEmbedder(EmbeddingConfig(backend="onnx-int8"), model_cache)
+    vectors = np.stack([fresh.embed_query(s) for s in SENTENCES])
+    assert "model" not in fresh.__dict__  # no sentence-transformers model was loaded for them
+    # one by one: dynamic quantisation scales activations per batch, so batch-mates move int8 vectors a little
+    np.testing.assert_allclose(vectors, np.stack([int8_embedder.embed([s])[0] for s in SENTENCES]), atol=1e-5)
+    assert fresh.dimension == 384 and "model" not in fresh.__dict__
 
 
 def test_int8_vectors_are_close_to_fp32(
