@@ -36,6 +36,9 @@ from typing import Any
 import numpy as np
 
 TOP_K = 10
+# PyTorch's OpenMP threads spin for a while after each baseline call, taking the cores from whichever call
+# comes next (ragline's too); passive waiting measures each side's own work. Set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 SERVE = """
 import json, sys
 from pipeline.app import Ragline
