@@ -14,7 +14,7 @@ import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from pipeline.config import RerankConfig
 from pipeline.errors import ModelUnavailableError
 from pipeline.models import resolve_model
 from pipeline.types import ScoredChunk
+
+if TYPE_CHECKING:
+    from pipeline.query_models import OnnxCrossEncoder
 
 SETTINGS_FILE = "ragline_rerank.json"
 
@@ -111,7 +114,8 @@ class CrossEncoderReranker:
             self._model = model
             return model
 
-    def _lean(self, path: str) -> Any:
+    def _lean(self, path: str) -> OnnxCrossEncoder | None:
+        """The fp32 export of the torch backend's model, once written (pipeline/query_models.py)."""
         if self.config.backend != "torch":
             return None
         from pipeline.onnx_backend import default_cache_dir
