@@ -92,6 +92,12 @@ def lean_folder(name: str, path: str, cache_dir: Path) -> Path:
     return export_folder(cache_dir, name, model_identity(name, path), FP32_TAG)
 
 
+def _require_match(error: float) -> None:
+    """An export is published only when it gives sentence-transformers' own outputs."""
+    if error > 1e-4:
+        raise RuntimeError(f"ONNX outputs differ from sentence-transformers by {error:.3g}")
+
+
 def _export(
     kind: str,
     st_model: Any,
@@ -116,9 +122,7 @@ def _export(
     def finish(scratch: Path) -> None:
         (scratch / TOKENIZER_FILE).write_text(tokenizer.to_str(), encoding="utf-8")
         (scratch / SPEC_FILE).write_text(json.dumps(asdict(spec)), encoding="utf-8")
-        error = check(scratch)
-        if error > 1e-4:
-            raise RuntimeError(f"ONNX outputs differ from sentence-transformers by {error:.3g}")
+        _require_match(check(scratch))
 
     source = {"name": name, "path": str(Path(path).resolve()), "recipe": FP32_TAG}
     shutil.rmtree(folder, ignore_errors=True)  # exports land whole (renamed into place): this one was damaged
@@ -166,9 +170,7 @@ def add_query_files(st_model: Any, folder: Path) -> bool:
     try:
         (folder / TOKENIZER_FILE).write_text(tokenizer.to_str(), encoding="utf-8")
         expected = st_model.encode(list(_QUERIES), normalize_embeddings=True, convert_to_numpy=True)
-        error = float(np.max(np.abs(expected - OnnxQueryEncoder(folder, spec).embed(_QUERIES))))
-        if error > 1e-4:
-            raise RuntimeError(f"ONNX outputs differ from sentence-transformers by {error:.3g}")
+        _require_match(float(np.max(np.abs(expected - OnnxQueryEncoder(folder, spec).embed(_QUERIES)))))
         scratch = folder / f".{SPEC_FILE}.tmp"
         scratch.write_text(json.dumps(asdict(spec)), encoding="utf-8")
         scratch.replace(folder / SPEC_FILE)  # the spec lands last and whole: it marks the folder usable

@@ -35,6 +35,25 @@ def make_app(index: Path, embedder: SentenceTransformerEmbedder, **sections: dic
     return app
 
 
+def ingested_app(index: Path, embedder: SentenceTransformerEmbedder, docs: Path, **server: Any) -> Iterator[Ragline]:
+    """A Ragline with these ``[server]`` settings and ``docs`` ingested, closed afterwards (``yield from`` it)."""
+    app = make_app(index, embedder, server=server)
+    app.ingest(docs)
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def live(rag: Ragline) -> Iterator[Any]:
+    """The module's ``rag`` app behind a real uvicorn server on loopback, as an httpx client."""
+    import httpx
+
+    from pipeline.server import create_app, running_server
+
+    with running_server(create_app(rag)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client
+
+
 @pytest.fixture(scope="session")
 def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("demo") / "docs"

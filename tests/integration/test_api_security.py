@@ -27,7 +27,7 @@ from pipeline.server import (
     running_server,
 )
 from tests.conftest import DEMO_DOCS
-from tests.integration.conftest import ChatServer, make_app
+from tests.integration.conftest import ChatServer, ingested_app, make_app
 
 pytestmark = pytest.mark.integration
 
@@ -57,18 +57,9 @@ def docs(demo_folder: Path) -> Path:
 def rag(
     tmp_path_factory: pytest.TempPathFactory, docs: Path, embedder: SentenceTransformerEmbedder
 ) -> Iterator[Ragline]:
-    app = make_app(
-        tmp_path_factory.mktemp("security-index"), embedder, server={"api_key": KEY, "sources": {"handbook": str(docs)}}
+    yield from ingested_app(
+        tmp_path_factory.mktemp("security-index"), embedder, docs, api_key=KEY, sources={"handbook": str(docs)}
     )
-    app.ingest(docs)
-    yield app
-    app.close()
-
-
-@pytest.fixture(scope="module")
-def live(rag: Ragline) -> Iterator[httpx.Client]:
-    with running_server(create_app(rag)) as url, httpx.Client(base_url=url, timeout=60) as client:
-        yield client
 
 
 def search(live: httpx.Client, filters: Any) -> httpx.Response:

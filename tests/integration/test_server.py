@@ -16,7 +16,7 @@ from pipeline.app import Ragline
 from pipeline.embedding import SentenceTransformerEmbedder
 from pipeline.server import create_app, running_server
 from tests.conftest import DEMO_DOCS
-from tests.integration.conftest import ChatServer, make_app
+from tests.integration.conftest import ChatServer, ingested_app, make_app
 
 pytestmark = pytest.mark.integration
 
@@ -36,20 +36,15 @@ def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def rag(
     tmp_path_factory: pytest.TempPathFactory, docs: Path, embedder: SentenceTransformerEmbedder
 ) -> Iterator[Ragline]:
-    app = make_app(
+    yield from ingested_app(
         tmp_path_factory.mktemp("api-index"),
         embedder,
-        server={"api_key": KEY, "sources": {"demo": str(docs)}, "max_top_k": 20, "max_body_bytes": 4096},
+        docs,
+        api_key=KEY,
+        sources={"demo": str(docs)},
+        max_top_k=20,
+        max_body_bytes=4096,
     )
-    app.ingest(docs)
-    yield app
-    app.close()
-
-
-@pytest.fixture(scope="module")
-def live(rag: Ragline) -> Iterator[httpx.Client]:
-    with running_server(create_app(rag)) as url, httpx.Client(base_url=url, timeout=60) as client:
-        yield client
 
 
 def test_health_needs_no_key_and_everything_else_does(live: httpx.Client) -> None:
