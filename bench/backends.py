@@ -11,7 +11,7 @@ length, reported as ``rerank_max_length``), else the packaged MiniLM with a fres
 depends on the architecture, not on what the head learned); ``--rerank-model fresh`` forces the latter.
 
 The fp32 reranker is timed twice: PyTorch itself (``rerank_fp32_*``) and the fp32 ONNX export that
-``backend = "torch"`` runs on once it exists (``rerank_onnx_fp32_*``; pipeline/query_models.py).
+``backend = "torch"`` runs on once it exists (``rerank_onnx_fp32_*``; pipeline/models/onnx/runtime.py).
 The int8 export goes to a scratch folder, so it is timed (``int8_export_s``) and never read from an old run.
 Also reported, as a consistency check (not a quality claim): the cosine of int8 to fp32 vectors, and how
 the two rerankers' scores agree (Spearman; top-5 overlap).
@@ -80,7 +80,7 @@ def alternate(runs: dict[str, Callable[[], Any]], repeat: int) -> tuple[dict[str
 
 def bench_embedding(args: argparse.Namespace, cache: Path) -> dict[str, Any]:
     from pipeline.config import EmbeddingConfig
-    from pipeline.embedding import SentenceTransformerEmbedder
+    from pipeline.models.embedder import SentenceTransformerEmbedder
 
     embedders = {
         b: SentenceTransformerEmbedder(EmbeddingConfig(batch_size=args.batch_size, backend=b), cache) for b in BACKENDS
@@ -114,7 +114,7 @@ def bench_embedding(args: argparse.Namespace, cache: Path) -> dict[str, Any]:
 def fresh_cross_encoder(folder: Path) -> Path:
     from sentence_transformers import CrossEncoder
 
-    from pipeline.models import packaged_minilm_path
+    from pipeline.models.weights import packaged_minilm_path
 
     CrossEncoder(str(packaged_minilm_path()), num_labels=1, device="cpu").save(str(folder))
     return folder
@@ -146,8 +146,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def bench_rerank(args: argparse.Namespace, cache: Path, scratch: Path, sizes: Sequence[int]) -> dict[str, Any]:
     from pipeline.config import RerankConfig
-    from pipeline.embedding import load_token_counter
-    from pipeline.rerank import CrossEncoderReranker
+    from pipeline.models.embedder import load_token_counter
+    from pipeline.models.reranker import CrossEncoderReranker
 
     use_trained = args.rerank_model is None and TRAINED_RERANKER.is_dir()
     model = args.rerank_model if args.rerank_model not in (None, "fresh") else None
@@ -156,7 +156,7 @@ def bench_rerank(args: argparse.Namespace, cache: Path, scratch: Path, sizes: Se
     class TorchOnly(CrossEncoderReranker):
         """PyTorch itself: the fp32 ONNX export that the torch backend switches to is bypassed."""
 
-        def _lean(self, path: str) -> None:
+        def _runner(self, plan: object) -> None:
             return None
 
     rerankers = {
@@ -192,7 +192,7 @@ def bench_rerank(args: argparse.Namespace, cache: Path, scratch: Path, sizes: Se
 def machine() -> dict[str, Any]:
     import torch
 
-    from pipeline.onnx_backend import quantisation_recipe
+    from pipeline.models.onnx.quantize import quantisation_recipe
 
     return {
         "cpus": os.cpu_count(),

@@ -27,7 +27,7 @@ QUERY = "How often should I descale the Aurora 2 espresso machine?"
 BASELINE = """
 import sys, numpy as np
 from sentence_transformers import SentenceTransformer
-from pipeline.models import packaged_minilm_path
+from pipeline.models.weights import packaged_minilm_path
 model = SentenceTransformer(str(packaged_minilm_path()), device="cpu")
 data = np.load(sys.argv[1])
 query = model.encode([sys.argv[2]], normalize_embeddings=True)[0]
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--reranker", type=Path, default=None, help="Also time a reranked search with this cross-encoder")
     args = parser.parse_args()
-    ragline = [sys.executable, "-m", "pipeline.cli"]
+    ragline = [sys.executable, "-m", "pipeline.faces.cli"]
     with tempfile.TemporaryDirectory() as scratch:
         index = args.index
         if index is None:
@@ -82,7 +82,7 @@ def main() -> None:
         for _ in range(args.repeat):
             ours.append(first_line_s(search))
             theirs.append(first_line_s(naive))
-            imports.append(run_s("import pipeline, pipeline.cli"))
+            imports.append(run_s("import pipeline, pipeline.faces.cli"))
             bare.append(run_s("pass"))
     first, base = statistics.median(ours), statistics.median(theirs)
     print(
@@ -102,7 +102,7 @@ def main() -> None:
 
 
 def _export_vectors(index: Path, out: Path) -> None:
-    from pipeline.store import EdgeStore
+    from pipeline.stores.edge import EdgeStore
 
     with EdgeStore.open(index) as store:
         np.save(out, np.asarray([p.dense for batch in store.export_points() for p in batch], dtype=np.float32))

@@ -69,9 +69,9 @@ def timed(run: Callable[[], T]) -> tuple[T, float, float]:
 
 def indexed_texts(index: Path) -> list[str]:
     """Every chunk's embedded text (heading path + text), one per chunk, as ragline wrote them."""
-    from pipeline.embedding import SentenceTransformerEmbedder
-    from pipeline.store import EdgeStore, chunk_from_payload
-    from pipeline.sync import indexed_text
+    from pipeline.models.embedder import SentenceTransformerEmbedder
+    from pipeline.stores.edge import EdgeStore, chunk_from_payload
+    from pipeline.stages.chunking import indexed_text
 
     tokens = SentenceTransformerEmbedder().tokens
     with EdgeStore.open(index) as store:
@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from pipeline.config import parse_config
-    from pipeline.embedding import SentenceTransformerEmbedder
+    from pipeline.models.embedder import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(parse_config({"embedding": {"batch_size": args.batch_size}}).embedding)
     embedder.embed(["warm up the model before any clock starts"])

@@ -27,7 +27,7 @@ def run_load(
     """Drive ``app`` (a Ragline) through a real uvicorn server; latency is per answered request."""
     import httpx
 
-    from pipeline.server import create_app, running_server
+    from pipeline.faces.http import create_app, running_server
 
     lock = threading.Lock()
     latencies: list[float] = []
@@ -81,10 +81,10 @@ def run_load(
 
 
 def main() -> None:
-    from connectors.beir import load_beir
+    from pipeline.eval.beir import load_beir
     from pipeline.app import Ragline
     from pipeline.config import parse_config, with_index
-    from pipeline.evaluate import eval_index
+    from pipeline.eval.evaluate import eval_index
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--beir", required=True)

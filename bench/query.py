@@ -21,7 +21,6 @@ and either copy is a right answer; ``dense_top10_id_overlap`` compares ids alone
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import hashlib
 import json
@@ -71,12 +70,10 @@ def collect_documents(folder: Path, chunks: int, config: Any, embedder: Any) -> 
     Files are parsed 64 at a time, so a folder far larger than needed is never parsed whole."""
     from connectors import FolderSource
     from connectors.parse_pool import parse_files
-    from pipeline.chunking import chunk
-    from pipeline.sync import document_id
+    from pipeline.stages.chunking import chunk
 
     scan = FolderSource(folder, include=config.source.include, exclude=config.source.exclude).scan()
     files = sorted(scan.files, key=lambda f: f.source)
-    root = folder.resolve().as_uri()
     kept: list[Any] = []
     total = 0
     for begin in range(0, len(files), 64):
@@ -85,7 +82,7 @@ def collect_documents(folder: Path, chunks: int, config: Any, embedder: Any) -> 
         for document in sorted(parsed, key=lambda d: d.source):
             if total >= chunks:
                 return kept
-            kept.append(dataclasses.replace(document, id=document_id(root, document.source)))
+            kept.append(document)
             total += len(chunk(document, config.chunking, embedder.tokens))
         print(f"parsed {min(begin + 64, len(files))}/{len(files)} files: {total} chunks", flush=True)
     if total < chunks:
@@ -97,7 +94,7 @@ def build_index(folder: Path, chunks: int, cache: Path, backend: str) -> Path:
     """The index, built once; ``backend`` embeds its chunks (vector values do not change search latency)."""
     from pipeline.app import Ragline
     from pipeline.config import parse_config
-    from pipeline.embedding_cache import CachedEmbedder
+    from pipeline.models.vector_cache import CachedEmbedder
 
     listing = hashlib.sha256("\n".join(sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))).encode())
     suffix = "" if backend == "torch" else f"-{backend}"
@@ -133,7 +130,7 @@ class Baseline:
     def __init__(self, ids: list[str], texts: list[str], dense: np.ndarray, config: Any) -> None:
         from rank_bm25 import BM25Okapi
 
-        from pipeline import bm25
+        from pipeline.stages import bm25
 
         self.ids, self.dense, self.config = ids, dense, config
         self.tokenize = bm25.tokenize
@@ -153,7 +150,7 @@ class Baseline:
 
     def hybrid(self, query: str, embed: Callable[[str], np.ndarray]) -> list[str]:
         from pipeline.retrieval import fuse
-        from pipeline.store import Hit
+        from pipeline.stores.edge import Hit
 
         depth = self.config.retrieval.candidates
         dense = [Hit(i, s) for i, s in self.dense_top(embed(query), depth)]
@@ -181,14 +178,14 @@ def main() -> None:
 
     import psutil
 
-    from pipeline.evaluate import cache_root
+    from pipeline.config import cache_home
     from pipeline.filters import SearchFilter
     from pipeline.retrieval import HybridRetriever
 
     from pipeline.app import Ragline
     from pipeline.config import parse_config
 
-    index = build_index(args.folder, args.chunks, args.cache or cache_root(), args.build_backend)
+    index = build_index(args.folder, args.chunks, args.cache or cache_home(), args.build_backend)
     settings: dict[str, Any] = {"index": {"path": str(index)}, "rerank": {"enabled": False}}
     settings.update(embedding={"backend": args.backend}, retrieval={"candidates": args.candidates})
     app = Ragline(parse_config(settings))

@@ -6,7 +6,7 @@ the same weights; runs alternate and medians are reported. With no model given,
 a cross-encoder is built from the packaged MiniLM with a fresh one-logit head:
 latency depends on the architecture (6 layers, 384 wide, as ms-marco-MiniLM-L-6),
 not on what the head learned. With the default backend, ragline's reranker runs
-the fp32 ONNX export it writes on its first load (pipeline/query_models.py), the
+the fp32 ONNX export it writes on its first load (pipeline/models/onnx/runtime.py), the
 same scores without PyTorch; ``runs_on`` says which ran.
 
     python bench/rerank.py [--model PATH] [--backend onnx-int8]
@@ -44,7 +44,7 @@ def passages(count: int, tokens: int, tokenizer: Any) -> list[str]:
 def fresh_cross_encoder(folder: Path) -> Path:
     from sentence_transformers import CrossEncoder
 
-    from pipeline.models import packaged_minilm_path
+    from pipeline.models.weights import packaged_minilm_path
 
     CrossEncoder(str(packaged_minilm_path()), num_labels=1, device="cpu").save(str(folder))
     return folder
@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from pipeline.config import parse_config
-    from pipeline.rerank import CrossEncoderReranker
+    from pipeline.models.reranker import CrossEncoderReranker
     from pipeline.types import Chunk, ScoredChunk
 
     with tempfile.TemporaryDirectory() as scratch:

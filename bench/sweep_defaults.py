@@ -18,11 +18,11 @@ import sys
 import time
 from typing import Any
 
-from connectors.beir import load_beir
-from pipeline.bm25 import query_vector
+from pipeline.eval.beir import load_beir
+from pipeline.stages.bm25 import query_vector
 from pipeline.config import Fusion, config_to_dict, parse_config
-from pipeline.evaluate import DEPTH, eval_index, run_mode
-from pipeline.metrics import evaluate_run
+from pipeline.eval.evaluate import DEPTH, eval_index, run_mode
+from pipeline.eval.metrics import evaluate_run
 from pipeline.retrieval import fuse
 
 K1 = (0.6, 0.9, 1.2, 1.5)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ._text import Parsed
 from .folder import FolderSource, ScanResult, SourceFile
 from .formats import SUPPORTED_EXTENSIONS
-from .loader import document_id, load_document, parse_bytes
+from .loader import load_document, parse_bytes
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
@@ -17,7 +17,6 @@ __all__ = [
     "Parsed",
     "ScanResult",
     "SourceFile",
-    "document_id",
     "load_document",
     "parse_bytes",
 ]

@@ -20,17 +20,19 @@ from pipeline.errors import RaglineError
 from pipeline.types import SkippedFile
 
 from .formats import SUPPORTED_EXTENSIONS
-from .globs import compile_glob, match_any
+from pipeline.globs import compile_glob, match_any
 
 
 @dataclass(frozen=True, order=True)
 class SourceFile:
-    """A file to index. ``source`` is its path relative to the folder, POSIX style (the citation)."""
+    """A file to index. ``source`` is its path relative to the folder, POSIX style (the citation);
+    ``root`` is the scanned folder's URI, which with ``source`` gives the document's id."""
 
     path: Path
     source: str
     size: int
     mtime: float
+    root: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,14 @@ class _Walk:
     seen_dirs: dict[_DirKey, str] = field(default_factory=dict)
     seen_files: dict[_DirKey, str] = field(default_factory=dict)
     links: list[tuple[str, Path]] = field(default_factory=list)
+    root: str = ""
 
 
 class FolderSource:
     """A local folder scanned recursively with include/exclude globs.
 
     Globs match the path relative to ``root`` in POSIX form (see
-    ``connectors.globs``); a file is kept when it matches some ``include``
+    ``pipeline.globs``); a file is kept when it matches some ``include``
     and no ``exclude``. Files and folders whose name starts with "." are
     ignored silently, as are files the globs leave out; everything else that
     cannot be indexed is reported in ``ScanResult.skipped`` with a reason.
@@ -94,7 +97,7 @@ class FolderSource:
         if not root.is_dir():
             raise RaglineError(f"source path is not a folder: {root}")
         real_root = Path(os.path.realpath(root))
-        walk = _Walk()
+        walk = _Walk(root=real_root.as_uri())
         self._walk_dir(walk, root, "")
         # Symlinks are handled after the real tree is known, so a link to a
         # folder that is also reachable directly never hides the real folder.
@@ -194,4 +197,4 @@ class FolderSource:
             self._skip(walk, rel, "permission denied: the file cannot be read")
             return
         walk.seen_files.setdefault((st.st_dev, st.st_ino), rel)
-        walk.files[rel] = SourceFile(path=path, source=rel, size=st.st_size, mtime=st.st_mtime)
+        walk.files[rel] = SourceFile(path=path, source=rel, size=st.st_size, mtime=st.st_mtime, root=walk.root)

@@ -9,13 +9,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
-import uuid
 from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import cast
 
 from pipeline.errors import UnreadableFileError
-from pipeline.types import Document, Section
+from pipeline.types import Document, Section, document_id
 
 from ._text import Parsed
 from .folder import SourceFile
@@ -32,11 +31,6 @@ def get_parser(ext: str) -> Parser:
         raise UnreadableFileError(f"unsupported file type {label}")
     module = importlib.import_module(f"{__package__}.{module_name}")
     return cast(Parser, module.parse)
-
-
-def document_id(source: str) -> str:
-    """Stable id from the relative path: re-indexing a changed file replaces its chunks."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "ragline:" + source))
 
 
 def _brief(exc: BaseException) -> str:
@@ -83,8 +77,13 @@ def load_document(file: SourceFile) -> Document:
     return document_from_bytes(file, read_stable(file))
 
 
-def document_from_bytes(file: SourceFile, data: bytes) -> Document:
-    """Parse bytes already read from ``file``; the content hash is of exactly these bytes."""
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def document_from_bytes(file: SourceFile, data: bytes, digest: str | None = None) -> Document:
+    """Parse bytes already read from ``file``; the content hash is of exactly these bytes
+    (``digest``: that hash, when the caller has computed it already)."""
     ext = PurePosixPath(file.source).suffix.lower() or file.path.suffix.lower()
     parsed = parse_bytes(data, ext)
 
@@ -104,9 +103,9 @@ def document_from_bytes(file: SourceFile, data: bytes) -> Document:
         ext=ext.lstrip("."),
     )
     return Document(
-        id=document_id(file.source),
+        id=document_id(file.root, file.source),
         source=file.source,
         sections=sections,
-        content_hash=hashlib.sha256(data).hexdigest(),
+        content_hash=digest or content_hash(data),
         metadata=metadata,
     )

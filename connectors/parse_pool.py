@@ -12,7 +12,6 @@ bounded number in flight so memory stays flat on large folders.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import multiprocessing
 import os
 import time
@@ -25,7 +24,7 @@ from pipeline.errors import RaglineError, UnreadableFileError
 from pipeline.types import Document
 
 from .folder import SourceFile
-from .loader import document_from_bytes, read_stable
+from .loader import content_hash, document_from_bytes, read_stable
 
 
 @dataclass(frozen=True)
@@ -45,10 +44,11 @@ def load(file: SourceFile, known_hash: str | None = None) -> ParseOutcome:
     started = time.perf_counter()
     try:
         data = read_stable(file)
-        if known_hash is not None and hashlib.sha256(data).hexdigest() == known_hash:
+        digest = content_hash(data)
+        if digest == known_hash:
             outcome = ParseOutcome(file, unchanged=True)
         else:
-            outcome = ParseOutcome(file, document=document_from_bytes(file, data))
+            outcome = ParseOutcome(file, document=document_from_bytes(file, data, digest))
     except UnreadableFileError as exc:
         outcome = ParseOutcome(file, error=str(exc))
     return dataclasses.replace(outcome, seconds=time.perf_counter() - started)

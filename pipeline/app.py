@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.bm25 import TOKENIZER_VERSION
+from pipeline.stages.bm25 import TOKENIZER_VERSION
 from pipeline.config import AppConfig, Fusion, config_to_dict, load_config
-from pipeline.embedding import SentenceTransformerEmbedder
+from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.errors import IndexUnavailableError, ModelUnavailableError, RaglineError
 from pipeline.filters import SearchFilter
-from pipeline.prompt import Prompt, build_prompt
-from pipeline.rerank import CrossEncoderReranker
+from pipeline.stages.prompt import Prompt, build_prompt
+from pipeline.models.reranker import CrossEncoderReranker
 from pipeline.retrieval import HybridRetriever, Mode
-from pipeline.store import EdgeStore, IndexMeta, Store, check_space
+from pipeline.stores.edge import EdgeStore, IndexMeta, Store, check_space
 from pipeline.sync import Progress, Splitter, SyncReport, sync_documents, sync_folder
 from pipeline.types import Document, ScoredChunk
 
@@ -103,7 +103,7 @@ class Ragline:
         if self._store is None:
             # A missing index is reported by open() before any model loads.
             if self.config.qdrant.enabled:
-                from pipeline.server_store import ServerStore
+                from pipeline.stores.server import ServerStore
 
                 exists = ServerStore.exists(self.config.qdrant)
                 wants_meta = create or (check_model and exists)
@@ -218,7 +218,7 @@ class Ragline:
 
     def ask(self, question: str, budget: int | None = None, **search_args: Any) -> Answer:
         """Build the prompt and, when an LLM endpoint is configured, send it."""
-        from pipeline.llm import complete
+        from pipeline.stages.llm import complete
 
         prompt, response = self.context(question, budget, **search_args)
         answer = None

@@ -55,7 +55,7 @@ class ChunkingConfig(_Section):
 
 InferenceBackend = Literal["torch", "onnx-int8"]
 """``torch``: PyTorch fp32. ``onnx-int8``: the model exported to ONNX and dynamically quantised to int8, run by
-ONNX Runtime on CPU (pipeline/onnx_backend.py)."""
+ONNX Runtime on CPU (pipeline/models/onnx/export.py)."""
 
 
 class EmbeddingConfig(_Section):
@@ -234,6 +234,11 @@ def load_config(path: str | Path | None = None) -> AppConfig:
     if env_index:
         config = with_index(config, env_index)
     return config
+
+
+def cache_home() -> Path:
+    """``$XDG_CACHE_HOME/ragline`` (default ``~/.cache/ragline``): model exports, vector caches, eval indexes."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ragline"
 
 
 def with_index(config: AppConfig, path: str | Path) -> AppConfig:

@@ -29,3 +29,15 @@ class ModelUnavailableError(RaglineError):
 
 class IndexUnavailableError(RaglineError):
     """The index folder is missing, locked by another process, or damaged."""
+
+
+class LLMError(RaglineError):
+    """The endpoint is not configured, unreachable, or answered with an error."""
+
+
+def one_line(reason: BaseException | str, limit: int = 300) -> str:
+    """A message (or an exception's) on one line and at most ``limit`` characters, for errors and logs."""
+    text = " ".join(str(reason).split())
+    if not text:
+        return type(reason).__name__ if isinstance(reason, BaseException) else ""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -47,7 +47,7 @@ class SearchFilter:
     def _check_glob(self) -> None:
         import re
 
-        from connectors.globs import compile_glob
+        from pipeline.globs import compile_glob
 
         assert self.path is not None
         wildcards = sum(self.path.count(c) for c in GLOB_CHARS)
@@ -76,7 +76,7 @@ class SearchFilter:
     def matching_sources(self, sources: Iterable[str]) -> list[str]:
         """Sources a glob selects, with the same rules as the ingest include/exclude globs
         (``*`` stays within a folder, ``**/`` spans folders)."""
-        from connectors.globs import glob_match
+        from pipeline.globs import glob_match
 
         assert self.path is not None
         return sorted(s for s in sources if glob_match(s, self.path))

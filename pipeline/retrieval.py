@@ -13,23 +13,20 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
-from pipeline import bm25
+from pipeline.stages import bm25
 from pipeline.config import Fusion, RetrievalConfig
 from pipeline.errors import RaglineError
+from pipeline.models.protocols import QueryEmbedder
 from pipeline.filters import SearchFilter
-from pipeline.store import Hit, Store
+from pipeline.stores.edge import Hit, Store
 from pipeline.types import ScoredChunk
 
 Mode = Literal["hybrid", "dense", "bm25"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "bm25")
-
-
-class QueryEmbedder(Protocol):
-    def embed_query(self, text: str) -> np.ndarray: ...
 
 
 def _rrf(hits: list[Hit], k: int) -> dict[str, float]:

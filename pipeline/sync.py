@@ -11,45 +11,29 @@ whatever version was indexed before.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import queue
 import threading
 import time
-import uuid
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from connectors import FolderSource
 from connectors.parse_pool import parse_files
-from pipeline import bm25
-from pipeline.chunking import TokenCounting, chunk
+from pipeline.stages import bm25
+from pipeline.stages.chunking import chunk, indexed_text
 from pipeline.config import AppConfig
 from pipeline.errors import ConfigError, UnreadableFileError
-from pipeline.store import DocumentState, Store
-from pipeline.types import Chunk, Document, SkippedFile
+from pipeline.models.protocols import Embedder
+from pipeline.stores.edge import DocumentState, Store
+from pipeline.types import Chunk, Document, SkippedFile, document_id
 
 STAGES = ("parse", "chunk", "embed", "bm25", "upsert", "optimize")
 WINDOW_BATCHES = 32
 """Chunks are embedded and written a window of this many embedding batches at a time."""
-
-
-class Embedding(Protocol):
-    name: str
-
-    @property
-    def dimension(self) -> int: ...
-
-    @property
-    def tokens(self) -> TokenCounting: ...
-
-    @property
-    def max_tokens(self) -> int: ...
-
-    def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -114,10 +98,6 @@ class _Pending:
     written: list[str] = field(default_factory=list)
 
 
-def document_id(root_uri: str, source: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{root_uri}/{source}"))
-
-
 ProgressCallback = Callable[[str, int, int], None]
 """Called with (phase, done, total) as a sync goes: "parsing" files, "embedding" and "writing" chunks."""
 Progress = bool | ProgressCallback
@@ -164,7 +144,7 @@ Splitter = Callable[[Document], list[Chunk]]
 def sync_folder(
     root: str | Path,
     store: Store,
-    embedder: Embedding,
+    embedder: Embedder,
     config: AppConfig,
     progress: Progress = False,
 ) -> SyncReport:
@@ -204,7 +184,7 @@ def sync_folder(
             elif parsed.document is None:
                 outcome.skipped.append(SkippedFile(parsed.file.source, parsed.error or "cannot parse"))
             else:
-                yield dataclasses.replace(parsed.document, id=document_id(root_uri, parsed.file.source))
+                yield parsed.document
         parsing.close()
 
     split = _default_splitter(config, embedder)
@@ -216,7 +196,7 @@ def sync_documents(
     documents: Iterable[Document],
     root_uri: str,
     store: Store,
-    embedder: Embedding,
+    embedder: Embedder,
     config: AppConfig,
     split: Splitter | None = None,
     progress: Progress = False,
@@ -248,7 +228,7 @@ def sync_documents(
     return _report(root_uri, outcome, indexed, started)
 
 
-def _check_chunk_size(config: AppConfig, embedder: Embedding) -> None:
+def _check_chunk_size(config: AppConfig, embedder: Embedder) -> None:
     if config.chunking.chunk_tokens > embedder.max_tokens:
         raise ConfigError(
             f"chunking.chunk_tokens = {config.chunking.chunk_tokens} is more than the embedder "
@@ -260,7 +240,7 @@ def _indexed(store: Store, root_uri: str) -> dict[str, DocumentState]:
     return {doc_id: s for doc_id, s in store.documents().items() if s.root == root_uri}
 
 
-def _default_splitter(config: AppConfig, embedder: Embedding) -> Splitter:
+def _default_splitter(config: AppConfig, embedder: Embedder) -> Splitter:
     return lambda document: chunk(document, config.chunking, embedder.tokens)
 
 
@@ -271,7 +251,7 @@ def _commit(
     indexed: dict[str, DocumentState],
     present: set[str],
     store: Store,
-    embedder: Embedding,
+    embedder: Embedder,
     config: AppConfig,
     root_uri: str,
     progress: Progress,
@@ -354,20 +334,7 @@ def _report(root: str, outcome: _Outcome, indexed: dict[str, DocumentState], sta
     )
 
 
-def indexed_text(chunk: Chunk, tokens: TokenCounting, max_tokens: int) -> str:
-    """The text that is embedded and BM25-indexed: the heading path, then the chunk.
-
-    A section's heading ("Firmware 2.2") often carries the words a query needs
-    while the body never repeats them. The heading is left out where it would
-    push the chunk past the model's input limit; citations show the plain text.
-    """
-    if not chunk.heading:
-        return chunk.text
-    text = " > ".join(chunk.heading) + "\n" + chunk.text
-    return text if tokens.count(text) <= max_tokens else chunk.text
-
-
-def _prepare(document: Document, split: Splitter, embedder: Embedding) -> _Pending:
+def _prepare(document: Document, split: Splitter, embedder: Embedder) -> _Pending:
     chunks = split(document)
     if not chunks:
         raise UnreadableFileError("no text to index")
@@ -385,7 +352,7 @@ class _Writer:
     """
 
     def __init__(
-        self, store: Store, embedder: Embedding, config: AppConfig, root_uri: str, outcome: _Outcome, progress: Progress
+        self, store: Store, embedder: Embedder, config: AppConfig, root_uri: str, outcome: _Outcome, progress: Progress
     ) -> None:
         self.store, self.embedder, self.config, self.root_uri = store, embedder, config, root_uri
         self.outcome = outcome

@@ -7,13 +7,30 @@ Stages never mutate these: a later stage derives a new value with
 from __future__ import annotations
 
 from collections.abc import Mapping
+import uuid
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 
 def _frozen_map(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     return MappingProxyType(dict(data or {}))
+
+
+class TokenCounter(Protocol):
+    """Counts tokens as the embedder's tokenizer does (chunking cuts on its token borders; prompts budget with it)."""
+
+    def count(self, text: str) -> int: ...
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span of each token."""
+        ...
+
+
+def document_id(root_uri: str, source: str) -> str:
+    """The one document id: the sync root's URI and the path under it, so re-indexing a changed
+    file replaces its chunks, and the same relative path under two roots stays two documents."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{root_uri}/{source}"))
 
 
 @dataclass(frozen=True)
@@ -113,3 +130,14 @@ class SkippedFile:
 
     source: str
     reason: str
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    """BM25 term weights of one text: term indices (a stable hash of each term) and their weights."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.indices)

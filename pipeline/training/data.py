@@ -1,6 +1,6 @@
 """Training data for both trainers: queries, a corpus and judgements, from BEIR or JSONL pairs.
 
-Both inputs become the same shape (a :class:`~connectors.beir.BeirDataset`), so hard-negative
+Both inputs become the same shape (a :class:`~pipeline.eval.beir.BeirDataset`), so hard-negative
 mining and validation run the same way. A seeded slice of the training queries is held
 out for validation; the test split is never read.
 """
@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.beir import BeirDataset, BeirDocument, jsonl_rows, load_beir
+from pipeline.eval.beir import BeirDataset, BeirDocument, jsonl_rows, load_beir
 from pipeline.errors import RaglineError
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import RaglineError
-from pipeline.metrics import evaluate_run
+from pipeline.eval.metrics import evaluate_run
 from pipeline.training.data import Example, TrainingData, empty_output_folder
 from pipeline.training.loop import Schedule, TrainingReport, optimise, write_card
 

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import RaglineError
-from pipeline.metrics import evaluate_run
-from pipeline.rerank import SETTINGS_FILE, interpolate
+from pipeline.eval.metrics import evaluate_run
+from pipeline.models.reranker import SETTINGS_FILE, interpolate
 from pipeline.training.data import TrainingData, empty_output_folder
 from pipeline.training.loop import Schedule, TrainingReport, optimise, write_card
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import DEFAULT_EMBEDDER, AppConfig
-from pipeline.evaluate import eval_index
-from pipeline.models import resolve_model
+from pipeline.eval.evaluate import eval_index
+from pipeline.models.weights import resolve_model
 from pipeline.training.data import TrainingData, empty_output_folder, training_data
 from pipeline.training.embedder import EmbedderTraining, train_embedder
 from pipeline.training.loop import TrainingReport

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.beir import load_beir
+from pipeline.eval.beir import load_beir
 from pipeline.errors import RaglineError
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from connectors import FolderSource, ScanResult, SourceFile
-from connectors.globs import glob_match
+from pipeline.globs import glob_match
 from pipeline.errors import RaglineError
 from pipeline.types import SkippedFile
 

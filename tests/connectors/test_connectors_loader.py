@@ -32,7 +32,8 @@ def test_document_fields(tmp_path: Path) -> None:
     (tmp_path / "docs" / "Guide.MD").write_bytes(data)
     file = source_file(tmp_path, "docs/Guide.MD")
     doc = load_document(file)
-    assert doc.id == str(uuid.uuid5(uuid.NAMESPACE_URL, "ragline:docs/Guide.MD"))
+    # The one id scheme (pipeline.types.document_id): the scanned root's URI and the relative path.
+    assert doc.id == str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tmp_path.resolve().as_uri()}/docs/Guide.MD"))
     assert doc.source == "docs/Guide.MD"
     assert doc.content_hash == hashlib.sha256(data).hexdigest()
     assert doc.sections == (Section("Step one.", heading=("Guide",)),)

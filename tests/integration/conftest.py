@@ -15,8 +15,8 @@ import pytest
 
 from pipeline.app import Ragline
 from pipeline.config import AppConfig, parse_config
-from pipeline.embedding import SentenceTransformerEmbedder
-from pipeline.models import packaged_minilm_path
+from pipeline.models.embedder import SentenceTransformerEmbedder
+from pipeline.models.weights import packaged_minilm_path
 from tests.conftest import DEMO_DOCS
 
 
@@ -48,7 +48,7 @@ def live(rag: Ragline) -> Iterator[Any]:
     """The module's ``rag`` app behind a real uvicorn server on loopback, as an httpx client."""
     import httpx
 
-    from pipeline.server import create_app, running_server
+    from pipeline.faces.http import create_app, running_server
 
     with running_server(create_app(rag)) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client

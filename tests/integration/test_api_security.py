@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from pipeline.app import Ragline
-from pipeline.embedding import SentenceTransformerEmbedder
+from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.errors import RaglineError
 from pipeline.filters import MAX_GLOB_WILDCARDS, MAX_SEGMENT_STARS, SearchFilter, parse_filter
-from pipeline.server import (
+from pipeline.faces.http import (
     MAX_FIELD_KEY,
     MAX_FIELD_VALUE,
     MAX_FILTER_FIELDS,

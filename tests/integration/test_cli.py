@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
+from pipeline.faces.cli import main
 from tests.conftest import DEMO_DOCS
 from tests.integration.conftest import ChatServer
 
@@ -97,11 +97,11 @@ def test_errors_are_one_line(cli_index: tuple[Path, Path], tmp_path: Path) -> No
 def test_second_process_gets_lock_error(cli_index: tuple[Path, Path]) -> None:
     """The embedded index belongs to one process; another one is told who holds it."""
     index, _ = cli_index
-    from pipeline.store import EdgeStore
+    from pipeline.stores.edge import EdgeStore
 
     with EdgeStore.open(index):
         proc = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "--index", str(index), "stats"],
+            [sys.executable, "-m", "pipeline.faces.cli", "--index", str(index), "stats"],
             capture_output=True,
             text=True,
             timeout=120,

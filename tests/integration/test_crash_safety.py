@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from connectors.loader import READ_ATTEMPTS
-from pipeline.store import EdgeStore
+from pipeline.stores.edge import EdgeStore
 from pipeline.sync import WINDOW_BATCHES
 from tests.conftest import DEMO_DOCS
 
@@ -62,7 +62,7 @@ def _ingest(index: Path, folder: Path, *extra: str) -> subprocess.Popen[str]:
     config.write_text(f"[embedding]\nbatch_size = {BATCH}\n")
     command = ["--index", str(index), "--config", str(config), "ingest", str(folder), "--progress", "log", *extra]
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", *command],
+        [sys.executable, "-m", "pipeline.faces.cli", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

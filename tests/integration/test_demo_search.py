@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.app import Ragline
 from pipeline.config import Fusion
-from pipeline.embedding import SentenceTransformerEmbedder
+from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.filters import parse_filter
 from tests.integration.conftest import make_app
 

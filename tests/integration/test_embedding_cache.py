@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import EmbeddingConfig
-from pipeline.embedding import SentenceTransformerEmbedder
-from pipeline.embedding_cache import CachedEmbedder
+from pipeline.models.embedder import SentenceTransformerEmbedder
+from pipeline.models.vector_cache import CachedEmbedder
 
 pytestmark = pytest.mark.integration
 

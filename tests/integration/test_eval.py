@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
+from pipeline.faces.cli import main
 from tests.conftest import SHARED
 
 pytestmark = pytest.mark.integration

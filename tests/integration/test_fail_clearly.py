@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.cli import EXIT_ERROR
-from pipeline.store import EdgeStore
+from pipeline.faces.cli import EXIT_ERROR
+from pipeline.stores.edge import EdgeStore
 from tests.conftest import DEMO_DOCS, REPO
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def ragline(*args: str | Path, limit_bytes: int | None = None) -> subprocess.Com
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *map(str, args)],
+        [sys.executable, "-m", "pipeline.faces.cli", *map(str, args)],
         check=False,
         capture_output=True,
         text=True,

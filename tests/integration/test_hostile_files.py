@@ -141,7 +141,7 @@ def _run(base: Path, *args: str) -> tuple[int, dict[str, Any], str, float]:
         "sys.stderr.write(f'\\nmaxrss_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n'); "
         "sys.exit(r.returncode)"
     )
-    command = [sys.executable, "-m", "pipeline.cli", "--index", str(base / "index"), "--config", str(base / "r.toml")]
+    command = [sys.executable, "-m", "pipeline.faces.cli", "--index", str(base / "index"), "--config", str(base / "r.toml")]
     env = {**os.environ, "HOME": str(base), "XDG_CACHE_HOME": str(base / "cache")}
     done = subprocess.run(
         [*_unprivileged(), sys.executable, "-c", probe, *command, *args],

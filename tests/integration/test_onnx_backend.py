@@ -13,13 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import onnx_backend
+from pipeline.models import backends
+from pipeline.models.onnx import export as onnx_export
+from pipeline.models.onnx.quantize import quantisation_recipe
 from pipeline.config import ConfigError, EmbeddingConfig, RerankConfig, parse_config
-from pipeline.embedding import SentenceTransformerEmbedder
-from pipeline.embedding_cache import CachedEmbedder, model_identity
+from pipeline.models.embedder import SentenceTransformerEmbedder
+from pipeline.models.vector_cache import CachedEmbedder
+from pipeline.models.weights import model_identity
 from pipeline.errors import ModelUnavailableError
-from pipeline.evaluate import index_fingerprint
-from pipeline.rerank import CrossEncoderReranker
+from pipeline.eval.evaluate import index_fingerprint
+from pipeline.models.reranker import CrossEncoderReranker
 from pipeline.types import Chunk, ScoredChunk
 from tests.conftest import REPO, SHARED
 
@@ -56,14 +59,14 @@ def test_export_is_cached_and_reused(
 ) -> None:
     [folder] = _exports(model_cache)
     assert folder.name.startswith("all-MiniLM-L6-v2-onnx-int8-")
-    # spec.json + tokenizer.json: queries run on this export with no PyTorch (pipeline/query_models.py)
+    # spec.json + tokenizer.json: queries run on this export with no PyTorch (pipeline/models/onnx/runtime.py)
     assert sorted(p.name for p in folder.iterdir()) == ["model.onnx", "source.json", "spec.json", "tokenizer.json"]
     written = (folder / "model.onnx").stat().st_mtime_ns
 
     def no_second_export(*args: object) -> None:
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(onnx_backend, "write_export", no_second_export)
+    monkeypatch.setattr(backends, "write_export", no_second_export)
     again = SentenceTransformerEmbedder(EmbeddingConfig(backend="onnx-int8"), model_cache)
     np.testing.assert_allclose(again.embed(SENTENCES), int8_embedder.embed(SENTENCES), atol=1e-6)
     assert _exports(model_cache) == [folder]
@@ -145,7 +148,7 @@ def test_int8_reranker_orders_like_torch(tmp_path: Path) -> None:
     import torch
     from sentence_transformers import CrossEncoder
 
-    from pipeline.models import packaged_minilm_path
+    from pipeline.models.weights import packaged_minilm_path
 
     torch.manual_seed(0)
     CrossEncoder(str(packaged_minilm_path()), num_labels=1, device="cpu").save(str(tmp_path / "ce"))
@@ -188,7 +191,7 @@ def test_a_model_that_cannot_be_exported_is_one_line(tmp_path: Path) -> None:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 
-    from pipeline.models import packaged_minilm_path
+    from pipeline.models.weights import packaged_minilm_path
 
     static = SentenceTransformer(
         modules=[StaticEmbedding(SentenceTransformer(str(packaged_minilm_path())).tokenizer, embedding_dim=8)]
@@ -206,7 +209,7 @@ def test_a_failed_export_leaves_nothing_and_says_so(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("unsupported operator\naten::something")
 
-    monkeypatch.setattr(onnx_backend, "_export_fp32", broken)
+    monkeypatch.setattr(onnx_export, "_export_fp32", broken)
     embedder = SentenceTransformerEmbedder(
         EmbeddingConfig(model=str(tiny_embedder_folder), backend="onnx-int8"), tmp_path
     )
@@ -240,9 +243,9 @@ def test_backend_settings_are_checked() -> None:
 
 
 def test_quantisation_recipe_follows_the_cpu() -> None:
-    vnni = onnx_backend.quantisation_recipe(frozenset({"avx2", "avx512f", "avx512_vnni"}), "x86_64")
-    avx2 = onnx_backend.quantisation_recipe(frozenset({"avx2", "fma"}), "x86_64")
-    arm = onnx_backend.quantisation_recipe(frozenset({"asimddp"}), "aarch64")
+    vnni = quantisation_recipe(frozenset({"avx2", "avx512f", "avx512_vnni"}), "x86_64")
+    avx2 = quantisation_recipe(frozenset({"avx2", "fma"}), "x86_64")
+    arm = quantisation_recipe(frozenset({"asimddp"}), "aarch64")
     assert (vnni.reduce_range, avx2.reduce_range, arm.reduce_range) == (False, True, False)
     assert vnni.tag != avx2.tag and vnni.tag == arm.tag  # the same weights on VNNI and ARM
 
@@ -250,7 +253,7 @@ def test_quantisation_recipe_follows_the_cpu() -> None:
 def test_a_model_that_refuses_the_additive_mask_gets_the_plain_export(
     tiny_embedder_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    export, modes = onnx_backend._export_fp32, []
+    export, modes = onnx_export._export_fp32, []
 
     def additive_refused(st_model: object, target: object, file: Path, additive_mask: bool) -> None:
         modes.append(additive_mask)
@@ -258,7 +261,7 @@ def test_a_model_that_refuses_the_additive_mask_gets_the_plain_export(
             raise TypeError("forward() got a 4-D mask")
         export(st_model, target, file, additive_mask)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(onnx_backend, "_export_fp32", additive_refused)
+    monkeypatch.setattr(onnx_export, "_export_fp32", additive_refused)
     config = EmbeddingConfig(model=str(tiny_embedder_folder), backend="onnx-int8")
     int8 = SentenceTransformerEmbedder(config, tmp_path).embed(SENTENCES)
     assert modes == [True, False] and len(_exports(tmp_path)) == 1

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from pipeline.config import EmbeddingConfig, RerankConfig
-from pipeline.embedding import SentenceTransformerEmbedder
-from pipeline.query_models import OnnxCrossEncoder, lean_folder
-from pipeline.rerank import CrossEncoderReranker
+from pipeline.models.embedder import SentenceTransformerEmbedder
+from pipeline.models.backends import ModelPlan
+from pipeline.models.onnx.runtime import OnnxCrossEncoder
+from pipeline.models.reranker import CrossEncoderReranker
 from pipeline.types import Chunk, ScoredChunk
 from tests.conftest import DEMO_DOCS, REPO
 
@@ -32,7 +33,7 @@ QUERIES = [
 def _cli(cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The real CLI in a new process, with its own user cache; prints whether torch was ever imported."""
     code = (
-        "import sys\nfrom pipeline.cli import main\nsys.argv = ['ragline', *sys.argv[1:]]\n"
+        "import sys\nfrom pipeline.faces.cli import main\nsys.argv = ['ragline', *sys.argv[1:]]\n"
         "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
         "print('torch imported:', 'torch' in sys.modules)\n"
     )
@@ -115,12 +116,11 @@ def test_damaged_export_falls_back_with_a_warning(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from pipeline.onnx_backend import default_cache_dir
-
     assert embedder.query_encoder is not None
-    good = lean_folder(embedder.name, embedder.path, default_cache_dir())
+    good = ModelPlan("embedder", embedder.name, embedder.path, "torch").folder
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    folder = lean_folder(embedder.name, embedder.path, tmp_path / "ragline" / "onnx")
+    folder = ModelPlan("embedder", embedder.name, embedder.path, "torch").folder
+    assert good is not None and folder is not None and folder.parent == tmp_path / "ragline" / "onnx"
     folder.mkdir(parents=True)
     for file in ("spec.json", "tokenizer.json"):
         (folder / file).write_bytes((good / file).read_bytes())

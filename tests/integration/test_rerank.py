@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.config import RerankConfig
 from pipeline.errors import ModelUnavailableError
-from pipeline.rerank import CrossEncoderReranker
+from pipeline.models.reranker import CrossEncoderReranker
 from pipeline.types import Chunk, ScoredChunk
 
 pytestmark = pytest.mark.integration

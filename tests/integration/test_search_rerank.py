@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.app import Ragline
-from pipeline.embedding import SentenceTransformerEmbedder
+from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.errors import ModelUnavailableError
 from tests.integration.conftest import make_app
 

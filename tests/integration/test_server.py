@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from pipeline.app import Ragline
-from pipeline.embedding import SentenceTransformerEmbedder
-from pipeline.server import create_app, running_server
+from pipeline.models.embedder import SentenceTransformerEmbedder
+from pipeline.faces.http import create_app, running_server
 from tests.conftest import DEMO_DOCS
 from tests.integration.conftest import ChatServer, ingested_app, make_app
 

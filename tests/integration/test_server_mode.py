@@ -12,14 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.app import Ragline
-from pipeline.cli import main
+from pipeline.faces.cli import main
 from pipeline.config import QdrantConfig
-from pipeline.embedding import SentenceTransformerEmbedder
+from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.filters import parse_filter
-from pipeline.migrate import MigrationError, copy_index
+from pipeline.lifecycle import MigrationError, copy_index
 from pipeline.retrieval import HybridRetriever
-from pipeline.server_store import ServerStore
-from pipeline.store import EdgeStore, IndexMeta
+from pipeline.stores.server import ServerStore
+from pipeline.stores.edge import EdgeStore, IndexMeta
 from tests.conftest import DEMO_DOCS
 from tests.integration.conftest import make_app
 from tests.integration.test_store_contract import qdrant_url  # noqa: F401 - a fixture, used by name

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.app import Ragline
-from pipeline.embedding import SentenceTransformerEmbedder
-from pipeline.sync import document_id
+from pipeline.models.embedder import SentenceTransformerEmbedder
+from pipeline.types import document_id
 from tests.conftest import DEMO_DOCS, SAMPLE_DOCS
 from tests.integration.conftest import make_app
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
+from pipeline.faces.cli import main
 from tests.conftest import DEMO_DOCS, SHARED
 
 pytestmark = pytest.mark.integration
@@ -102,7 +102,7 @@ def test_train_reranker_loads_as_the_reranker(
     mini_train: Path, env: dict[str, str], tmp_path: Path, tiny_cross_encoder: Path
 ) -> None:
     from pipeline.config import RerankConfig
-    from pipeline.rerank import CrossEncoderReranker
+    from pipeline.models.reranker import CrossEncoderReranker
     from pipeline.types import Chunk, ScoredChunk
 
     out = tmp_path / "reranker"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.embedding import TokenCounter, load_token_counter
-from pipeline.models import packaged_minilm_path
+from pipeline.models.embedder import ModelTokens, load_token_counter
+from pipeline.models.weights import packaged_minilm_path
 
 
 @pytest.fixture(scope="session")
-def token_counter() -> TokenCounter:
+def token_counter() -> ModelTokens:
     """The packaged all-MiniLM-L6-v2 tokenizer (a fast `tokenizers` one, no torch)."""
     return load_token_counter(str(packaged_minilm_path()))

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from rank_bm25 import BM25Okapi
 
-from pipeline.bm25 import (
+from pipeline.stages.bm25 import (
     STOPWORDS,
     SparseVector,
     document_vector,

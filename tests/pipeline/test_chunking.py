@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from pipeline.chunking import chunk, chunk_id
+from pipeline.stages.chunking import chunk, chunk_id
 from pipeline.config import ChunkingConfig
 from pipeline.types import Chunk, Document, Section
 

@@ -9,7 +9,7 @@ import pytest
 from pipeline.config import Fusion
 from pipeline.errors import RaglineError
 from pipeline.retrieval import fuse
-from pipeline.store import Hit
+from pipeline.stores.edge import Hit
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from pipeline.evaluate import _documents_in_order
-from pipeline.metrics import evaluate_run
+from pipeline.eval.evaluate import _documents_in_order
+from pipeline.eval.metrics import evaluate_run
 from pipeline.types import Chunk, ScoredChunk
 
 pytestmark = pytest.mark.unit

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from pipeline.config import PromptConfig
-from pipeline.prompt import build_prompt
+from pipeline.stages.prompt import build_prompt
 from pipeline.types import Chunk, ScoredChunk
 
 pytestmark = pytest.mark.unit

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,20 +29,20 @@ from typing import Any, Literal
 
 import numpy as np
 
-from connectors.beir import BeirDataset, load_beir
+from pipeline.eval.beir import BeirDataset, load_beir
 from pipeline.app import Ragline
-from pipeline.bm25 import TOKENIZER_VERSION
-from pipeline.chunking import chunk_id
-from pipeline.config import AppConfig, QdrantConfig, with_index
-from pipeline.embedding import canonical_model_name
-from pipeline.embedding_cache import CachedEmbedder
+from pipeline.stages.bm25 import TOKENIZER_VERSION
+from pipeline.stages.chunking import chunk_id
+from pipeline.config import AppConfig, QdrantConfig, cache_home, with_index
+from pipeline.models.vector_cache import CachedEmbedder
 from pipeline.errors import RaglineError
-from pipeline.metrics import evaluate_run
-from pipeline.onnx_backend import backend_tag
-from pipeline.rerank import CrossEncoderReranker
+from pipeline.eval.metrics import evaluate_run
+from pipeline.models.backends import backend_tag
+from pipeline.models.weights import canonical_model_name
+from pipeline.models.reranker import CrossEncoderReranker
 from pipeline.retrieval import HybridRetriever, Mode
-from pipeline.sync import SyncReport, document_id
-from pipeline.types import Chunk, Document, ScoredChunk, Section
+from pipeline.sync import SyncReport
+from pipeline.types import Chunk, Document, ScoredChunk, Section, document_id
 
 Units = Literal["documents", "chunks"]
 EVAL_MODES = ("bm25", "dense", "hybrid", "hybrid+rerank")
@@ -162,12 +161,8 @@ def index_fingerprint(corpus_file: Path, config: AppConfig, model: str, units: U
     return digest.hexdigest()[:16]
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ragline"
-
-
 def default_index_folder(dataset: BeirDataset, fingerprint: str, units: Units) -> Path:
-    return cache_root() / "eval" / f"{dataset.name}-{units}-{fingerprint}"
+    return cache_home() / "eval" / f"{dataset.name}-{units}-{fingerprint}"
 
 
 def _percentiles(values: Sequence[float]) -> dict[str, float]:
@@ -232,7 +227,7 @@ def eval_index(
     """An app on an index of the dataset's corpus: built, or re-used when it is up to date."""
     fingerprint = index_fingerprint(dataset.corpus_file, config, canonical_model_name(config.embedding.model), units)
     folder = Path(index).expanduser() if index else default_index_folder(dataset, fingerprint, units)
-    embedder = CachedEmbedder(config.embedding, cache_root() / "embeddings.sqlite")
+    embedder = CachedEmbedder(config.embedding, cache_home() / "embeddings.sqlite")
     try:
         # Always embedded: an evaluation never writes a corpus into a configured Qdrant server.
         local = with_index(config, folder).model_copy(update={"qdrant": QdrantConfig()})

@@ -1,6 +1,6 @@
 """The server store: one collection on a Qdrant server or cluster, over ``qdrant-client``.
 
-A drop-in for :class:`pipeline.store.EdgeStore`: the same points (named vectors
+A drop-in for :class:`pipeline.stores.edge.EdgeStore`: the same points (named vectors
 ``dense`` and ``bm25`` with the IDF modifier), the same payloads and payload
 indexes, the same filters and the same answers. Many processes may share one
 collection; there is no lock.
@@ -34,11 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.bm25 import SparseVector
 from pipeline.config import QdrantConfig
 from pipeline.errors import ConfigError, IndexUnavailableError, RaglineError
 from pipeline.filters import SearchFilter
-from pipeline.store import (
+from pipeline.stores.edge import (
     DENSE,
     DOC_STATE_FIELDS,
     INDEXED_FIELDS,
@@ -56,7 +55,7 @@ from pipeline.store import (
     stored_point,
     summarise_documents,
 )
-from pipeline.types import Chunk
+from pipeline.types import Chunk, SparseVector
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models

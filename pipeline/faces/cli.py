@@ -172,7 +172,7 @@ def ingest(app: Any, path: str, strict: bool, as_json: bool, progress: str) -> N
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
     else:
-        from pipeline.render import render_sync_report
+        from pipeline.faces.render import render_sync_report
 
         click.echo(render_sync_report(report))
     if strict and report.skipped:
@@ -189,7 +189,7 @@ def search(app: Any, query: str, as_json: bool, **kwargs: Any) -> None:
     if as_json:
         click.echo(json.dumps(response.as_dict(), ensure_ascii=False))
     else:
-        from pipeline.render import render_results
+        from pipeline.faces.render import render_results
 
         click.echo(render_results(response))
 
@@ -203,11 +203,11 @@ def ask(app: Any, question: str, as_json: bool, budget: int | None, **kwargs: An
     """Retrieve, build the cited prompt, and answer if an LLM endpoint is configured."""
     result = app.ask(question, budget=budget, **_search_args(**kwargs))
     if as_json:
-        from pipeline.render import answer_dict
+        from pipeline.faces.render import answer_dict
 
         click.echo(json.dumps(answer_dict(result), ensure_ascii=False))
     else:
-        from pipeline.render import render_answer
+        from pipeline.faces.render import render_answer
 
         click.echo(render_answer(result, llm_configured=app.config.llm.configured))
 
@@ -231,7 +231,7 @@ def stats(app: Any, as_json: bool) -> None:
 @click.pass_obj
 def serve(app: Any, host: str | None, port: int | None) -> None:
     """Run the HTTP API (FastAPI + uvicorn) on this index; OpenAPI docs at /docs."""
-    from pipeline.server import serve as run_server
+    from pipeline.faces.http import serve as run_server
 
     run_server(app, host or app.config.server.host, port or app.config.server.port)
 
@@ -278,7 +278,7 @@ def eval_command(
     as_json: bool,
 ) -> None:
     """Measure nDCG@10, Recall@100, MRR@10 and latency on a BEIR dataset."""
-    from pipeline.evaluate import evaluate_beir, parse_modes
+    from pipeline.eval.evaluate import evaluate_beir, parse_modes
 
     report = evaluate_beir(
         beir,
@@ -292,7 +292,7 @@ def eval_command(
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:
-        from pipeline.render import render_eval
+        from pipeline.faces.render import render_eval
 
         click.echo(render_eval(report))
 
@@ -310,9 +310,9 @@ def migrate(app: Any, url: str, collection: str | None, as_json: bool) -> None:
 
     from pipeline.config import QdrantConfig
     from pipeline.errors import ConfigError
-    from pipeline.migrate import copy_index
-    from pipeline.server_store import ServerStore
-    from pipeline.store import EdgeStore
+    from pipeline.lifecycle import copy_index
+    from pipeline.stores.server import ServerStore
+    from pipeline.stores.edge import EdgeStore
 
     if not url.strip():
         raise ConfigError("--to: give the Qdrant server URL, e.g. http://localhost:6333")
@@ -359,10 +359,10 @@ def reindex(app: Any, embedder: str, as_json: bool) -> None:
     import shutil
     import time
 
-    from pipeline.embedding import SentenceTransformerEmbedder
+    from pipeline.models.embedder import SentenceTransformerEmbedder
     from pipeline.errors import ConfigError
-    from pipeline.migrate import reembed
-    from pipeline.store import EdgeStore, IndexMeta
+    from pipeline.lifecycle import reembed
+    from pipeline.stores.edge import EdgeStore, IndexMeta
 
     if app.config.qdrant.enabled:
         raise ConfigError("reindex works on the embedded index; for a Qdrant server, ingest into a new collection")

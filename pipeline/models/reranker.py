@@ -20,11 +20,12 @@ import numpy as np
 
 from pipeline.config import RerankConfig
 from pipeline.errors import ModelUnavailableError
-from pipeline.models import resolve_model
+from pipeline.models.backends import ModelPlan, find_runner, prepare_export
+from pipeline.models.weights import resolve_model
 from pipeline.types import ScoredChunk
 
 if TYPE_CHECKING:
-    from pipeline.query_models import OnnxCrossEncoder
+    from pipeline.models.onnx.runtime import OnnxCrossEncoder
 
 SETTINGS_FILE = "ragline_rerank.json"
 
@@ -39,8 +40,6 @@ def interpolate(cross_encoder: np.ndarray, first_stage: np.ndarray, weight: floa
 
 
 def interpolation_weight(model_path: str) -> float:
-    from pathlib import Path
-
     file = Path(model_path) / SETTINGS_FILE
     if not file.is_file():
         return 1.0
@@ -71,69 +70,49 @@ class CrossEncoderReranker:
     def load(self) -> Any:
         """Load the model or raise ModelUnavailableError (the same one on every later call)."""
         with self._lock:
-            if self._model is not None:
-                return self._model
+            if self._model is None and self._error is None:
+                try:
+                    self._model = self._load()
+                except ModelUnavailableError as exc:
+                    self._error = exc
+                except Exception as exc:  # noqa: BLE001 - a broken folder, an incompatible checkpoint, ...
+                    self._error = ModelUnavailableError(f"reranker model {self.name!r} cannot be loaded: {exc}")
             if self._error is not None:
                 raise self._error
-            try:
-                path = resolve_model(self.config.model, "reranker")
-                lean = self._lean(path)
-                if lean is not None:  # its fp32 ONNX export: no PyTorch import (pipeline/query_models.py)
-                    self.weight = interpolation_weight(path)
-                    self._model = lean
-                    return lean
-                from sentence_transformers import CrossEncoder
+            return self._model
 
-                model = CrossEncoder(path, device="cpu")
-                self.weight = interpolation_weight(path)
-                positions = getattr(model.config, "max_position_embeddings", None) or self.config.max_length
-                # A model trained on shorter inputs (train-reranker saves its max length) keeps it:
-                # rerank.max_length only caps.
-                own = min(int(getattr(model, "max_seq_length", None) or positions), int(positions))
-                model.max_seq_length = min(self.config.max_length, own)
-            except ModelUnavailableError as exc:
-                self._error = exc
-                raise
-            except Exception as exc:  # a broken folder, an incompatible checkpoint, ...
-                self._error = ModelUnavailableError(f"reranker model {self.config.model!r} cannot be loaded: {exc}")
-                raise self._error from None
-            if getattr(model.config, "num_labels", 1) != 1:
-                self._error = ModelUnavailableError(
-                    f"reranker model {self.config.model!r} has {model.config.num_labels} output labels; "
-                    f"a reranker needs exactly one relevance score"
-                )
-                raise self._error
-            if self.config.backend == "onnx-int8":
-                self._use_onnx_int8(model, path)
-            else:
-                from pipeline.onnx_backend import default_cache_dir
-                from pipeline.query_models import export_cross_encoder
+    def _load(self) -> Any:
+        """The backend's torch-free runner when its export is there (no PyTorch import); else the
+        sentence-transformers CrossEncoder, whose first load writes that export (pipeline/models/backends.py)."""
+        from pipeline.models.onnx.runtime import OnnxCrossEncoder
 
-                if export_cross_encoder(model, self.config.model, path, default_cache_dir(), own):
-                    model = self._lean(path) or model  # the same scores, faster, from the first call on
-            self._model = model
-            return model
+        path = resolve_model(self.config.model, "reranker")
+        plan = ModelPlan("reranker", self.config.model, path, self.config.backend, "cpu", self.model_cache)
+        found = self._runner(plan)
+        self.weight = interpolation_weight(path)
+        if found is not None:
+            return found
+        from sentence_transformers import CrossEncoder
 
-    def _lean(self, path: str) -> OnnxCrossEncoder | None:
-        """The fp32 export of the torch backend's model, once written (pipeline/query_models.py)."""
-        if self.config.backend != "torch":
-            return None
-        from pipeline.onnx_backend import default_cache_dir
-        from pipeline.query_models import OnnxCrossEncoder, find_lean, lean_folder
+        model = CrossEncoder(path, device="cpu")
+        positions = getattr(model.config, "max_position_embeddings", None) or self.config.max_length
+        # A model trained on shorter inputs (train-reranker saves its max length) keeps it: rerank.max_length
+        # only caps.
+        own = min(int(getattr(model, "max_seq_length", None) or positions), int(positions))
+        model.max_seq_length = min(self.config.max_length, own)
+        if getattr(model.config, "num_labels", 1) != 1:
+            raise ModelUnavailableError(
+                f"reranker model {self.name!r} has {model.config.num_labels} output labels; "
+                f"a reranker needs exactly one relevance score"
+            )
+        if prepare_export(model, plan, OnnxCrossEncoder, OnnxCrossEncoder.spec_for(model, own)):
+            return self._runner(plan) or model  # the same scores, faster, from the first call on
+        return model
 
-        def load(folder: Path) -> OnnxCrossEncoder:
-            return OnnxCrossEncoder(folder, self.config.max_length)
+    def _runner(self, plan: ModelPlan) -> OnnxCrossEncoder | None:
+        from pipeline.models.onnx.runtime import OnnxCrossEncoder
 
-        return find_lean("reranker", self.config.model, lean_folder(self.config.model, path, default_cache_dir()), load)
-
-    def _use_onnx_int8(self, model: Any, path: str) -> None:
-        from pipeline.onnx_backend import use_onnx_int8
-
-        try:
-            use_onnx_int8(model, "reranker", self.config.model, path, self.model_cache)
-        except ModelUnavailableError as exc:
-            self._error = exc
-            raise
+        return find_runner(plan, lambda folder: OnnxCrossEncoder(folder, max_length=self.config.max_length))
 
     def rerank(self, query: str, candidates: Sequence[ScoredChunk], top_n: int | None = None) -> list[ScoredChunk]:
         """Score (query, chunk) pairs and return the best ``top_n``, highest first."""

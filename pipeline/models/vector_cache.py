@@ -18,23 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import EmbeddingConfig
-from pipeline.embedding import SentenceTransformerEmbedder
-from pipeline.onnx_backend import backend_tag
-
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
-
-
-def model_identity(name: str, path: str) -> str:
-    """The name plus what changes when the weights change."""
-    folder = Path(path)
-    parts = [name]
-    if folder.is_dir():
-        for file in sorted(folder.rglob("*")):
-            if file.suffix in _WEIGHT_SUFFIXES or file.name.endswith("config.json"):
-                stat = file.stat()
-                parts.append(f"{file.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
+from pipeline.models.backends import backend_tag
+from pipeline.models.embedder import SentenceTransformerEmbedder
+from pipeline.models.weights import model_identity
 
 class CachedEmbedder(SentenceTransformerEmbedder):
     """The sentence-transformers embedder, reading and writing vectors through SQLite."""

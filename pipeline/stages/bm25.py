@@ -17,10 +17,10 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 
 from pipeline.config import BM25Config
+from pipeline.types import SparseVector
 
 TOKENIZER_VERSION = "unicode-words/lucene-stop/snowball-english/crc32@2"
 
@@ -66,15 +66,6 @@ STOPWORDS = frozenset(
 # Numbers keep their decimal point ("2.2", "3.14"), as Unicode word segmentation (UAX #29) does;
 # everything else splits on non-word characters ("E-0x4F2" -> "e", "0x4f2").
 _WORD = re.compile(r"\d+(?:[.,]\d+)+|\w+", re.UNICODE)
-
-
-@dataclass(frozen=True)
-class SparseVector:
-    indices: tuple[int, ...]
-    values: tuple[float, ...]
-
-    def __len__(self) -> int:
-        return len(self.indices)
 
 
 @lru_cache(maxsize=1)

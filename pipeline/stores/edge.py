@@ -28,10 +28,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from pipeline.bm25 import SparseVector
 from pipeline.errors import IndexUnavailableError, ModelMismatchError, RaglineError
 from pipeline.filters import SearchFilter
-from pipeline.types import Chunk
+from pipeline.types import Chunk, SparseVector
 
 if TYPE_CHECKING:
     import qdrant_edge

@@ -5,11 +5,7 @@ from __future__ import annotations
 import os
 
 from pipeline.config import LLMConfig
-from pipeline.errors import RaglineError
-
-
-class LLMError(RaglineError):
-    """The endpoint is not configured, unreachable, or answered with an error."""
+from pipeline.errors import LLMError
 
 
 def complete(prompt: str, config: LLMConfig) -> str:

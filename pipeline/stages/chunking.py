@@ -13,18 +13,11 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Protocol
 
 from pipeline.config import ChunkingConfig
-from pipeline.types import Chunk, Document, Section
+from pipeline.types import Chunk, Document, Section, TokenCounter
 
 CHUNK_NAMESPACE = uuid.UUID("6f1c1f4e-52a4-4d0b-9a55-8c2f3f0b7a11")
-
-
-class TokenCounting(Protocol):
-    def count(self, text: str) -> int: ...
-
-    def offsets(self, text: str) -> list[tuple[int, int]]: ...
 
 
 @dataclass(frozen=True)
@@ -39,7 +32,7 @@ def chunk_id(document_id: str, ordinal: int, text: str) -> str:
     return str(uuid.uuid5(CHUNK_NAMESPACE, f"{document_id}:{ordinal}:{digest}"))
 
 
-def _hard_split(text: str, limit: int, tokens: TokenCounting) -> list[tuple[int, str]]:
+def _hard_split(text: str, limit: int, tokens: TokenCounter) -> list[tuple[int, str]]:
     """Cut text that has no separator left into pieces of at most ``limit`` tokens."""
     offsets = tokens.offsets(text)
     pieces: list[tuple[int, str]] = []
@@ -50,7 +43,7 @@ def _hard_split(text: str, limit: int, tokens: TokenCounting) -> list[tuple[int,
     return pieces
 
 
-def _split(text: str, config: ChunkingConfig, tokens: TokenCounting) -> list[tuple[int, str]]:
+def _split(text: str, config: ChunkingConfig, tokens: TokenCounter) -> list[tuple[int, str]]:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
     splitter = RecursiveCharacterTextSplitter(
@@ -85,7 +78,7 @@ def _section_spans(sections: tuple[Section, ...]) -> list[tuple[Section, int]]:
     return spans
 
 
-def chunk(document: Document, config: ChunkingConfig, tokens: TokenCounting) -> list[Chunk]:
+def chunk(document: Document, config: ChunkingConfig, tokens: TokenCounter) -> list[Chunk]:
     """Split a document into chunks of at most ``config.chunk_tokens`` tokens."""
     chunks: list[Chunk] = []
     base = {k: document.metadata[k] for k in ("title", "ext", "mime") if k in document.metadata}
@@ -114,3 +107,16 @@ def chunk(document: Document, config: ChunkingConfig, tokens: TokenCounting) -> 
                 )
             )
     return chunks
+
+
+def indexed_text(chunk: Chunk, tokens: TokenCounter, max_tokens: int) -> str:
+    """The text that is embedded and BM25-indexed: the heading path, then the chunk.
+
+    A section's heading ("Firmware 2.2") often carries the words a query needs
+    while the body never repeats them. The heading is left out where it would
+    push the chunk past the model's input limit; citations show the plain text.
+    """
+    if not chunk.heading:
+        return chunk.text
+    text = " > ".join(chunk.heading) + "\n" + chunk.text
+    return text if tokens.count(text) <= max_tokens else chunk.text

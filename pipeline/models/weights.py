@@ -1,4 +1,4 @@
-"""Where model weights come from: the packaged default, a local folder, or a hub cache.
+"""Where model weights come from (the packaged default, a local folder, or a hub cache), and what names them.
 
 Nothing here downloads by surprise. A hub id is used only when it is already
 in the local Hugging Face cache or the hub answers within seconds; otherwise the
@@ -7,6 +7,7 @@ caller gets a one-line ModelUnavailableError instead of a minute of retries.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from pathlib import Path
@@ -14,6 +15,7 @@ from urllib.parse import urlparse
 
 from pipeline.errors import ModelUnavailableError
 
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
 PACKAGED_ALIASES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
 HUB_PROBE_TIMEOUT_S = 3.0
 
@@ -71,3 +73,28 @@ def resolve_model(name: str, kind: str) -> str:
         f"{kind} model {name!r} cannot be loaded: it is not in the local Hugging Face cache "
         f"and the model hub is unreachable (offline?); give a local model folder instead"
     )
+
+
+def canonical_model_name(name: str) -> str:
+    """One name per model, so the same-model check compares like with like:
+    the packaged MiniLM under any alias or path, a folder by its absolute path."""
+    if name in PACKAGED_ALIASES:
+        return "all-MiniLM-L6-v2"
+    path = Path(name).expanduser()
+    if path.exists():
+        resolved = path.resolve()
+        return "all-MiniLM-L6-v2" if resolved == packaged_minilm_path().resolve() else str(resolved)
+    return name
+
+
+def model_identity(name: str, path: str) -> str:
+    """The name plus what changes when the weights change (size and mtime of each weight and config file),
+    so a model re-trained into the same folder never serves stale vectors or exports."""
+    folder = Path(path)
+    parts = [name]
+    if folder.is_dir():
+        for file in sorted(folder.rglob("*")):
+            if file.suffix in _WEIGHT_SUFFIXES or file.name.endswith("config.json"):
+                stat = file.stat()
+                parts.append(f"{file.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()

@@ -309,7 +309,7 @@ def create_app(rag: Ragline) -> Any:
 
     @app.exception_handler(RaglineError)
     async def domain_error(_: Request, exc: RaglineError) -> JSONResponse:
-        from pipeline.llm import LLMError
+        from pipeline.errors import LLMError
 
         status = 400
         if isinstance(exc, IndexUnavailableError | ModelUnavailableError):
@@ -364,7 +364,7 @@ def create_app(rag: Ragline) -> Any:
     @app.post("/ask", dependencies=guarded)
     def ask(request: ContextRequest) -> dict[str, Any]:
         """Answer through the configured OpenAI-compatible endpoint."""
-        from pipeline.render import answer_dict
+        from pipeline.faces.render import answer_dict
 
         if not rag.config.llm.configured:
             raise HTTPException(503, "no LLM endpoint configured: set [llm] base_url and model in the config")

@@ -12,16 +12,17 @@ import numpy as np
 
 from pipeline.config import EmbeddingConfig
 from pipeline.errors import ModelUnavailableError
-from pipeline.models import resolve_model
+from pipeline.models.backends import ModelPlan, find_runner, prepare_export
+from pipeline.models.weights import canonical_model_name, resolve_model
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from pipeline.query_models import OnnxQueryEncoder
+    from pipeline.models.onnx.runtime import OnnxQueryEncoder
 
 
-class TokenCounter:
-    """Counts tokens with a model's own tokenizer (a fast ``tokenizers`` one)."""
+class ModelTokens:
+    """A :class:`~pipeline.types.TokenCounter` over a model's own tokenizer (a fast ``tokenizers`` one)."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self._tokenizer = tokenizer
@@ -34,9 +35,7 @@ class TokenCounter:
         return list(self._tokenizer.encode(text, add_special_tokens=False).offsets)
 
 
-def load_token_counter(model_path: str) -> TokenCounter:
-    from pathlib import Path
-
+def load_token_counter(model_path: str) -> ModelTokens:
     from tokenizers import Tokenizer
 
     file = Path(model_path) / "tokenizer.json"
@@ -46,23 +45,7 @@ def load_token_counter(model_path: str) -> TokenCounter:
         tokenizer = Tokenizer.from_pretrained(model_path)
     tokenizer.no_truncation()
     tokenizer.no_padding()
-    return TokenCounter(tokenizer)
-
-
-def canonical_model_name(name: str) -> str:
-    """One name per model, so the same-model check compares like with like:
-    the packaged MiniLM under any alias or path, a folder by its absolute path."""
-    from pathlib import Path
-
-    from pipeline.models import PACKAGED_ALIASES, packaged_minilm_path
-
-    if name in PACKAGED_ALIASES:
-        return "all-MiniLM-L6-v2"
-    path = Path(name).expanduser()
-    if path.exists():
-        resolved = path.resolve()
-        return "all-MiniLM-L6-v2" if resolved == packaged_minilm_path().resolve() else str(resolved)
-    return name
+    return ModelTokens(tokenizer)
 
 
 class SentenceTransformerEmbedder:
@@ -90,55 +73,43 @@ class SentenceTransformerEmbedder:
         return ModelUnavailableError(f"embedder model {self.name!r}{where} cannot be loaded: {reason}")
 
     @cached_property
+    def plan(self) -> ModelPlan:
+        """Where this model runs: its backend's ONNX export, or PyTorch (:mod:`pipeline.models.backends`)."""
+        config = self.config
+        return ModelPlan("embedder", self.name, self.path, config.backend, config.device, self.model_cache)
+
+    @cached_property
     def model(self) -> Any:
         path = self.path  # a missing model is reported before the slow imports
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
+        from pipeline.models.onnx.runtime import OnnxQueryEncoder
+
         hf_logging.disable_progress_bar()  # a per-layer "Loading weights" bar is noise on every start
         with self._lock:
             try:
                 model = SentenceTransformer(path, device=self.config.device, local_files_only=True)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - junk config, missing or damaged weights: one line
                 raise self._unloadable(exc) from None
-            found = False
-            if self.config.backend == "onnx-int8":
-                from pipeline.onnx_backend import use_onnx_int8
-                from pipeline.query_models import add_query_files
-
-                found = add_query_files(model, use_onnx_int8(model, "embedder", self.name, path, self.model_cache))
-            elif self.config.device == "cpu":
-                from pipeline.onnx_backend import default_cache_dir
-                from pipeline.query_models import export_query_encoder
-
-                found = export_query_encoder(model, self.name, path, default_cache_dir()) is not None
-            if found:
+            if prepare_export(model, self.plan, OnnxQueryEncoder, OnnxQueryEncoder.spec_for(model)):
                 self.__dict__.pop("query_encoder", None)  # found from now on, in this process too
             return model
 
     @cached_property
     def query_encoder(self) -> OnnxQueryEncoder | None:
-        """Queries run on the backend's ONNX export (fp32 for torch, the int8 one for onnx-int8) once it has
-        been written, with no PyTorch import (pipeline/query_models.py); None: through the model."""
-        from pipeline.onnx_backend import default_cache_dir, int8_folder
-        from pipeline.query_models import OnnxQueryEncoder, find_lean, lean_folder
+        """Queries run on the backend's ONNX export once it is runnable, with no PyTorch import; None: through
+        the model."""
+        from pipeline.models.onnx.runtime import OnnxQueryEncoder
 
-        if self.config.backend == "onnx-int8":
-            return find_lean(
-                "embedder", self.name, int8_folder(self.name, self.path, self.model_cache), OnnxQueryEncoder
-            )
-        if self.config.device != "cpu":
-            return None
-        return find_lean(
-            "embedder", self.name, lean_folder(self.name, self.path, default_cache_dir()), OnnxQueryEncoder
-        )
+        return find_runner(self.plan, OnnxQueryEncoder)
 
     @cached_property
-    def tokens(self) -> TokenCounter:
+    def tokens(self) -> ModelTokens:
         path = self.path
         try:
             return load_token_counter(path)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a damaged tokenizer: one line
             raise self._unloadable(exc) from None
 
     @cached_property

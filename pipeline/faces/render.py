@@ -6,7 +6,7 @@ import textwrap
 from typing import Any
 
 from pipeline.app import Answer, SearchResponse
-from pipeline.evaluate import EvalReport
+from pipeline.eval.evaluate import EvalReport
 from pipeline.sync import SyncReport
 
 

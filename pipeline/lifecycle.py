@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import astuple
 
 from pipeline.errors import RaglineError
-from pipeline.store import Store, StoredPoint, chunk_from_payload
-from pipeline.sync import Embedding, indexed_text
+from pipeline.models.protocols import Embedder
+from pipeline.stores.edge import Store, StoredPoint, chunk_from_payload
+from pipeline.stages.chunking import indexed_text
 
 COPY_BATCH = 256
 
@@ -37,7 +38,7 @@ def _batches(source: Store, progress: bool) -> Iterator[list[StoredPoint]]:
 def copy_index(source: Store, target: Store, progress: bool = False, allow_nonempty: bool = False) -> int:
     """Copy every chunk point of ``source`` into ``target``, then the saved config; returns the points copied.
 
-    Both stores must hold the same :class:`~pipeline.store.IndexMeta` (model, dimension,
+    Both stores must hold the same :class:`~pipeline.stores.edge.IndexMeta` (model, dimension,
     BM25 k1/b, tokenizer). A target that already holds points is refused unless
     ``allow_nonempty``: points with the same id are overwritten, others are kept.
     """
@@ -56,7 +57,7 @@ def copy_index(source: Store, target: Store, progress: bool = False, allow_nonem
     return _transfer(source, target, progress, lambda batch: batch)
 
 
-def reembed(source: Store, target: Store, embedder: Embedding, progress: bool = False) -> int:
+def reembed(source: Store, target: Store, embedder: Embedder, progress: bool = False) -> int:
     """Copy every chunk point with a new dense vector from ``embedder``, computed from the stored
     chunk text (and heading), as sync would have indexed it: no file is read or parsed again.
     BM25 vectors and payloads are copied as they are."""

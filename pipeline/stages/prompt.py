@@ -9,14 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from pipeline.config import PromptConfig
-from pipeline.types import Chunk, ScoredChunk
-
-
-class TokenCounter(Protocol):
-    def count(self, text: str) -> int: ...
+from pipeline.types import Chunk, ScoredChunk, TokenCounter
 
 
 @dataclass(frozen=True)
