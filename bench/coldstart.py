@@ -58,7 +58,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", type=Path, default=None)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--reranker", type=Path, default=None, help="Also time a reranked search with this cross-encoder")
+    parser.add_argument(
+        "--reranker", type=Path, default=None, help="Also time a reranked search with this cross-encoder"
+    )
     args = parser.parse_args()
     ragline = [sys.executable, "-m", "pipeline.faces.cli"]
     with tempfile.TemporaryDirectory() as scratch:

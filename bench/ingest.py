@@ -70,8 +70,9 @@ def timed(run: Callable[[], T]) -> tuple[T, float, float]:
 def indexed_texts(index: Path) -> list[str]:
     """Every chunk's embedded text (heading path + text), one per chunk, as ragline wrote them."""
     from pipeline.models.embedder import SentenceTransformerEmbedder
-    from pipeline.stores.edge import EdgeStore, chunk_from_payload
     from pipeline.stages.chunking import indexed_text
+    from pipeline.stores.edge import EdgeStore
+    from pipeline.stores.schema import chunk_from_payload
 
     tokens = SentenceTransformerEmbedder().tokens
     with EdgeStore.open(index) as store:

@@ -14,8 +14,8 @@ import argparse
 import json
 import threading
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -81,9 +81,9 @@ def run_load(
 
 
 def main() -> None:
-    from pipeline.eval.beir import load_beir
     from pipeline.app import Ragline
     from pipeline.config import parse_config, with_index
+    from pipeline.eval.beir import load_beir
     from pipeline.eval.evaluate import eval_index
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

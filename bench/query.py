@@ -150,7 +150,7 @@ class Baseline:
 
     def hybrid(self, query: str, embed: Callable[[str], np.ndarray]) -> list[str]:
         from pipeline.retrieval import fuse
-        from pipeline.stores.edge import Hit
+        from pipeline.stores.base import Hit
 
         depth = self.config.retrieval.candidates
         dense = [Hit(i, s) for i, s in self.dense_top(embed(query), depth)]
@@ -178,12 +178,10 @@ def main() -> None:
 
     import psutil
 
-    from pipeline.config import cache_home
+    from pipeline.app import Ragline
+    from pipeline.config import cache_home, parse_config
     from pipeline.filters import SearchFilter
     from pipeline.retrieval import HybridRetriever
-
-    from pipeline.app import Ragline
-    from pipeline.config import parse_config
 
     index = build_index(args.folder, args.chunks, args.cache or cache_home(), args.build_backend)
     settings: dict[str, Any] = {"index": {"path": str(index)}, "rerank": {"enabled": False}}
@@ -218,7 +216,7 @@ def main() -> None:
     # side's call it falls: set-up objects are frozen out of the collector, for both sides alike.
     gc.collect()
     gc.freeze()
-    app.embedder.model  # loading it writes the ONNX query encoder once, if this machine has none yet
+    _ = app.embedder.model  # loading it writes the ONNX query encoder once, if this machine has none yet
     retriever.retrieve(queries[0], top_k=TOP_K)
 
     times: dict[str, list[float]] = {

@@ -5,9 +5,9 @@ ragline's ``CrossEncoderReranker`` against the baseline a user would write:
 the same weights; runs alternate and medians are reported. With no model given,
 a cross-encoder is built from the packaged MiniLM with a fresh one-logit head:
 latency depends on the architecture (6 layers, 384 wide, as ms-marco-MiniLM-L-6),
-not on what the head learned. With the default backend, ragline's reranker runs
-the fp32 ONNX export it writes on its first load (pipeline/models/onnx/runtime.py), the
-same scores without PyTorch; ``runs_on`` says which ran.
+not on what the head learned. ragline's reranker runs its backend's ONNX export (fp32 for
+``torch``, int8 for ``onnx-int8``), written on its first load, without PyTorch
+(pipeline/models/backends.py); ``runs_on`` says which ran.
 
     python bench/rerank.py [--model PATH] [--backend onnx-int8]
 """
@@ -95,7 +95,7 @@ def main() -> None:
         out.update(
             tokens=args.tokens,
             backend=args.backend,
-            runs_on="fp32 ONNX export" if type(model).__name__ == "OnnxCrossEncoder" else "sentence-transformers",
+            runs_on=f"{args.backend} ONNX runner" if type(model).__name__ == "OnnxCrossEncoder" else "sentence-transformers",
             model=args.model or "all-MiniLM-L6-v2 + fresh 1-logit head",
             repeat=args.repeat,
             machine=f"{platform.machine()}, {os.cpu_count()} cores",

@@ -18,12 +18,12 @@ import sys
 import time
 from typing import Any
 
-from pipeline.eval.beir import load_beir
-from pipeline.stages.bm25 import query_vector
 from pipeline.config import Fusion, config_to_dict, parse_config
+from pipeline.eval.beir import load_beir
 from pipeline.eval.evaluate import DEPTH, eval_index, run_mode
 from pipeline.eval.metrics import evaluate_run
 from pipeline.retrieval import fuse
+from pipeline.stages.bm25 import query_vector
 
 K1 = (0.6, 0.9, 1.2, 1.5)
 B = (0.4, 0.6, 0.75, 0.9)

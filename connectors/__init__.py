@@ -1,7 +1,9 @@
-"""Connectors: find source files in a folder and parse them into ``Document`` values.
+"""Connectors: walk a folder, detect formats, and parse each file (in bounded worker processes, one module
+per format) into ``Document`` values. A connector never knows about vectors or stores.
 
-Importing this package is cheap: parser libraries (pypdf, python-docx,
-python-pptx, selectolax, charset-normalizer) load on first use of a format.
+May import: the ground floor only (``pipeline.types``, ``errors``, ``config``, ``globs``). Importing this
+package is cheap: parser libraries (pypdf, python-docx, python-pptx, selectolax, charset-normalizer) load
+on first use of a format.
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import RaglineError
+from pipeline.globs import compile_glob, match_any
 from pipeline.types import SkippedFile
 
 from .formats import SUPPORTED_EXTENSIONS
-from pipeline.globs import compile_glob, match_any
 
 
 @dataclass(frozen=True, order=True)

@@ -127,64 +127,60 @@ class _Text:
         return text
 
 
-def html_to_parsed(html: str) -> Parsed:
-    """Parse an HTML string (also used for the HTML body of e-mails)."""
-    from selectolax.lexbor import LexborHTMLParser
+class _Walk:
+    """The sections found so far, the heading path above the current node, and the text being collected."""
 
-    tree = LexborHTMLParser(html)
-    title_node = tree.css_first("title")
-    title = " ".join(title_node.text().split()) if title_node is not None else ""
-    tree.strip_tags(_INVISIBLE)
+    def __init__(self) -> None:
+        self.sections: list[Section] = []
+        self.path: list[tuple[int, str]] = []
+        self.out = _Text()
 
-    sections: list[Section] = []
-    path: list[tuple[int, str]] = []
-    out = _Text()
-
-    def flush() -> None:
-        text = out.take()
+    def flush(self) -> None:
+        text = self.out.take()
         if text:
-            sections.append(Section(text=text, heading=tuple(t for _, t in path)))
+            self.sections.append(Section(text=text, heading=tuple(t for _, t in self.path)))
 
-    start = tree.body if tree.body is not None else tree.root
-    # Iterative walk: deeply nested markup must not hit Python's recursion limit.
-    # Stack items: (node, in_pre) to enter, or ("/", tag) when leaving an element.
-    stack: list[tuple[Any, Any]] = [(start, False)] if start is not None else []
-    while stack:
-        node, in_pre = stack.pop()
-        if isinstance(node, str):  # leaving an element
-            if in_pre in _CELL:
-                out.cell_end()
-            else:
-                out.block(2 if in_pre in _PARAGRAPH else 1)
-            continue
+    def leave(self, tag: str) -> None:
+        if tag in _CELL:
+            self.out.cell_end()
+        else:
+            self.out.block(2 if tag in _PARAGRAPH else 1)
+
+    def text(self, node: Any, in_pre: bool) -> None:
+        text = node.text_content or ""
+        if in_pre:
+            self.out.text(text)
+        elif text.strip():
+            self.out.text(_SPACE.sub(" ", text))
+        elif text:
+            self.out.space()
+
+    def heading(self, node: Any, level: int) -> None:
+        self.flush()
+        text = " ".join(node.text(separator=" ").split())
+        while self.path and self.path[-1][0] >= level:
+            self.path.pop()
+        if text:
+            self.path.append((level, text))
+
+    def visit(self, node: Any, in_pre: bool, stack: list[tuple[Any, Any]]) -> None:
+        """Handle one node; push its children (and the marker for leaving it) onto ``stack``."""
         tag = node.tag
         if tag == "-text":
-            text = node.text_content or ""
-            if in_pre:
-                out.text(text)
-            elif text.strip():
-                out.text(_SPACE.sub(" ", text))
-            elif text:
-                out.space()
-            continue
+            self.text(node, in_pre)
+            return
         if tag.startswith("-") or _is_hidden(node):  # comments, doctype, hidden
-            continue
+            return
         if tag in _HEADINGS:
-            flush()
-            level = _HEADINGS[tag]
-            text = " ".join(node.text(separator=" ").split())
-            while path and path[-1][0] >= level:
-                path.pop()
-            if text:
-                path.append((level, text))
-            continue
+            self.heading(node, _HEADINGS[tag])
+            return
         if tag == "br":
-            out.line_break()
-            continue
+            self.out.line_break()
+            return
         if tag in ("img", "input"):
-            continue
+            return
         if tag in _BLOCK:
-            out.block(2 if tag in _PARAGRAPH else 1)
+            self.out.block(2 if tag in _PARAGRAPH else 1)
             stack.append(("/", tag))
         elif tag in _CELL:
             stack.append(("/", tag))
@@ -195,10 +191,30 @@ def html_to_parsed(html: str) -> Parsed:
             child = child.next
         pre = in_pre or tag in ("pre", "textarea")
         stack.extend((c, pre) for c in reversed(children))
-    flush()
 
+
+def html_to_parsed(html: str) -> Parsed:
+    """Parse an HTML string (also used for the HTML body of e-mails)."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    tree = LexborHTMLParser(html)
+    title_node = tree.css_first("title")
+    title = " ".join(title_node.text().split()) if title_node is not None else ""
+    tree.strip_tags(_INVISIBLE)
+    walk = _Walk()
+    start = tree.body if tree.body is not None else tree.root
+    # Iterative walk: deeply nested markup must not hit Python's recursion limit.
+    # Stack items: (node, in_pre) to enter, or ("/", tag) when leaving an element.
+    stack: list[tuple[Any, Any]] = [(start, False)] if start is not None else []
+    while stack:
+        node, in_pre = stack.pop()
+        if isinstance(node, str):  # leaving an element
+            walk.leave(in_pre)
+        else:
+            walk.visit(node, in_pre, stack)
+    walk.flush()
     metadata: dict[str, object] = {"title": title} if title else {}
-    return Parsed(sections, metadata)
+    return Parsed(walk.sections, metadata)
 
 
 def parse(data: bytes) -> Parsed:

@@ -1,7 +1,7 @@
-"""The Python API: one object that the CLI and the HTTP API are thin shells over.
+"""The Python API: one object that every face (CLI, HTTP) is a thin shell over. Composition only: it opens
+the store, holds the models, and wires sync, retrieval, reranking, prompts and whole-index operations.
 
-Nothing heavy happens in the constructor; the index opens, and models load,
-on first use.
+Nothing heavy happens in the constructor; the index opens, and models load, on first use.
 """
 
 from __future__ import annotations
@@ -14,17 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.stages.bm25 import TOKENIZER_VERSION
+from pipeline import lifecycle
 from pipeline.config import AppConfig, Fusion, config_to_dict, load_config
-from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.errors import IndexUnavailableError, ModelUnavailableError, RaglineError
 from pipeline.filters import SearchFilter
-from pipeline.stages.prompt import Prompt, build_prompt
+from pipeline.lifecycle import Moved
+from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.models.reranker import CrossEncoderReranker
-from pipeline.retrieval import HybridRetriever, Mode
-from pipeline.stores.edge import EdgeStore, IndexMeta, Store, check_space
+from pipeline.retrieval import HybridRetriever, Mode, rerank_head
+from pipeline.stages.bm25 import TOKENIZER_VERSION
+from pipeline.stages.prompt import Prompt, build_prompt
+from pipeline.stores import IndexMeta, Store, open_store
+from pipeline.stores.folder import check_space
 from pipeline.sync import Progress, Splitter, SyncReport, sync_documents, sync_folder
 from pipeline.types import Document, ScoredChunk
+
+__all__ = ["Answer", "Moved", "Prompt", "Ragline", "SearchResponse", "SyncReport"]
 
 
 @dataclass(frozen=True)
@@ -34,26 +39,6 @@ class SearchResponse:
     timings_ms: dict[str, float]
     reranked: bool
     notices: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "query": self.query,
-            "results": [
-                {
-                    "rank": rank,
-                    "chunk_id": r.chunk.id,
-                    "source": r.chunk.source,
-                    "page": r.chunk.page,
-                    "heading": " > ".join(r.chunk.heading) or None,
-                    "text": r.chunk.text,
-                    "scores": r.scores(),
-                }
-                for rank, r in enumerate(self.results, start=1)
-            ],
-            "reranked": self.reranked,
-            "notices": list(self.notices),
-            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
-        }
 
 
 @dataclass(frozen=True)
@@ -100,20 +85,8 @@ class Ragline:
             return self._open_store(create, check_model)
 
     def _open_store(self, create: bool, check_model: bool) -> Store:
-        if self._store is None:
-            # A missing index is reported by open() before any model loads.
-            if self.config.qdrant.enabled:
-                from pipeline.stores.server import ServerStore
-
-                exists = ServerStore.exists(self.config.qdrant)
-                wants_meta = create or (check_model and exists)
-                self._store = ServerStore.open(self.config.qdrant, self._meta() if wants_meta else None)
-            else:
-                exists = (self.index_path / "meta.json").exists()
-                wants_meta = create or (check_model and exists)
-                self._store = EdgeStore.open(
-                    self.index_path, self._meta() if wants_meta else None, self.config.index.min_free_mb
-                )
+        if self._store is None:  # a missing index is reported before any model loads
+            self._store = open_store(self.config, self._meta, create, check_model)
         return self._store
 
     def close(self) -> None:
@@ -200,7 +173,7 @@ class Ragline:
         if use_rerank and results:
             t0 = time.perf_counter()
             try:
-                results = self.reranker.rerank(query, results, top_n=top_k)
+                results = rerank_head(self.reranker, query, results, depth)
                 reranked = True
             except ModelUnavailableError as exc:
                 if self.config.rerank.on_failure == "stop":
@@ -240,3 +213,14 @@ class Ragline:
             "store": store.kind,
             "location": store.location,
         }
+
+    # -- whole-index operations (pipeline.lifecycle) ---------------------------------------
+    def migrate(self, url: str, collection: str | None = None, progress: bool = False) -> Moved:
+        """Copy the embedded index into an empty collection on a Qdrant server, without re-embedding."""
+        return lifecycle.migrate_to_server(self.config, url, collection, progress)
+
+    def reindex(self, embedder: str, progress: bool = False) -> Moved:
+        """Re-embed the embedded index's stored chunks with another embedder (no file is parsed again)."""
+        self.close()  # the index is re-opened, and replaced, by the operation
+        model = SentenceTransformerEmbedder(self.config.embedding.model_copy(update={"model": embedder}))
+        return lifecycle.reindex(self.config, model, progress)

@@ -1,20 +1,26 @@
-"""Move an index to another store (the embedded index to a Qdrant server, say) without re-embedding.
+"""Whole-index operations: move an index to another store, re-embed it with another model, swap it in.
 
-Every chunk point is copied as it is stored: its dense and BM25 vectors and its
-payload. BM25 IDF is computed by the engine at query time over the points it
-holds, so the copy answers queries exactly as the original does.
+A move copies every chunk point as it is stored (its dense and BM25 vectors and its payload); BM25 IDF is
+computed by the engine at query time over the points it holds, so the copy answers queries exactly as the
+original does. A re-embedding computes new dense vectors from the stored chunk text (no file is read or
+parsed again) into a new folder, swapped in only once it is complete and closed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import astuple
+from dataclasses import astuple, dataclass
+from pathlib import Path
 
-from pipeline.errors import RaglineError
+from pipeline.config import AppConfig, QdrantConfig
+from pipeline.errors import ConfigError, RaglineError
 from pipeline.models.protocols import Embedder
-from pipeline.stores.edge import Store, StoredPoint, chunk_from_payload
 from pipeline.stages.chunking import indexed_text
+from pipeline.stores.base import IndexMeta, Store, StoredPoint
+from pipeline.stores.schema import chunk_from_payload
 
 COPY_BATCH = 256
 
@@ -65,7 +71,7 @@ def reembed(source: Store, target: Store, embedder: Embedder, progress: bool = F
     def with_new_vectors(batch: list[StoredPoint]) -> list[StoredPoint]:
         chunks = [chunk_from_payload(p.id, p.payload) for p in batch]
         vectors = embedder.embed([indexed_text(c, embedder.tokens, embedder.max_tokens) for c in chunks])
-        return [dataclasses.replace(p, dense=v.tolist()) for p, v in zip(batch, vectors)]
+        return [dataclasses.replace(p, dense=v.tolist()) for p, v in zip(batch, vectors, strict=True)]
 
     return _transfer(source, target, progress, with_new_vectors)
 
@@ -88,3 +94,73 @@ def _transfer(
 def _describe(store: Store) -> str:
     m = store.meta
     return f"model {m.model!r}, dimension {m.dimension}, k1={m.k1}, b={m.b}, tokenizer {m.tokenizer}"
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A whole-index operation's outcome: points written, from where to where, how long it took."""
+
+    points: int
+    source: str
+    target: str
+    seconds: float
+    model: str | None = None
+    """The embedder of the written vectors, when they were re-embedded."""
+
+
+def _server_config(config: AppConfig, url: str, collection: str | None) -> QdrantConfig:
+    from pydantic import ValidationError
+
+    if not url.strip():
+        raise ConfigError("--to: give the Qdrant server URL, e.g. http://localhost:6333")
+    settings = {**config.qdrant.model_dump(), "url": url.strip()}
+    if collection is not None:
+        settings["collection"] = collection
+    try:
+        return QdrantConfig.model_validate(settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"--{first['loc'][0]} {settings.get(str(first['loc'][0]))!r}: {first['msg']}") from None
+
+
+def migrate_to_server(config: AppConfig, url: str, collection: str | None = None, progress: bool = False) -> Moved:
+    """Copy the embedded index into an empty collection on a Qdrant server, without re-embedding."""
+    from pipeline.stores.edge import EdgeStore
+    from pipeline.stores.server import ServerStore
+
+    target_config = _server_config(config, url, collection)
+    started = time.perf_counter()
+    with EdgeStore.open(config.index.path) as source:
+        # An existing collection is opened as it is, so that one holding points is refused
+        # (by copy_index) before its model is compared with the source's.
+        exists = ServerStore.exists(target_config)
+        with ServerStore.open(target_config, None if exists else source.meta) as target:
+            copied = copy_index(source, target, progress=progress)
+            return Moved(copied, source.location, target.location, time.perf_counter() - started)
+
+
+def reindex(config: AppConfig, embedder: Embedder, progress: bool = False) -> Moved:
+    """Re-embed the embedded index's stored chunks with ``embedder`` into a new folder, then swap it in."""
+    from pipeline.stores.edge import EdgeStore
+
+    if config.qdrant.enabled:
+        raise ConfigError("reindex works on the embedded index; for a Qdrant server, ingest into a new collection")
+    started = time.perf_counter()
+    folder = Path(config.index.path).expanduser().resolve()
+    fresh = folder.with_name(folder.name + ".reindex")
+    shutil.rmtree(fresh, ignore_errors=True)
+    with EdgeStore.open(folder) as source:
+        meta = IndexMeta(embedder.name, embedder.dimension, source.meta.k1, source.meta.b, source.meta.tokenizer)
+        with EdgeStore.open(fresh, meta) as target:
+            points = reembed(source, target, embedder, progress=progress)
+    swap_folder(folder, fresh)
+    return Moved(points, str(folder), str(folder), time.perf_counter() - started, embedder.name)
+
+
+def swap_folder(folder: Path, fresh: Path) -> None:
+    """Put the complete, closed index ``fresh`` in place of ``folder``; the old one stays until then."""
+    retired = folder.with_name(folder.name + ".old")
+    shutil.rmtree(retired, ignore_errors=True)
+    folder.rename(retired)
+    fresh.rename(folder)
+    shutil.rmtree(retired)

@@ -17,12 +17,12 @@ from typing import Literal
 
 import numpy as np
 
-from pipeline.stages import bm25
 from pipeline.config import Fusion, RetrievalConfig
 from pipeline.errors import RaglineError
-from pipeline.models.protocols import QueryEmbedder
 from pipeline.filters import SearchFilter
-from pipeline.stores.edge import Hit, Store
+from pipeline.models.protocols import QueryEmbedder, Reranker
+from pipeline.stages import bm25
+from pipeline.stores.base import Hit, Store
 from pipeline.types import ScoredChunk
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -177,3 +177,9 @@ class HybridRetriever:
         t4 = time.perf_counter()
         timings.update(embed=(t1 - t0) * 1e3, retrieve=(t2 - t1) * 1e3, fuse=(t3 - t2) * 1e3, payload=(t4 - t3) * 1e3)
         return Retrieved(results, timings)
+
+
+def rerank_head(reranker: Reranker, query: str, results: list[ScoredChunk], depth: int) -> list[ScoredChunk]:
+    """Rerank the first ``depth`` results; the rest keep their first-stage order below them (so a deep list,
+    as the evaluation's Recall@100 needs, stays whole)."""
+    return reranker.rerank(query, results[:depth], top_n=depth) + results[depth:]

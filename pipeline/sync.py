@@ -23,12 +23,13 @@ import numpy as np
 
 from connectors import FolderSource
 from connectors.parse_pool import parse_files
-from pipeline.stages import bm25
-from pipeline.stages.chunking import chunk, indexed_text
 from pipeline.config import AppConfig
 from pipeline.errors import ConfigError, UnreadableFileError
 from pipeline.models.protocols import Embedder
-from pipeline.stores.edge import DocumentState, Store
+from pipeline.stages import bm25
+from pipeline.stages.chunking import chunk, indexed_text
+from pipeline.stores.base import Store
+from pipeline.stores.schema import DocumentState, document_fields
 from pipeline.types import Chunk, Document, SkippedFile, document_id
 
 STAGES = ("parse", "chunk", "embed", "bm25", "upsert", "optimize")
@@ -53,20 +54,6 @@ class SyncReport:
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "root": self.root,
-            "added": len(self.added),
-            "updated": len(self.updated),
-            "unchanged": self.unchanged,
-            "removed": len(self.removed),
-            "skipped": [{"source": s.source, "reason": s.reason} for s in self.skipped],
-            "chunks_written": self.chunks_written,
-            "seconds": round(self.seconds, 3),
-            "stages_s": {k: round(v, 3) for k, v in self.stages_s.items()},
-            "changed": self.changed,
-        }
 
 
 @dataclass
@@ -188,7 +175,7 @@ def sync_folder(
         parsing.close()
 
     split = _default_splitter(config, embedder)
-    _commit(documents(), split, outcome, indexed, present, store, embedder, config, root_uri, progress)
+    _commit(documents(), split, outcome, indexed, present, _Target(store, embedder, config, root_uri, progress))
     return _report(str(folder), outcome, indexed, started)
 
 
@@ -224,7 +211,7 @@ def sync_documents(
             else:
                 yield document
 
-    _commit(changed(), split, outcome, indexed, present, store, embedder, config, root_uri, progress)
+    _commit(changed(), split, outcome, indexed, present, _Target(store, embedder, config, root_uri, progress))
     return _report(root_uri, outcome, indexed, started)
 
 
@@ -244,27 +231,56 @@ def _default_splitter(config: AppConfig, embedder: Embedder) -> Splitter:
     return lambda document: chunk(document, config.chunking, embedder.tokens)
 
 
+@dataclass(frozen=True)
+class _Target:
+    """Where a sync writes, and with what."""
+
+    store: Store
+    embedder: Embedder
+    config: AppConfig
+    root_uri: str
+    progress: Progress
+
+
 def _commit(
     documents: Generator[Document, None, None],
     split: Splitter,
     outcome: _Outcome,
     indexed: dict[str, DocumentState],
     present: set[str],
-    store: Store,
-    embedder: Embedder,
-    config: AppConfig,
-    root_uri: str,
-    progress: Progress,
+    target: _Target,
 ) -> None:
     """Embed documents as they arrive, write them, then remove the ones no longer present.
 
-    A thread parses (through the worker pool) and chunks while this thread embeds,
-    so the two overlap. BM25 vectors need the collection's average chunk length,
-    known once every document has arrived: embedded windows wait in memory until
-    then, and from then on each window is written as soon as it is embedded, so a
-    killed sync keeps most of its work.
+    BM25 vectors need the collection's average chunk length, known once every document has arrived:
+    embedded windows wait in memory until then, and from then on each window is written as soon as it is
+    embedded, so a killed sync keeps most of its work.
     """
-    writer = _Writer(store, embedder, config, root_uri, outcome, progress)
+    writer = _Writer(target, outcome)
+    _embed_as_they_arrive(documents, split, writer, target.embedder, outcome)
+    rewritten = {p.document.id for p in writer.pending}
+    kept = [s for d, s in indexed.items() if d in present and d not in rewritten]
+    tokens = sum(s.n_tokens for s in kept) + sum(len(t) for p in writer.pending for t in p.tokens)
+    chunks = sum(s.points for s in kept) + sum(len(p.chunks) for p in writer.pending)
+    writer.finish(avg_len=tokens / max(chunks, 1))
+    outcome.pending, outcome.written = writer.pending, writer.written
+
+    gone = sorted((s for d, s in indexed.items() if d not in present), key=lambda s: s.source)
+    with outcome.timed("upsert"):
+        for state in gone:
+            target.store.delete_document(state.document_id)
+        target.store.flush()
+    if writer.written or gone:
+        with outcome.timed("optimize"):
+            target.store.optimize()
+    outcome.removed = [s.source for s in gone]
+
+
+def _embed_as_they_arrive(
+    documents: Generator[Document, None, None], split: Splitter, writer: _Writer, embedder: Embedder, outcome: _Outcome
+) -> None:
+    """A thread parses (through the worker pool) and chunks while this thread embeds, so the two overlap;
+    this thread embeds a window whenever one is full or nothing has arrived."""
     arrived: queue.Queue[_Pending | BaseException | None] = queue.Queue()
     stop = threading.Event()
 
@@ -295,29 +311,13 @@ def _commit(
                 writer.embed_window()
                 continue
             if item is None:
-                break
+                return
             if isinstance(item, BaseException):
                 raise item
             writer.add(item)
     finally:
         stop.set()
         producer.join()
-    rewritten = {p.document.id for p in writer.pending}
-    kept = [s for d, s in indexed.items() if d in present and d not in rewritten]
-    tokens = sum(s.n_tokens for s in kept) + sum(len(t) for p in writer.pending for t in p.tokens)
-    chunks = sum(s.points for s in kept) + sum(len(p.chunks) for p in writer.pending)
-    writer.finish(avg_len=tokens / max(chunks, 1))
-    outcome.pending, outcome.written = writer.pending, writer.written
-
-    gone = sorted((s for d, s in indexed.items() if d not in present), key=lambda s: s.source)
-    with outcome.timed("upsert"):
-        for state in gone:
-            store.delete_document(state.document_id)
-        store.flush()
-    if writer.written or gone:
-        with outcome.timed("optimize"):
-            store.optimize()
-    outcome.removed = [s.source for s in gone]
 
 
 def _report(root: str, outcome: _Outcome, indexed: dict[str, DocumentState], started: float) -> SyncReport:
@@ -351,10 +351,13 @@ class _Writer:
     not embedded again.
     """
 
-    def __init__(
-        self, store: Store, embedder: Embedder, config: AppConfig, root_uri: str, outcome: _Outcome, progress: Progress
-    ) -> None:
-        self.store, self.embedder, self.config, self.root_uri = store, embedder, config, root_uri
+    def __init__(self, target: _Target, outcome: _Outcome) -> None:
+        self.store, self.embedder, self.config, self.root_uri = (
+            target.store,
+            target.embedder,
+            target.config,
+            target.root_uri,
+        )
         self.outcome = outcome
         self.pending: list[_Pending] = []
         self.written = 0
@@ -362,9 +365,9 @@ class _Writer:
         self._ready: list[tuple[_Pending, int]] = []  # embedded, waiting to be written
         self._vectors: dict[str, np.ndarray] = {}
         self._avg_len: float | None = None
-        self._window = WINDOW_BATCHES * config.embedding.batch_size
-        self._embedding = _Phase(progress, "embedding", 0, "chunk")
-        self._writing = _Phase(progress, "writing", 0, "chunk")
+        self._window = WINDOW_BATCHES * target.config.embedding.batch_size
+        self._embedding = _Phase(target.progress, "embedding", 0, "chunk")
+        self._writing = _Phase(target.progress, "writing", 0, "chunk")
 
     @property
     def window_full(self) -> bool:
@@ -408,13 +411,13 @@ class _Writer:
         with self.outcome.timed("bm25"):
             sparse = [bm25.document_vector(p.tokens[i], avg_len, self.config.bm25) for p, i in batch]
         extra = [
-            {
-                "content_hash": p.document.content_hash,
-                "chunk_count": len(p.chunks),
-                "n_tokens": len(p.tokens[i]),
-                "root": self.root_uri,
-                "mtime": p.document.metadata.get("mtime"),
-            }
+            document_fields(
+                p.document.content_hash,
+                len(p.chunks),
+                len(p.tokens[i]),
+                self.root_uri,
+                p.document.metadata.get("mtime"),
+            )
             for p, i in batch
         ]
         with self.outcome.timed("upsert"):

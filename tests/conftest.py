@@ -1,13 +1,25 @@
-"""Shared test set-up: no test reaches beyond this machine."""
+"""Shared test set-up: no test reaches beyond this machine; the real MiniLM model (loaded once), real Qdrant
+Edge folders, tiny models built from a config for plumbing, and a loopback chat server."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
+import shutil
 import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from pipeline.app import Ragline
+from pipeline.config import AppConfig, parse_config
+from pipeline.models.embedder import SentenceTransformerEmbedder
+from pipeline.models.weights import packaged_minilm_path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -62,3 +74,127 @@ def _own_user_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = before
+
+
+@pytest.fixture(scope="session")
+def embedder() -> SentenceTransformerEmbedder:
+    model = SentenceTransformerEmbedder()
+    model.embed(["warm up"])
+    return model
+
+
+def make_app(index: Path, embedder: SentenceTransformerEmbedder, **sections: dict) -> Ragline:
+    """A Ragline on ``index`` that shares the session's loaded model."""
+    config: AppConfig = parse_config({"index": {"path": str(index)}, "rerank": {"enabled": False}, **sections})
+    app = Ragline(config)
+    app.embedder = embedder
+    return app
+
+
+def ingested_app(index: Path, embedder: SentenceTransformerEmbedder, docs: Path, **server: Any) -> Iterator[Ragline]:
+    """A Ragline with these ``[server]`` settings and ``docs`` ingested, closed afterwards (``yield from`` it)."""
+    app = make_app(index, embedder, server=server)
+    app.ingest(docs)
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def live(rag: Ragline) -> Iterator[Any]:
+    """The module's ``rag`` app behind a real uvicorn server on loopback, as an httpx client."""
+    import httpx
+
+    from pipeline.faces.http import create_app, running_server
+
+    with running_server(create_app(rag)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("demo") / "docs"
+    shutil.copytree(DEMO_DOCS, folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def demo_app(
+    tmp_path_factory: pytest.TempPathFactory, demo_folder: Path, embedder: SentenceTransformerEmbedder
+) -> Iterator[Ragline]:
+    app = make_app(tmp_path_factory.mktemp("demo-index"), embedder)
+    app.ingest(demo_folder)
+    yield app
+    app.close()
+
+
+def _tiny_bert(folder: Path, classifier: bool) -> Path:
+    """A 1-layer, 32-wide BERT with MiniLM's vocabulary, built from a config: plumbing only, never quality."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(str(packaged_minilm_path()))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=1,
+    )
+    model = BertForSequenceClassification(config) if classifier else BertModel(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-logit CrossEncoder folder."""
+    return _tiny_bert(tmp_path_factory.mktemp("tiny-ce"), classifier=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 32-dimensional sentence-transformers model folder (mean pooling)."""
+    from sentence_transformers import SentenceTransformer, models
+
+    base = tmp_path_factory.mktemp("tiny-st")
+    transformer = models.Transformer(str(_tiny_bert(base / "hf", classifier=False)), max_seq_length=128)
+    model = SentenceTransformer(modules=[transformer, models.Pooling(32, pooling_mode="mean")], device="cpu")
+    model.save(str(base / "st"))
+    return base / "st"
+
+
+@dataclass
+class ChatServer:
+    url: str
+    requests: list[dict[str, Any]]
+
+
+@pytest.fixture
+def chat_server() -> Iterator[ChatServer]:
+    """A real OpenAI-compatible chat-completions endpoint on loopback with a canned answer;
+    it records every request (path, Authorization header, JSON body)."""
+    requests: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+            reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": "Every 8 weeks [1]."}}]})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply.encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield ChatServer(f"http://127.0.0.1:{server.server_port}/v1", requests)
+    server.shutdown()

@@ -25,22 +25,22 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
-from pipeline.eval.beir import BeirDataset, load_beir
 from pipeline.app import Ragline
-from pipeline.stages.bm25 import TOKENIZER_VERSION
-from pipeline.stages.chunking import chunk_id
 from pipeline.config import AppConfig, QdrantConfig, cache_home, with_index
-from pipeline.models.vector_cache import CachedEmbedder
 from pipeline.errors import RaglineError
+from pipeline.eval.beir import BeirDataset, load_beir
 from pipeline.eval.metrics import evaluate_run
 from pipeline.models.backends import backend_tag
-from pipeline.models.weights import canonical_model_name
 from pipeline.models.reranker import CrossEncoderReranker
-from pipeline.retrieval import HybridRetriever, Mode
+from pipeline.models.vector_cache import CachedEmbedder
+from pipeline.models.weights import canonical_model_name
+from pipeline.retrieval import HybridRetriever, Mode, rerank_head
+from pipeline.stages.bm25 import TOKENIZER_VERSION
+from pipeline.stages.chunking import chunk_id
 from pipeline.sync import SyncReport
 from pipeline.types import Chunk, Document, ScoredChunk, Section, document_id
 
@@ -55,15 +55,6 @@ class ModeResult:
     latency_ms: dict[str, dict[str, float]]
     """Per stage (embed, retrieve, fuse, rerank, total): p50 and p95 over the queries."""
 
-    def as_dict(self) -> dict[str, Any]:
-        total = self.latency_ms["total"]
-        return {
-            **{k: round(v, 5) for k, v in self.metrics.items()},
-            "latency_ms_p50": total["p50"],
-            "latency_ms_p95": total["p95"],
-            "stages_ms": self.latency_ms,
-        }
-
 
 @dataclass(frozen=True)
 class EvalReport:
@@ -75,22 +66,6 @@ class EvalReport:
     index: Path
     indexing: SyncReport
     modes: dict[str, ModeResult]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "split": self.split,
-            "queries": self.queries,
-            "modes": {name: result.as_dict() for name, result in self.modes.items()},
-            "documents": self.documents,
-            "units": self.units,
-            "index": {
-                "path": str(self.index),
-                "reused": self.indexing.chunks_written == 0,
-                "chunks_written": self.indexing.chunks_written,
-                "seconds": round(self.indexing.seconds, 3),
-            },
-        }
 
 
 def parse_modes(text: str) -> tuple[str, ...]:
@@ -195,8 +170,7 @@ def run_mode(
         results = retrieved.results
         if mode == "hybrid+rerank":
             t0 = time.perf_counter()
-            head = app.reranker.rerank(query, results[:rerank_depth], top_n=rerank_depth)
-            results = head + results[rerank_depth:]
+            results = rerank_head(app.reranker, query, results, rerank_depth)
             timings["rerank"] = (time.perf_counter() - t0) * 1e3
         ranked = _documents_in_order(results, DEPTH)
         timings["total"] = (time.perf_counter() - started) * 1e3

@@ -15,6 +15,7 @@ import click
 
 from pipeline.config import Fusion, load_config, with_index
 from pipeline.errors import RaglineError
+from pipeline.faces import render
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_ERROR, EXIT_SKIPPED = 1, 3
@@ -170,11 +171,9 @@ def ingest(app: Any, path: str, strict: bool, as_json: bool, progress: str) -> N
     )
     report = app.ingest(path, progress=shown)
     if as_json:
-        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+        click.echo(json.dumps(render.sync_dict(report), ensure_ascii=False))
     else:
-        from pipeline.faces.render import render_sync_report
-
-        click.echo(render_sync_report(report))
+        click.echo(render.render_sync_report(report))
     if strict and report.skipped:
         sys.exit(EXIT_SKIPPED)
 
@@ -187,11 +186,9 @@ def search(app: Any, query: str, as_json: bool, **kwargs: Any) -> None:
     """Hybrid search: ranked chunks with citations and per-stage scores."""
     response = app.search(query, **_search_args(**kwargs))
     if as_json:
-        click.echo(json.dumps(response.as_dict(), ensure_ascii=False))
+        click.echo(json.dumps(render.search_dict(response), ensure_ascii=False))
     else:
-        from pipeline.faces.render import render_results
-
-        click.echo(render_results(response))
+        click.echo(render.render_results(response))
 
 
 @main.command()
@@ -203,13 +200,9 @@ def ask(app: Any, question: str, as_json: bool, budget: int | None, **kwargs: An
     """Retrieve, build the cited prompt, and answer if an LLM endpoint is configured."""
     result = app.ask(question, budget=budget, **_search_args(**kwargs))
     if as_json:
-        from pipeline.faces.render import answer_dict
-
-        click.echo(json.dumps(answer_dict(result), ensure_ascii=False))
+        click.echo(json.dumps(render.answer_dict(result), ensure_ascii=False))
     else:
-        from pipeline.faces.render import render_answer
-
-        click.echo(render_answer(result, llm_configured=app.config.llm.configured))
+        click.echo(render.render_answer(result, llm_configured=app.config.llm.configured))
 
 
 @main.command()
@@ -218,11 +211,7 @@ def ask(app: Any, question: str, as_json: bool, budget: int | None, **kwargs: An
 def stats(app: Any, as_json: bool) -> None:
     """What the index holds: documents, chunks, model, store."""
     data = app.stats()
-    if as_json:
-        click.echo(json.dumps(data))
-    else:
-        for key, value in data.items():
-            click.echo(f"{key:>10}: {value}")
+    click.echo(json.dumps(data) if as_json else render.render_stats(data))
 
 
 @main.command()
@@ -289,12 +278,7 @@ def eval_command(
         eval_index,
         progress=_progress_enabled(),
     )
-    if as_json:
-        click.echo(json.dumps(report.as_dict()))
-    else:
-        from pipeline.faces.render import render_eval
-
-        click.echo(render_eval(report))
+    click.echo(json.dumps(render.eval_dict(report)) if as_json else render.render_eval(report))
 
 
 @main.command()
@@ -304,40 +288,8 @@ def eval_command(
 @click.pass_obj
 def migrate(app: Any, url: str, collection: str | None, as_json: bool) -> None:
     """Copy the embedded index (--index) into an empty collection on a Qdrant server, without re-embedding."""
-    import time
-
-    from pydantic import ValidationError
-
-    from pipeline.config import QdrantConfig
-    from pipeline.errors import ConfigError
-    from pipeline.lifecycle import copy_index
-    from pipeline.stores.server import ServerStore
-    from pipeline.stores.edge import EdgeStore
-
-    if not url.strip():
-        raise ConfigError("--to: give the Qdrant server URL, e.g. http://localhost:6333")
-    settings = {**app.config.qdrant.model_dump(), "url": url.strip()}
-    if collection is not None:
-        settings["collection"] = collection
-    try:
-        target_config = QdrantConfig.model_validate(settings)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"--{first['loc'][0]} {settings.get(str(first['loc'][0]))!r}: {first['msg']}") from None
-    started = time.perf_counter()
-    with EdgeStore.open(app.index_path) as source:
-        # An existing collection is opened as it is, so that one holding points is refused
-        # (by copy_index) before its model is compared with the source's.
-        exists = ServerStore.exists(target_config)
-        with ServerStore.open(target_config, None if exists else source.meta) as target:
-            copied = copy_index(source, target, progress=_progress_enabled())
-            source_location, target_location = source.location, target.location
-    seconds = time.perf_counter() - started
-    if as_json:
-        summary = {"points": copied, "seconds": round(seconds, 3), "source": source_location, "target": target_location}
-        click.echo(json.dumps(summary))
-    else:
-        click.echo(f"copied {copied} points from {source_location} to {target_location} in {seconds:.1f} s")
+    moved = app.migrate(url, collection, progress=_progress_enabled())
+    click.echo(json.dumps(render.migrate_dict(moved)) if as_json else render.render_migrate(moved))
 
 
 def _with_models(config: Any, embedder: str | None, reranker: str | None) -> Any:
@@ -356,41 +308,8 @@ def _with_models(config: Any, embedder: str | None, reranker: str | None) -> Any
 @click.pass_obj
 def reindex(app: Any, embedder: str, as_json: bool) -> None:
     """Re-embed the embedded index's stored chunks with another embedder (no file is parsed again)."""
-    import shutil
-    import time
-
-    from pipeline.models.embedder import SentenceTransformerEmbedder
-    from pipeline.errors import ConfigError
-    from pipeline.lifecycle import reembed
-    from pipeline.stores.edge import EdgeStore, IndexMeta
-
-    if app.config.qdrant.enabled:
-        raise ConfigError("reindex works on the embedded index; for a Qdrant server, ingest into a new collection")
-    started = time.perf_counter()
-    model = SentenceTransformerEmbedder(_with_models(app.config, embedder, None).embedding)
-    folder = app.index_path
-    fresh = folder.with_name(folder.name + ".reindex")
-    shutil.rmtree(fresh, ignore_errors=True)
-    with EdgeStore.open(folder) as source:
-        meta = IndexMeta(model.name, model.dimension, source.meta.k1, source.meta.b, source.meta.tokenizer)
-        with EdgeStore.open(fresh, meta) as target:
-            points = reembed(source, target, model, progress=_progress_enabled())
-    # Swap only once the new index is complete and closed; the old one stays until then.
-    retired = folder.with_name(folder.name + ".old")
-    shutil.rmtree(retired, ignore_errors=True)
-    folder.rename(retired)
-    fresh.rename(folder)
-    shutil.rmtree(retired)
-    summary = {
-        "points": points,
-        "model": model.name,
-        "index": str(folder),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    if as_json:
-        click.echo(json.dumps(summary))
-    else:
-        click.echo(f"re-embedded {points} chunks of {folder} with {model.name} in {summary['seconds']:.1f} s")
+    moved = app.reindex(embedder, progress=_progress_enabled())
+    click.echo(json.dumps(render.reindex_dict(moved)) if as_json else render.render_reindex(moved))
 
 
 def _training_input(func: F) -> F:
@@ -424,17 +343,7 @@ def _settings(cls: Any, **given: Any) -> Any:
 
 
 def _print_report(report: Any, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(report.as_dict()))
-        return
-    best = report.best
-    click.echo(
-        f"trained {report.kind} in {report.seconds / 60:.1f} min ({report.steps} steps, "
-        f"{report.train_examples} examples); best validation nDCG@10 {best.get('ndcg@10', 0):.4f} "
-        f"at step {best.get('step', 0):.0f}; saved to {report.out}"
-    )
-    for note in report.notes:
-        click.echo(f"  {note}")
+    click.echo(json.dumps(render.training_dict(report)) if as_json else render.render_training(report))
 
 
 @main.command(name="train-embedder")

@@ -1,13 +1,86 @@
-"""Readable terminal output for people; the JSON forms live with the data types."""
+"""Every form a face shows: the JSON objects (CLI ``--json``, HTTP bodies) and the readable text.
+
+One module, so the CLI and the HTTP API agree by construction: a response's JSON shape is written once.
+"""
 
 from __future__ import annotations
 
 import textwrap
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
-from pipeline.app import Answer, SearchResponse
-from pipeline.eval.evaluate import EvalReport
-from pipeline.sync import SyncReport
+if TYPE_CHECKING:  # annotations only: importing this module stays cheap for the CLI
+    from pipeline.app import Answer, Moved, Prompt, SearchResponse, SyncReport
+    from pipeline.eval.evaluate import EvalReport, ModeResult
+    from pipeline.faces.jobs import Job
+    from pipeline.training.loop import TrainingReport
+
+
+def _ms(timings: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in timings.items()}
+
+
+# -- JSON ------------------------------------------------------------------------------------------------
+def sync_dict(report: SyncReport) -> dict[str, Any]:
+    return {
+        "root": report.root,
+        "added": len(report.added),
+        "updated": len(report.updated),
+        "unchanged": report.unchanged,
+        "removed": len(report.removed),
+        "skipped": [{"source": s.source, "reason": s.reason} for s in report.skipped],
+        "chunks_written": report.chunks_written,
+        "seconds": round(report.seconds, 3),
+        "stages_s": {k: round(v, 3) for k, v in report.stages_s.items()},
+        "changed": report.changed,
+    }
+
+
+def search_dict(response: SearchResponse) -> dict[str, Any]:
+    return {
+        "query": response.query,
+        "results": [
+            {
+                "rank": rank,
+                "chunk_id": r.chunk.id,
+                "source": r.chunk.source,
+                "page": r.chunk.page,
+                "heading": " > ".join(r.chunk.heading) or None,
+                "text": r.chunk.text,
+                "scores": r.scores(),
+            }
+            for rank, r in enumerate(response.results, start=1)
+        ],
+        "reranked": response.reranked,
+        "notices": list(response.notices),
+        "timings_ms": _ms(response.timings_ms),
+    }
+
+
+def context_dict(query: str, prompt: Prompt, response: SearchResponse) -> dict[str, Any]:
+    """Prompt-ready context: numbered, cited blocks within the token budget."""
+    return {
+        "query": query,
+        "context": "\n\n".join(b.render() for b in prompt.blocks),
+        "prompt": prompt.text,
+        "blocks": [
+            {
+                "number": b.number,
+                "citation": b.citation,
+                "source": b.source,
+                "page": b.page,
+                "heading": " > ".join(b.heading) or None,
+                "text": b.text,
+                "chunk_ids": list(b.chunk_ids),
+                "score": b.score,
+            }
+            for b in prompt.blocks
+        ],
+        "token_count": prompt.token_count,
+        "budget": prompt.budget,
+        "dropped_chunks": prompt.dropped_chunks,
+        "timings_ms": _ms(response.timings_ms),
+    }
 
 
 def _fmt(value: float | None) -> str:
@@ -35,7 +108,8 @@ def render_results(response: SearchResponse) -> str:
         s = r.scores()
         lines.append(
             f"{rank:>2}. {r.chunk.citation}\n"
-            f"    dense {_fmt(s['dense'])}  bm25 {_fmt(s['bm25'])}  fused {_fmt(s['fused'])}  rerank {_fmt(s['rerank'])}"
+            f"    dense {_fmt(s['dense'])}  bm25 {_fmt(s['bm25'])}  "
+            f"fused {_fmt(s['fused'])}  rerank {_fmt(s['rerank'])}"
         )
         snippet = " ".join(r.chunk.text.split())
         lines.append(textwrap.indent(textwrap.fill(textwrap.shorten(snippet, 400), 96), "    "))
@@ -46,15 +120,76 @@ def render_results(response: SearchResponse) -> str:
 
 def answer_dict(answer: Answer) -> dict[str, Any]:
     return {
-        **answer.search.as_dict(),
+        **search_dict(answer.search),
         "prompt": answer.prompt.text,
         "prompt_tokens": answer.prompt.token_count,
         "sources": [
             {"number": b.number, "citation": b.citation, "chunk_ids": list(b.chunk_ids)} for b in answer.prompt.blocks
         ],
         "answer": answer.answer,
-        "timings_ms": {k: round(v, 3) for k, v in answer.timings_ms.items()},
+        "timings_ms": _ms(answer.timings_ms),
     }
+
+
+def mode_dict(result: ModeResult) -> dict[str, Any]:
+    total = result.latency_ms["total"]
+    return {
+        **{k: round(v, 5) for k, v in result.metrics.items()},
+        "latency_ms_p50": total["p50"],
+        "latency_ms_p95": total["p95"],
+        "stages_ms": result.latency_ms,
+    }
+
+
+def eval_dict(report: EvalReport) -> dict[str, Any]:
+    return {
+        "dataset": report.dataset,
+        "split": report.split,
+        "queries": report.queries,
+        "modes": {name: mode_dict(result) for name, result in report.modes.items()},
+        "documents": report.documents,
+        "units": report.units,
+        "index": {
+            "path": str(report.index),
+            "reused": report.indexing.chunks_written == 0,
+            "chunks_written": report.indexing.chunks_written,
+            "seconds": round(report.indexing.seconds, 3),
+        },
+    }
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    """One ingest job, as GET /jobs/{id} reports it."""
+    return {
+        "id": job.id,
+        "source": job.source,
+        "status": job.status,
+        "progress": {"phase": job.phase, "done": job.done, "total": job.total},
+        "summary": sync_dict(job.report) if job.report is not None else None,
+        "error": job.error,
+        "created": job.created,
+        "finished": job.finished,
+    }
+
+
+def last_sync_dict(job: Job | None) -> dict[str, Any] | None:
+    """The last ingest job that completed, for /stats."""
+    if job is None or job.report is None:
+        return None
+    return {"job": job.id, "source": job.source, "finished": job.finished or time.time(), **sync_dict(job.report)}
+
+
+def migrate_dict(moved: Moved) -> dict[str, Any]:
+    return {"points": moved.points, "seconds": round(moved.seconds, 3), "source": moved.source, "target": moved.target}
+
+
+def reindex_dict(moved: Moved) -> dict[str, Any]:
+    return {"points": moved.points, "model": moved.model, "index": moved.target, "seconds": round(moved.seconds, 3)}
+
+
+def training_dict(report: TrainingReport) -> dict[str, Any]:
+    """The training report as its card (``ragline_training.json``) holds it."""
+    return report.as_dict()
 
 
 def render_answer(answer: Answer, llm_configured: bool) -> str:
@@ -90,4 +225,27 @@ def render_eval(report: EvalReport) -> str:
             f"{mode:<15}{m['ndcg@10']:>9.4f}{m['recall@100']:>9.4f}{m['mrr@10']:>9.4f}"
             f"{total['p50']:>9.1f}{total['p95']:>9.1f}"
         )
+    return "\n".join(lines)
+
+
+def render_stats(stats: dict[str, Any]) -> str:
+    return "\n".join(f"{key:>10}: {value}" for key, value in stats.items())
+
+
+def render_migrate(moved: Moved) -> str:
+    return f"copied {moved.points} points from {moved.source} to {moved.target} in {moved.seconds:.1f} s"
+
+
+def render_reindex(moved: Moved) -> str:
+    return f"re-embedded {moved.points} chunks of {moved.target} with {moved.model} in {round(moved.seconds, 3):.1f} s"
+
+
+def render_training(report: TrainingReport) -> str:
+    best = report.best
+    lines = [
+        f"trained {report.kind} in {report.seconds / 60:.1f} min ({report.steps} steps, "
+        f"{report.train_examples} examples); best validation nDCG@10 {best.get('ndcg@10', 0):.4f} "
+        f"at step {best.get('step', 0):.0f}; saved to {report.out}"
+    ]
+    lines.extend(f"  {note}" for note in report.notes)
     return "\n".join(lines)

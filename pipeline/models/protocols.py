@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from pipeline.types import TokenCounter
+from pipeline.types import ScoredChunk, TokenCounter
 
 
 class QueryEmbedder(Protocol):
@@ -35,4 +35,10 @@ class Embedder(Protocol):
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
+        ...
+
+
+class Reranker(Protocol):
+    def rerank(self, query: str, candidates: Sequence[ScoredChunk], top_n: int | None = None) -> list[ScoredChunk]:
+        """The best ``top_n`` of ``candidates`` by the model's score, highest first."""
         ...

@@ -129,6 +129,6 @@ class CrossEncoderReranker:
         final = np.asarray(scores, dtype=np.float64).reshape(-1)
         if self.weight < 1.0:
             final = interpolate(final, np.array([c.score for c in candidates], dtype=np.float64), self.weight)
-        rescored = [dataclasses.replace(c, rerank=float(s)) for c, s in zip(candidates, final)]
+        rescored = [dataclasses.replace(c, rerank=float(s)) for c, s in zip(candidates, final, strict=True)]
         rescored.sort(key=lambda c: -(c.rerank or 0.0))
         return rescored[:top_n]

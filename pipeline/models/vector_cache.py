@@ -22,6 +22,7 @@ from pipeline.models.backends import backend_tag
 from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.models.weights import model_identity
 
+
 class CachedEmbedder(SentenceTransformerEmbedder):
     """The sentence-transformers embedder, reading and writing vectors through SQLite."""
 
@@ -63,7 +64,7 @@ class CachedEmbedder(SentenceTransformerEmbedder):
                 marks = ",".join("?" * len(batch))
                 for key, blob in db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", batch):
                     found[key] = np.frombuffer(blob, dtype=np.float32)
-        missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
+        missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in found))
         self.hits += len(texts) - sum(1 for k in keys if k not in found)
         self.misses += len(missing)
         if missing:
@@ -72,9 +73,9 @@ class CachedEmbedder(SentenceTransformerEmbedder):
             with self._db_lock, db:
                 db.executemany(
                     "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                    [(k, v.astype(np.float32).tobytes()) for k, v in zip(new_keys, vectors)],
+                    [(k, v.astype(np.float32).tobytes()) for k, v in zip(new_keys, vectors, strict=True)],
                 )
-            found.update(zip(new_keys, vectors))
+            found.update(zip(new_keys, vectors, strict=True))
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
 
     def close(self) -> None:

@@ -35,7 +35,7 @@ def _cached_snapshot(model_id: str) -> Path | None:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(model_id, local_files_only=True))
-    except Exception:
+    except Exception:  # noqa: BLE001 - not cached (or no hub client): the caller tries the next source
         return None
 
 

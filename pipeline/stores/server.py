@@ -32,38 +32,18 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from pipeline.config import QdrantConfig
 from pipeline.errors import ConfigError, IndexUnavailableError, RaglineError
-from pipeline.filters import SearchFilter
-from pipeline.stores.edge import (
-    DENSE,
-    DOC_STATE_FIELDS,
-    INDEXED_FIELDS,
-    SPARSE,
-    DocumentState,
-    FilterPlan,
-    Hit,
-    IndexMeta,
-    StoredPoint,
-    check_dimension,
-    check_shape,
-    chunk_from_payload,
-    chunk_payload,
-    plan_filter,
-    stored_point,
-    summarise_documents,
-)
-from pipeline.types import Chunk, SparseVector
+from pipeline.stores.base import IndexMeta, QdrantStore
+from pipeline.stores.schema import DENSE, INDEXED_FIELDS, SPARSE
+from pipeline.types import SparseVector
 
 if TYPE_CHECKING:
-    from qdrant_client import QdrantClient, models
+    from qdrant_client import QdrantClient
 
 MEMORY = ":memory:"
 META_KEY = "ragline_index"
 CONFIG_KEY = "ragline_config"
-SCROLL_PAGE = 1024
 
 
 def _make_client(config: QdrantConfig) -> QdrantClient:
@@ -138,10 +118,11 @@ def _server_errors(config: QdrantConfig, action: str) -> Iterator[None]:
         ) from None
 
 
-class ServerStore:
+class ServerStore(QdrantStore):
     """A collection on a Qdrant server. Open with :meth:`open`; close (or use ``with``) when done."""
 
     kind = "qdrant-server"
+    native_prefix = False  # keyword prefix matching is newer on the server (1.19) than docker-compose's 1.18
 
     def __init__(self, config: QdrantConfig, client: QdrantClient, meta: IndexMeta, owns_client: bool = True) -> None:
         self.config = config
@@ -283,164 +264,86 @@ class ServerStore:
             raise IndexUnavailableError(f"the saved config of {self.location} is damaged: {exc}") from None
         return data if isinstance(data, dict) else None
 
-    # -- writes ----------------------------------------------------------------------------
-    @staticmethod
-    def _point(point_id: str, dense: list[float], sparse: SparseVector, payload: dict[str, Any]) -> models.PointStruct:
-        from qdrant_client import models
-
-        return models.PointStruct(
-            id=point_id,
-            vector={
-                DENSE: dense,
-                SPARSE: models.SparseVector(indices=list(sparse.indices), values=list(sparse.values)),
-            },
-            payload=payload,
-        )
-
-    def _write(self, points: list[models.PointStruct]) -> None:
-        with self._errors("write to"):
-            self.client.upsert(self.name, points=points, wait=True)
-
-    def upsert(
-        self,
-        chunks: Sequence[Chunk],
-        dense: np.ndarray,
-        sparse: Sequence[SparseVector],
-        extra: Sequence[dict[str, Any]],
-    ) -> None:
-        if not chunks:
-            return
-        check_shape(dense, len(chunks), self.meta.dimension)
-        self._write(
-            [
-                self._point(chunk.id, vector.tolist(), sp, chunk_payload(chunk, ex))
-                for chunk, vector, sp, ex in zip(chunks, dense, sparse, extra)
-            ]
-        )
-
-    def import_points(self, points: Sequence[StoredPoint]) -> None:
-        if not points:
-            return
-        check_dimension(points, self.meta.dimension)
-        self._write([self._point(p.id, list(p.dense), p.sparse, dict(p.payload)) for p in points])
-
-    def delete_document(self, document_id: str, keep: Sequence[str] = ()) -> None:
-        """Delete a document's points, except ``keep`` (the ids just written for it)."""
-        from qdrant_client import models
-
-        condition = models.Filter(
-            must=[models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))],
-            must_not=[models.HasIdCondition(has_id=list(keep))] if keep else None,
-        )
-        with self._errors("delete from"):
-            self.client.delete(self.name, points_selector=models.FilterSelector(filter=condition), wait=True)
-
     def flush(self) -> None:
         """Nothing to do: every write waits until the server has applied it."""
 
     def optimize(self) -> None:
         """Nothing to do: the server's own optimizers run in the background."""
 
-    # -- reads -----------------------------------------------------------------------------
-    def _scroll_pages(self, with_payload: list[str] | bool, with_vectors: bool, limit: int) -> Iterator[list[Any]]:
-        offset: Any = None
-        while True:
-            with self._errors("read"):
-                records, offset = self.client.scroll(
-                    self.name, limit=limit, offset=offset, with_payload=with_payload, with_vectors=with_vectors
-                )
-            if records:
-                yield records
-            if offset is None:
-                return
-
-    def documents(self) -> dict[str, DocumentState]:
-        return summarise_documents(
-            record.payload or {}
-            for records in self._scroll_pages(DOC_STATE_FIELDS, False, SCROLL_PAGE)
-            for record in records
-        )
-
-    def export_points(self, batch: int = 256) -> Iterator[list[StoredPoint]]:
-        for records in self._scroll_pages(True, True, batch):
-            yield [stored_point(r.id, r.vector, r.payload) for r in records]
-
     def count(self) -> int:
         with self._errors("count"):
             return int(self.client.count(self.name, exact=True).count)
 
-    def sources(self) -> list[str]:
-        with self._errors("read"):
-            hits = self.client.facet(self.name, key="source", limit=1_000_000, exact=True).hits
-        return [str(h.value) for h in hits if h.count > 0]  # as EdgeStore: no values of deleted points
-
-    @staticmethod
-    def _server_filter(plan: FilterPlan | None) -> models.Filter | None:
+    # -- engine calls ------------------------------------------------------------------------
+    def _point(self, point_id: str, dense: list[float], sparse: SparseVector, payload: dict[str, Any]) -> Any:
         from qdrant_client import models
 
-        if plan is None:
-            return None
-        assert plan.source_under is None, "prefixes are resolved to sources (plan_filter native_prefix=False)"
-        must: list[Any] = []
-        if plan.source_in is not None:
-            must.append(models.FieldCondition(key="source", match=models.MatchAny(any=list(plan.source_in))))
-        if plan.ext_in:
-            must.append(models.FieldCondition(key="ext", match=models.MatchAny(any=list(plan.ext_in))))
-        for key, value in plan.fields:
-            must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
-        return models.Filter(must=must)
+        vector = {DENSE: dense, SPARSE: models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))}
+        return models.PointStruct(id=point_id, vector=vector, payload=payload)
 
-    def search(
-        self,
-        dense: np.ndarray | None,
-        sparse: SparseVector | None,
-        limit: int,
-        where: SearchFilter | None = None,
-        exact: bool = False,
-    ) -> tuple[list[Hit], list[Hit]]:
-        """Dense and BM25 candidates, each filtered, in one batched call to the server."""
+    def _write(self, points: list[Any]) -> None:
+        with self._errors("write to"):
+            self.client.upsert(self.name, points=points, wait=True)
+
+    def _delete(self, condition: Any) -> None:
         from qdrant_client import models
 
-        plan = plan_filter(where, self.sources, native_prefix=False)
-        if plan is not None and plan.matches_nothing:
-            return [], []
-        server_filter = self._server_filter(plan)
-        requests: list[models.QueryRequest] = []
-        if dense is not None:
-            requests.append(
-                models.QueryRequest(
-                    query=models.NearestQuery(nearest=dense.tolist()),
-                    using=DENSE,
-                    filter=server_filter,
-                    limit=limit,
-                    with_payload=False,
-                    params=models.SearchParams(exact=True) if exact else None,
-                )
-            )
-        if sparse is not None and len(sparse):
-            vector = models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
-            requests.append(
-                models.QueryRequest(
-                    query=models.NearestQuery(nearest=vector),
-                    using=SPARSE,
-                    filter=server_filter,
-                    limit=limit,
-                    with_payload=False,
-                )
-            )
-        results: list[Any] = []
-        if requests:
-            with self._errors("search"):
-                results = self.client.query_batch_points(self.name, requests=requests)
-        hits = [[Hit(str(p.id), float(p.score)) for p in r.points] for r in results]
-        dense_hits = hits.pop(0) if dense is not None else []
-        sparse_hits = hits.pop(0) if hits else []
-        return dense_hits, sparse_hits
+        with self._errors("delete from"):
+            self.client.delete(self.name, points_selector=models.FilterSelector(filter=condition), wait=True)
 
-    def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]:
-        """The chunks behind these point ids (ids no longer in the collection are left out)."""
-        if not ids:
-            return {}
+    def _scroll_page(
+        self, offset: Any, limit: int, with_payload: list[str] | bool, vectors: bool
+    ) -> tuple[list[Any], Any]:
         with self._errors("read"):
-            records = self.client.retrieve(self.name, ids=list(ids), with_payload=True, with_vectors=False)
-        return {str(r.id): chunk_from_payload(r.id, r.payload or {}) for r in records}
+            records, offset = self.client.scroll(
+                self.name, limit=limit, offset=offset, with_payload=with_payload, with_vectors=vectors
+            )
+        return list(records), offset
+
+    def _facet(self, key: str) -> list[tuple[Any, int]]:
+        with self._errors("read"):
+            hits = self.client.facet(self.name, key=key, limit=1_000_000, exact=True).hits
+        return [(h.value, h.count) for h in hits]
+
+    def _request(self, using: str, vector: Any, limit: int, condition: Any, exact: bool) -> Any:
+        from qdrant_client import models
+
+        if isinstance(vector, SparseVector):
+            vector = models.SparseVector(indices=list(vector.indices), values=list(vector.values))
+        return models.QueryRequest(
+            query=models.NearestQuery(nearest=vector),
+            using=using,
+            filter=condition,
+            limit=limit,
+            with_payload=False,
+            params=models.SearchParams(exact=True) if exact else None,
+        )
+
+    def _query(self, requests: list[Any]) -> list[list[tuple[Any, float]]]:
+        with self._errors("search"):
+            results = self.client.query_batch_points(self.name, requests=requests)
+        return [[(p.id, p.score) for p in r.points] for r in results]
+
+    def _retrieve(self, ids: list[str]) -> list[Any]:
+        with self._errors("read"):
+            return list(self.client.retrieve(self.name, ids=ids, with_payload=True, with_vectors=False))
+
+    def _match_value(self, key: str, value: Any) -> Any:
+        from qdrant_client import models
+
+        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+    def _match_any(self, key: str, values: Sequence[str]) -> Any:
+        from qdrant_client import models
+
+        return models.FieldCondition(key=key, match=models.MatchAny(any=list(values)))
+
+    def _has_id(self, ids: Sequence[str]) -> Any:
+        from qdrant_client import models
+
+        return models.HasIdCondition(has_id=list(ids))
+
+    def _all(self, must: list[Any], must_not: list[Any] | None = None) -> Any:
+        from qdrant_client import models
+
+        return models.Filter(must=must, must_not=must_not)

@@ -12,8 +12,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.eval.beir import BeirDataset, BeirDocument, jsonl_rows, load_beir
 from pipeline.errors import RaglineError
+from pipeline.eval.beir import BeirDataset, BeirDocument, jsonl_rows, load_beir
 
 
 @dataclass(frozen=True)

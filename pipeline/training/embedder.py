@@ -20,8 +20,8 @@ import numpy as np
 
 from pipeline.errors import RaglineError
 from pipeline.eval.metrics import evaluate_run
-from pipeline.training.data import Example, TrainingData, empty_output_folder
-from pipeline.training.loop import Schedule, TrainingReport, optimise, write_card
+from pipeline.training.data import Example, TrainingData
+from pipeline.training.loop import Schedule, TrainingReport, new_report, optimise, seeded_start, write_card
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,22 @@ def dense_ndcg(
     docs = encode([corpus[d] for d in doc_ids])
     query_ids = list(queries)
     scores = encode([queries[q] for q in query_ids]) @ docs.T
-    run = {q: [doc_ids[i] for i in np.argsort(-row)[:100]] for q, row in zip(query_ids, scores)}
+    run = {q: [doc_ids[i] for i in np.argsort(-row)[:100]] for q, row in zip(query_ids, scores, strict=True)}
     return evaluate_run({q: qrels[q] for q in query_ids}, run)["ndcg@10"]
+
+
+def _examples(data: TrainingData, negatives: dict[str, list[str]], hard_negatives: int) -> list[Example]:
+    """One example per (query, positive), with its mined negatives (all of them, or the example is left out)."""
+    examples = [
+        Example(q, data.dataset.queries[q], p, tuple(negatives.get(q, [])[:hard_negatives]))
+        for q in data.train_queries
+        for p in data.positives(q)
+    ]
+    if hard_negatives:
+        examples = [e for e in examples if len(e.negative_ids) == hard_negatives]
+    if len(examples) < 2:
+        raise RaglineError("fewer than two training examples: nothing to contrast")
+    return examples
 
 
 def train_embedder(
@@ -85,20 +99,8 @@ def train_embedder(
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    started = time.perf_counter()
-    folder = empty_output_folder(out)
-    torch.manual_seed(settings.seed)
-    rng = random.Random(settings.seed)
-    examples = [
-        Example(q, data.dataset.queries[q], p, tuple(negatives.get(q, [])[: settings.hard_negatives]))
-        for q in data.train_queries
-        for p in data.positives(q)
-    ]
-    if settings.hard_negatives:
-        examples = [e for e in examples if len(e.negative_ids) == settings.hard_negatives]
-    if len(examples) < 2:
-        raise RaglineError("fewer than two training examples: nothing to contrast")
-
+    started, folder, rng = seeded_start(out, settings.seed)
+    examples = _examples(data, negatives, settings.hard_negatives)
     model = SentenceTransformer(base_model, device="cpu", local_files_only=True)
     model.max_seq_length = min(settings.max_seq_length, model.max_seq_length or settings.max_seq_length)
     loss = MultipleNegativesRankingLoss(model, scale=1.0 / settings.temperature)
@@ -110,15 +112,8 @@ def train_embedder(
         with torch.no_grad():
             return np.asarray(model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True))
 
-    report = TrainingReport(
-        kind="embedder",
-        base_model=base_model,
-        data=f"{data.dataset.name} ({data.dataset.split})",
-        out=str(folder),
-        settings={**asdict(settings), "loss": "MultipleNegativesRankingLoss (InfoNCE, in-batch + hard negatives)"},
-        train_examples=len(examples),
-        validation_queries=len(val_queries),
-    )
+    recipe = {**asdict(settings), "loss": "MultipleNegativesRankingLoss (InfoNCE, in-batch + hard negatives)"}
+    report = new_report("embedder", base_model, data.dataset, folder, recipe, len(examples), len(val_queries))
 
     def check(step: int) -> None:
         score = dense_ndcg(encode, val_queries, validation, data.dataset.qrels)
@@ -132,22 +127,12 @@ def train_embedder(
         return loss([model.preprocess(texts) for texts in columns], torch.zeros(len(batch)))
 
     check(0)
-    optimise(
-        model.parameters(),
-        lambda: _batches(examples, settings.batch_size, rng),
-        batch_loss,
-        check,
-        Schedule(
-            settings.epochs,
-            settings.learning_rate,
-            settings.warmup_share,
-            settings.evaluations_per_epoch,
-            settings.patience,
-        ),
-        report,
-        progress,
-        "training embedder",
-    )
+
+    def epoch() -> list[list[Example]]:
+        return _batches(examples, settings.batch_size, rng)
+
+    schedule = Schedule.of(settings)
+    optimise(model.parameters(), epoch, batch_loss, check, schedule, report, progress, "training embedder")
     report.seconds = time.perf_counter() - started
     if report.best["step"] == 0:
         report.notes.append("no step beat the base model on validation: the saved model is the base model")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pipeline.training.data import empty_output_folder
 
 Check = Callable[[int], float]
 """Evaluates on validation at a step, saves the model when it is the best so far, returns the score."""
@@ -40,6 +44,24 @@ class TrainingReport:
         return False
 
 
+def seeded_start(out: str | Path, seed: int) -> tuple[float, Path, random.Random]:
+    """What every training run does first: its start time, an empty output folder, seeded torch and shuffles."""
+    import torch
+
+    started = time.perf_counter()
+    folder = empty_output_folder(out)
+    torch.manual_seed(seed)
+    return started, folder, random.Random(seed)
+
+
+def new_report(
+    kind: str, base_model: str, dataset: Any, folder: Path, settings: dict[str, Any], examples: int, queries: int
+) -> TrainingReport:
+    """The report a training run fills in: what was trained from what, with which settings."""
+    data = f"{dataset.name} ({dataset.split})"
+    return TrainingReport(kind, base_model, data, str(folder), settings, examples, queries)
+
+
 @dataclass(frozen=True)
 class Schedule:
     epochs: int
@@ -47,6 +69,17 @@ class Schedule:
     warmup_share: float
     evaluations_per_epoch: int
     patience: int
+
+    @classmethod
+    def of(cls, settings: Any) -> Schedule:
+        """The schedule part of a trainer's settings (``EmbedderTraining``, ``RerankerTraining``)."""
+        return cls(
+            settings.epochs,
+            settings.learning_rate,
+            settings.warmup_share,
+            settings.evaluations_per_epoch,
+            settings.patience,
+        )
 
 
 def optimise(

@@ -12,7 +12,6 @@ so that a reranker that does not help is switched off (``w = 0``) rather than sh
 from __future__ import annotations
 
 import json
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,8 +22,8 @@ import numpy as np
 from pipeline.errors import RaglineError
 from pipeline.eval.metrics import evaluate_run
 from pipeline.models.reranker import SETTINGS_FILE, interpolate
-from pipeline.training.data import TrainingData, empty_output_folder
-from pipeline.training.loop import Schedule, TrainingReport, optimise, write_card
+from pipeline.training.data import TrainingData
+from pipeline.training.loop import Schedule, TrainingReport, new_report, optimise, seeded_start, write_card
 
 WEIGHTS = tuple(round(w * 0.1, 1) for w in range(11))
 
@@ -73,19 +72,8 @@ def train_reranker(
     from sentence_transformers import CrossEncoder
     from sentence_transformers.util import batch_to_device
 
-    started = time.perf_counter()
-    folder = empty_output_folder(out)
-    torch.manual_seed(settings.seed)
-    rng = random.Random(settings.seed)
-    groups = [
-        (data.dataset.queries[q], p, negatives[q][: settings.negatives])
-        for q in data.train_queries
-        for p in data.positives(q)
-        if len(negatives.get(q, [])) >= settings.negatives
-    ]
-    if not groups:
-        raise RaglineError(f"no training query has {settings.negatives} mined negatives")
-
+    started, folder, rng = seeded_start(out, settings.seed)
+    groups = _groups(data, negatives, settings.negatives)
     model = CrossEncoder(base_model, num_labels=1, max_length=settings.max_length, device="cpu")
     per_epoch = -(-len(groups) // settings.batch_size)
     qrels = data.dataset.qrels
@@ -95,17 +83,11 @@ def train_reranker(
             model.predict([(query, d) for d in docs], batch_size=32, show_progress_bar=False, convert_to_numpy=True)
         ).reshape(-1)
 
-    report = TrainingReport(
-        kind="reranker",
-        base_model=base_model,
-        data=f"{data.dataset.name} ({data.dataset.split})",
-        out=str(folder),
-        settings={**asdict(settings), "loss": "listwise softmax cross-entropy over 1 positive + mined negatives"},
-        train_examples=len(groups),
-        validation_queries=len(validation),
+    loss = "listwise softmax cross-entropy over 1 positive + mined negatives"
+    report = new_report(
+        "reranker", base_model, data.dataset, folder, {**asdict(settings), "loss": loss}, len(groups), len(validation)
     )
-    hybrid_run = {q: [d for d, _ in cands] for q, cands in validation.items()}
-    hybrid_ndcg = evaluate_run({q: qrels[q] for q in validation}, hybrid_run)["ndcg@10"]
+    hybrid_ndcg = _first_stage_ndcg(validation, qrels)
 
     def check(step: int) -> None:
         model.model.eval()
@@ -127,23 +109,33 @@ def train_reranker(
         target = torch.zeros(len(batch), dtype=torch.long)
         return torch.nn.functional.cross_entropy(logits.view(len(batch), 1 + settings.negatives), target)
 
-    optimise(
-        model.model.parameters(),
-        epoch,
-        batch_loss,
-        check,
-        Schedule(
-            settings.epochs,
-            settings.learning_rate,
-            settings.warmup_share,
-            settings.evaluations_per_epoch,
-            settings.patience,
-        ),
-        report,
-        progress,
-        "training reranker",
-    )
+    schedule = Schedule.of(settings)
+    optimise(model.model.parameters(), epoch, batch_loss, check, schedule, report, progress, "training reranker")
     report.seconds = time.perf_counter() - started
+    _conclude(report, hybrid_ndcg)
+    write_card(folder, report, "ragline trained reranker")
+    return report
+
+
+def _first_stage_ndcg(validation: dict[str, list[tuple[str, float]]], qrels: Any) -> float:
+    run = {q: [d for d, _ in candidates] for q, candidates in validation.items()}
+    return float(evaluate_run({q: qrels[q] for q in validation}, run)["ndcg@10"])
+
+
+def _groups(data: TrainingData, negatives: dict[str, list[str]], size: int) -> list[tuple[str, str, list[str]]]:
+    """One listwise group per (query, positive): the query text, the positive and ``size`` mined negatives."""
+    groups = [
+        (data.dataset.queries[q], p, negatives[q][:size])
+        for q in data.train_queries
+        for p in data.positives(q)
+        if len(negatives.get(q, [])) >= size
+    ]
+    if not groups:
+        raise RaglineError(f"no training query has {size} mined negatives")
+    return groups
+
+
+def _conclude(report: TrainingReport, hybrid_ndcg: float) -> None:
     if not report.best:
         raise RaglineError("training ended before the first validation check")
     report.notes.append(
@@ -152,5 +144,3 @@ def train_reranker(
     )
     if report.best["ndcg@10"] <= hybrid_ndcg or report.best["weight"] == 0.0:
         report.notes.append("the reranker does not beat hybrid on validation: weight 0 keeps the hybrid order")
-    write_card(folder, report, "ragline trained reranker")
-    return report

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from connectors import FolderSource, ScanResult, SourceFile
-from pipeline.globs import glob_match
 from pipeline.errors import RaglineError
+from pipeline.globs import glob_match
 from pipeline.types import SkippedFile
 
 pytestmark = pytest.mark.unit

@@ -79,7 +79,9 @@ def test_sample_file_parses(files: dict[str, SourceFile], name: str) -> None:
         assert phrase in doc.text
     data = (SAMPLE_DOCS / name).read_bytes()
     assert doc.content_hash == hashlib.sha256(data).hexdigest()
-    assert doc.id == str(uuid.uuid5(uuid.NAMESPACE_URL, "ragline:" + name))
+    assert doc.id == str(
+        uuid.uuid5(uuid.NAMESPACE_URL, f"{SAMPLE_DOCS.resolve().as_uri()}/{name}")
+    )  # the one id scheme
     assert doc.source == name
     assert doc.metadata["size"] == len(data)
     assert doc.metadata["ext"] == Path(name).suffix.lstrip(".").lower()

@@ -9,7 +9,7 @@ import pytest
 from pipeline.config import Fusion
 from pipeline.errors import RaglineError
 from pipeline.retrieval import fuse
-from pipeline.stores.edge import Hit
+from pipeline.stores.base import Hit
 
 pytestmark = pytest.mark.unit
 

@@ -163,7 +163,7 @@ def _verify_export(st_model: Any, target: ExportTarget, file: Path) -> None:
     whose forward does not trace cleanly is refused here instead of serving wrong vectors."""
     import torch
 
-    from pipeline.models.onnx.runtime import run, session
+    from pipeline.models.onnx.session import run, session
 
     inputs = _probe_inputs(st_model, target, PROBE)
     with torch.no_grad():

@@ -13,7 +13,7 @@ sentence-transformers (:mod:`pipeline.models.backends`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -22,24 +22,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pipeline.models.onnx.export import MODEL_FILE, PROBE, probe_pairs, write_atomic
+from pipeline.models.onnx.session import run, session
 
 SPEC_FILE = "spec.json"
 TOKENIZER_FILE = "tokenizer.json"
-
-
-def session(file: Path) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # warnings about unused initialisers are noise
-    return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
-
-
-def run(runner: Any, arrays: Mapping[str, Any]) -> np.ndarray:
-    """The graph's one output for the inputs it takes (of ``input_ids``, ``attention_mask``, ``token_type_ids``)."""
-    feeds = {i.name: np.asarray(arrays[i.name]).astype(np.int64, copy=False) for i in runner.get_inputs()}
-    return np.asarray(runner.run([runner.get_outputs()[0].name], feeds)[0])
 
 
 @cache

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from pipeline.stages.chunking import chunk, chunk_id
 from pipeline.config import ChunkingConfig
+from pipeline.stages.chunking import chunk, chunk_id
 from pipeline.types import Chunk, Document, Section
 
 pytestmark = pytest.mark.unit

@@ -8,12 +8,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import parse_config
-from pipeline.models.embedder import SentenceTransformerEmbedder
-from pipeline.models.weights import canonical_model_name
 from pipeline.errors import ModelMismatchError
-from pipeline.models.weights import packaged_minilm_path
-from tests.conftest import DEMO_DOCS
-from tests.integration.conftest import make_app
+from pipeline.models.embedder import SentenceTransformerEmbedder
+from pipeline.models.weights import canonical_model_name, packaged_minilm_path
+from tests.conftest import DEMO_DOCS, make_app
 
 pytestmark = pytest.mark.integration
 

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.stages import bm25
 from pipeline.config import BM25Config, QdrantConfig
 from pipeline.errors import ConfigError, IndexUnavailableError, ModelMismatchError, RaglineError
 from pipeline.filters import SearchFilter
+from pipeline.stages import bm25
+from pipeline.stores.base import Hit, IndexMeta, Store
+from pipeline.stores.edge import EdgeStore
 from pipeline.stores.server import ServerStore
-from pipeline.stores.edge import EdgeStore, Hit, IndexMeta, Store
 from pipeline.types import Chunk
 
 pytestmark = pytest.mark.integration
@@ -501,7 +502,7 @@ def test_export_import_round_trip(store_factory: StoreFactory, tmp_path: Path) -
 
 
 def test_import_checks_the_dimension(store_factory: StoreFactory) -> None:
-    from pipeline.stores.edge import StoredPoint
+    from pipeline.stores.base import StoredPoint
 
     store = store_factory()
     point = StoredPoint(_id("x"), [1.0, 0.0], bm25.SparseVector((), ()), {"document_id": "d"})

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.app import Ragline
-from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.errors import ModelUnavailableError
-from tests.integration.conftest import make_app
+from pipeline.models.embedder import SentenceTransformerEmbedder
+from tests.conftest import make_app
 
 pytestmark = pytest.mark.integration
 

@@ -15,19 +15,12 @@ import httpx
 import pytest
 
 from pipeline.app import Ragline
-from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.errors import RaglineError
+from pipeline.faces.http import create_app, running_server
+from pipeline.faces.http.schemas import MAX_FIELD_KEY, MAX_FIELD_VALUE, MAX_FILTER_FIELDS, MAX_FILTER_PATH
 from pipeline.filters import MAX_GLOB_WILDCARDS, MAX_SEGMENT_STARS, SearchFilter, parse_filter
-from pipeline.faces.http import (
-    MAX_FIELD_KEY,
-    MAX_FIELD_VALUE,
-    MAX_FILTER_FIELDS,
-    MAX_FILTER_PATH,
-    create_app,
-    running_server,
-)
-from tests.conftest import DEMO_DOCS
-from tests.integration.conftest import ChatServer, ingested_app, make_app
+from pipeline.models.embedder import SentenceTransformerEmbedder
+from tests.conftest import DEMO_DOCS, ChatServer, ingested_app, make_app
 
 pytestmark = pytest.mark.integration
 

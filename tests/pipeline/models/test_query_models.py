@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import EmbeddingConfig, RerankConfig
-from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.models.backends import ModelPlan
+from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.models.onnx.runtime import OnnxCrossEncoder
 from pipeline.models.reranker import CrossEncoderReranker
 from pipeline.types import Chunk, ScoredChunk

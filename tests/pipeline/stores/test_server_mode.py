@@ -12,17 +12,17 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.app import Ragline
-from pipeline.faces.cli import main
 from pipeline.config import QdrantConfig
-from pipeline.models.embedder import SentenceTransformerEmbedder
+from pipeline.faces.cli import main
 from pipeline.filters import parse_filter
 from pipeline.lifecycle import MigrationError, copy_index
+from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.retrieval import HybridRetriever
+from pipeline.stores.base import IndexMeta
+from pipeline.stores.edge import EdgeStore
 from pipeline.stores.server import ServerStore
-from pipeline.stores.edge import EdgeStore, IndexMeta
-from tests.conftest import DEMO_DOCS
-from tests.integration.conftest import make_app
-from tests.integration.test_store_contract import qdrant_url  # noqa: F401 - a fixture, used by name
+from tests.conftest import DEMO_DOCS, make_app
+from tests.pipeline.stores.test_store_contract import qdrant_url  # noqa: F401 - a fixture, used by name
 
 pytestmark = pytest.mark.integration
 

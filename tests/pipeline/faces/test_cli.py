@@ -13,8 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.faces.cli import main
-from tests.conftest import DEMO_DOCS
-from tests.integration.conftest import ChatServer
+from tests.conftest import DEMO_DOCS, ChatServer
 
 pytestmark = pytest.mark.integration
 

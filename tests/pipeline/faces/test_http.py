@@ -13,10 +13,9 @@ import httpx
 import pytest
 
 from pipeline.app import Ragline
-from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.faces.http import create_app, running_server
-from tests.conftest import DEMO_DOCS
-from tests.integration.conftest import ChatServer, ingested_app, make_app
+from pipeline.models.embedder import SentenceTransformerEmbedder
+from tests.conftest import DEMO_DOCS, ChatServer, ingested_app, make_app
 
 pytestmark = pytest.mark.integration
 

@@ -141,7 +141,15 @@ def _run(base: Path, *args: str) -> tuple[int, dict[str, Any], str, float]:
         "sys.stderr.write(f'\\nmaxrss_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n'); "
         "sys.exit(r.returncode)"
     )
-    command = [sys.executable, "-m", "pipeline.faces.cli", "--index", str(base / "index"), "--config", str(base / "r.toml")]
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline.faces.cli",
+        "--index",
+        str(base / "index"),
+        "--config",
+        str(base / "r.toml"),
+    ]
     env = {**os.environ, "HOME": str(base), "XDG_CACHE_HOME": str(base / "cache")}
     done = subprocess.run(
         [*_unprivileged(), sys.executable, "-c", probe, *command, *args],
@@ -156,7 +164,7 @@ def _run(base: Path, *args: str) -> tuple[int, dict[str, Any], str, float]:
 
 
 def test_hostile_folder(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> None:
-    from tests.integration.conftest import make_app
+    from tests.conftest import make_app
 
     base = tmp_path_factory.mktemp("hostile")
     folder = _hostile_folder(base)

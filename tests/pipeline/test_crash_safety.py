@@ -170,7 +170,7 @@ def test_sigkill_at_many_moments_then_resume_equals_a_clean_run(tmp_path: Path) 
 
 
 def test_a_file_rewritten_during_a_sync_is_indexed_as_one_version(tmp_path: Path, embedder: Any) -> None:
-    from tests.integration.conftest import make_app
+    from tests.conftest import make_app
 
     folder = tmp_path / "docs"
     folder.mkdir()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.eval.beir import load_beir
 from pipeline.errors import RaglineError
+from pipeline.eval.beir import load_beir
 
 pytestmark = pytest.mark.unit
 

@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 from rank_bm25 import BM25Okapi
 
+from pipeline.config import BM25Config
 from pipeline.stages.bm25 import (
     STOPWORDS,
     SparseVector,
@@ -17,7 +18,6 @@ from pipeline.stages.bm25 import (
     term_index,
     tokenize,
 )
-from pipeline.config import BM25Config
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,7 @@ import pytest
 from pipeline.app import Ragline
 from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.types import document_id
-from tests.conftest import DEMO_DOCS, SAMPLE_DOCS
-from tests.integration.conftest import make_app
+from tests.conftest import DEMO_DOCS, SAMPLE_DOCS, make_app
 
 pytestmark = pytest.mark.integration
 
@@ -19,8 +18,9 @@ pytestmark = pytest.mark.integration
 def _chunks_by_source(app: Ragline) -> dict[str, set[str]]:
     store = app.store()
     out: dict[str, set[str]] = {}
-    for record in store._scroll(["source"]):
-        out.setdefault(record.payload["source"], set()).add(str(record.id))
+    for batch in store.export_points():
+        for point in batch:
+            out.setdefault(point.payload["source"], set()).add(point.id)
     return out
 
 

@@ -8,9 +8,9 @@ import pytest
 
 from pipeline.app import Ragline
 from pipeline.config import Fusion
-from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.filters import parse_filter
-from tests.integration.conftest import make_app
+from pipeline.models.embedder import SentenceTransformerEmbedder
+from tests.conftest import make_app
 
 pytestmark = pytest.mark.integration
 

@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.models import backends
-from pipeline.models.onnx import export as onnx_export
-from pipeline.models.onnx.quantize import quantisation_recipe
 from pipeline.config import ConfigError, EmbeddingConfig, RerankConfig, parse_config
-from pipeline.models.embedder import SentenceTransformerEmbedder
-from pipeline.models.vector_cache import CachedEmbedder
-from pipeline.models.weights import model_identity
 from pipeline.errors import ModelUnavailableError
 from pipeline.eval.evaluate import index_fingerprint
+from pipeline.models import backends
+from pipeline.models.embedder import SentenceTransformerEmbedder
+from pipeline.models.onnx import export as onnx_export
+from pipeline.models.onnx.quantize import quantisation_recipe
 from pipeline.models.reranker import CrossEncoderReranker
+from pipeline.models.vector_cache import CachedEmbedder
+from pipeline.models.weights import model_identity
 from pipeline.types import Chunk, ScoredChunk
 from tests.conftest import REPO, SHARED
 

@@ -1,0 +1,101 @@
+"""The routers, one per endpoint group: status (health, stats), search (search, context, ask) and ingest
+(ingest, jobs). Each handler parses, calls :class:`pipeline.app.Ragline`, and renders with
+:mod:`pipeline.faces.render`.
+
+(No ``from __future__ import annotations``: FastAPI reads the handlers' annotations, which name the
+per-app request models, as objects.)
+"""
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pipeline.app import Ragline
+from pipeline.faces import render
+from pipeline.faces.http.schemas import MAX_NAME, RequestModels, search_args
+from pipeline.faces.jobs import Jobs
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("ragline")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"
+
+
+def status_router(rag: Ragline, jobs: Jobs, guarded: list[Any]) -> Any:
+    from fastapi import APIRouter
+
+    router = APIRouter()
+
+    @router.get("/health")
+    def health() -> dict[str, Any]:
+        """Liveness, without auth: the process answers."""
+        return {"status": "ok", "version": version()}
+
+    @router.get("/stats", dependencies=guarded)
+    def stats() -> dict[str, Any]:
+        return {**rag.stats(), "last_sync": render.last_sync_dict(jobs.last_done)}
+
+    return router
+
+
+def search_router(rag: Ragline, models: RequestModels, guarded: list[Any]) -> Any:
+    from fastapi import APIRouter, HTTPException
+
+    router = APIRouter(dependencies=guarded)
+    if TYPE_CHECKING:
+        from pipeline.faces.http.schemas import ContextBody as ContextRequest
+        from pipeline.faces.http.schemas import SearchBody as SearchRequest
+    else:  # FastAPI reads the real models, with this app's limits
+        SearchRequest, ContextRequest = models.search, models.context
+
+    @router.post("/search")
+    def search(request: SearchRequest) -> dict[str, Any]:
+        """Ranked chunks with per-stage scores, citations and per-stage timings."""
+        return render.search_dict(rag.search(request.query, **search_args(request)))
+
+    @router.post("/context")
+    def context(request: ContextRequest) -> dict[str, Any]:
+        """Prompt-ready context for a chatbot: numbered, cited blocks within the token budget."""
+        prompt, response = rag.context(request.query, request.budget, **search_args(request))
+        return render.context_dict(request.query, prompt, response)
+
+    @router.post("/ask")
+    def ask(request: ContextRequest) -> dict[str, Any]:
+        """Answer through the configured OpenAI-compatible endpoint."""
+        if not rag.config.llm.configured:
+            raise HTTPException(503, "no LLM endpoint configured: set [llm] base_url and model in the config")
+        return render.answer_dict(rag.ask(request.query, request.budget, **search_args(request)))
+
+    return router
+
+
+def ingest_router(rag: Ragline, jobs: Jobs, models: RequestModels, guarded: list[Any]) -> Any:
+    from fastapi import APIRouter, HTTPException, Path
+
+    router = APIRouter(dependencies=guarded)
+    sources = rag.config.server.sources
+    if TYPE_CHECKING:
+        from pipeline.faces.http.schemas import IngestBody as IngestRequest
+    else:
+        IngestRequest = models.ingest
+
+    @router.post("/ingest", status_code=202)
+    def ingest(request: IngestRequest) -> dict[str, Any]:
+        """Start a sync of a configured source; poll GET /jobs/{id}."""
+        folder = sources.get(request.source)
+        if folder is None:
+            known = ", ".join(sorted(sources)) or "none configured ([server] sources)"
+            raise HTTPException(404, f"unknown source {request.source!r}; known sources: {known}")
+        return render.job_dict(jobs.submit(request.source, folder))
+
+    @router.get("/jobs/{job_id}")
+    def job(job_id: Annotated[str, Path(max_length=MAX_NAME)]) -> dict[str, Any]:
+        found = jobs.get(job_id)
+        if found is None:
+            raise HTTPException(404, f"no job {job_id!r}")
+        return render.job_dict(found)
+
+    return router

@@ -1,0 +1,42 @@
+"""uvicorn around the app: ``ragline serve``, and a background server for tests and load scripts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pipeline.app import Ragline
+from pipeline.errors import RaglineError
+from pipeline.faces.http.app import create_app
+
+
+@contextmanager
+def running_server(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """uvicorn in a background thread (tests, load scripts); yields its base URL; stops on exit."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RaglineError("the HTTP server did not start")
+        time.sleep(0.05)
+    bound = server.servers[0].sockets[0].getsockname()
+    try:
+        yield f"http://{bound[0]}:{bound[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def serve(rag: Ragline, host: str, port: int) -> None:
+    import uvicorn
+
+    rag.warm_up()
+    uvicorn.run(create_app(rag), host=host, port=port, log_level="info")

@@ -1,0 +1,357 @@
+"""What every store is and does, engine-independent: the :class:`Store` protocol that sync, retrieval and
+lifecycle use, the index metadata, the filter plan, and :class:`QdrantStore`, which implements the protocol
+once over a handful of engine calls that each engine module (``edge``, ``server``) only translates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from pipeline.errors import ModelMismatchError, RaglineError
+from pipeline.filters import SearchFilter
+from pipeline.stores.schema import (
+    DENSE,
+    DOC_STATE_FIELDS,
+    SPARSE,
+    DocumentState,
+    chunk_from_payload,
+    chunk_payload,
+    summarise_documents,
+)
+from pipeline.types import Chunk, SparseVector
+
+SCROLL_PAGE = 1024
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    """What must match between the index and the models that read or write it."""
+
+    model: str
+    dimension: int
+    k1: float
+    b: float
+    tokenizer: str
+
+    def check_model(self, model: str, dimension: int) -> None:
+        """The canonical model name, not the inference backend: ``embedding.backend = "onnx-int8"`` vectors
+        are a close approximation of the same model's fp32 ones (cosine about 0.995 for MiniLM), so an index
+        built with either backend is searched with the other, and a mixed index stays usable. Vector caches
+        (CachedEmbedder, the eval index fingerprint) do key on the backend, so they never mix."""
+        if (model, dimension) != (self.model, self.dimension):
+            raise ModelMismatchError(
+                f"the index was built with embedder {self.model!r} (dimension {self.dimension}), "
+                f"but {model!r} (dimension {dimension}) is configured: use the same model, or re-embed "
+                f"the stored chunks with 'ragline reindex --embedder {model}'"
+            )
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    """One chunk point as stored: what moving an index to another store copies, with no re-embedding."""
+
+    id: str
+    dense: list[float]
+    sparse: SparseVector
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A candidate: point id and score. Payloads are fetched for the final results only,
+    so deep candidate lists cost little (copying payloads dominated the search time)."""
+
+    id: str
+    score: float
+
+
+class Store(Protocol):
+    """What sync, retrieval and the app need from a vector store (embedded or server)."""
+
+    meta: IndexMeta
+    kind: str
+    """"qdrant-edge" or "qdrant-server", for stats and logs."""
+    location: str
+    """The index folder, or the server URL and collection."""
+
+    def save_config(self, config: dict[str, Any]) -> None: ...
+
+    def saved_config(self) -> dict[str, Any] | None:
+        """The config the index was last synced with (None: never saved)."""
+        ...
+
+    def sources(self) -> list[str]: ...
+
+    def upsert(
+        self,
+        chunks: Sequence[Chunk],
+        dense: np.ndarray,
+        sparse: Sequence[SparseVector],
+        extra: Sequence[dict[str, Any]],
+    ) -> None: ...
+
+    def delete_document(self, document_id: str, keep: Sequence[str] = ()) -> None: ...
+
+    def documents(self) -> dict[str, DocumentState]: ...
+
+    def search(
+        self,
+        dense: np.ndarray | None,
+        sparse: SparseVector | None,
+        limit: int,
+        where: SearchFilter | None = None,
+        exact: bool = False,
+    ) -> tuple[list[Hit], list[Hit]]: ...
+
+    def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]: ...
+
+    def count(self) -> int: ...
+
+    def export_points(self, batch: int = 256) -> Iterator[list[StoredPoint]]:
+        """Every chunk point with its vectors and payload, ``batch`` at a time."""
+        ...
+
+    def import_points(self, points: Sequence[StoredPoint]) -> None:
+        """Write points as exported by a store with the same :class:`IndexMeta`."""
+        ...
+
+    def flush(self) -> None: ...
+
+    def optimize(self) -> None:
+        """Merge small segments and build the HNSW index where a segment has grown large enough."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class FilterPlan:
+    """A :class:`SearchFilter` in store-neutral terms, each part one condition that must hold.
+
+    ``source_in``: the source is one of these (a glob, or a prefix a store cannot match
+    natively, resolved against the sources in the index); ``source_under``: the source is
+    this path or lies under it (``path + "/"`` prefix); ``ext_in``: the file type is one of
+    these; ``fields``: exact payload matches.
+    """
+
+    source_in: tuple[str, ...] | None = None
+    source_under: str | None = None
+    ext_in: tuple[str, ...] = ()
+    fields: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def matches_nothing(self) -> bool:
+        """True when no source can match, so a store can answer without asking the engine."""
+        return self.source_in is not None and not self.source_in
+
+
+def is_under(source: str, prefix: str) -> bool:
+    return source == prefix or source.startswith(prefix + "/")
+
+
+def plan_filter(
+    where: SearchFilter | None, sources: Callable[[], list[str]], native_prefix: bool = True
+) -> FilterPlan | None:
+    """Translate ``where`` once, for any store. ``sources`` is called only when a path needs
+    resolving: always for a glob, and for a plain prefix when ``native_prefix`` is False."""
+    if where is None or where.empty:
+        return None
+    source_in: tuple[str, ...] | None = None
+    source_under: str | None = None
+    if where.path:
+        if where.is_glob:
+            source_in = tuple(where.matching_sources(sources()))
+        else:
+            prefix = where.path.strip("/")
+            if native_prefix:
+                source_under = prefix
+            else:
+                source_in = tuple(sorted(s for s in sources() if is_under(s, prefix)))
+    return FilterPlan(source_in, source_under, tuple(where.file_types), tuple(where.fields))
+
+
+def check_shape(dense: np.ndarray, rows: int, dimension: int) -> None:
+    if dense.shape != (rows, dimension):
+        raise RaglineError(f"dense vectors have shape {dense.shape}, expected ({rows}, {dimension})")
+
+
+def check_dimension(points: Sequence[StoredPoint], dimension: int) -> None:
+    for p in points:
+        if len(p.dense) != dimension:
+            raise RaglineError(
+                f"point {p.id} has a dense vector of dimension {len(p.dense)}, the index expects {dimension}"
+            )
+
+
+def stored_point(point_id: Any, vectors: Mapping[str, Any] | None, payload: Mapping[str, Any] | None) -> StoredPoint:
+    """A :class:`StoredPoint` from a record of either engine (both name their vectors DENSE and SPARSE;
+    a chunk with no BM25 terms may come back without a sparse vector)."""
+    vectors = vectors or {}
+    if DENSE not in vectors:
+        raise RaglineError(f"point {point_id} has no {DENSE!r} vector")
+    sparse = vectors.get(SPARSE)
+    return StoredPoint(
+        id=str(point_id),
+        dense=[float(x) for x in vectors[DENSE]],
+        sparse=SparseVector(tuple(int(i) for i in sparse.indices), tuple(float(v) for v in sparse.values))
+        if sparse is not None
+        else SparseVector((), ()),
+        payload=dict(payload or {}),
+    )
+
+
+class QdrantStore:
+    """The :class:`Store` protocol, once, for any Qdrant engine: validation, payloads, paging, filter planning
+    and candidate lists live here; a subclass only translates the engine calls below into its client's
+    types (and adds its lifecycle: open, close, saved config)."""
+
+    kind: str
+    native_prefix: ClassVar[bool] = True
+    """Whether the engine matches a keyword prefix itself (else prefixes are resolved to sources)."""
+    meta: IndexMeta
+    location: str
+
+    # -- engine calls (each subclass translates these) ----------------------------------------
+    def _point(self, point_id: str, dense: list[float], sparse: SparseVector, payload: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _write(self, points: list[Any]) -> None:
+        raise NotImplementedError
+
+    def _delete(self, condition: Any) -> None:
+        raise NotImplementedError
+
+    def _scroll_page(
+        self, offset: Any, limit: int, with_payload: list[str] | bool, vectors: bool
+    ) -> tuple[list[Any], Any]:
+        """One page of records (each with ``id``, ``payload``, ``vector``) and the next offset (None: done)."""
+        raise NotImplementedError
+
+    def _facet(self, key: str) -> list[tuple[Any, int]]:
+        """Every value of a keyword field, with its point count."""
+        raise NotImplementedError
+
+    def _query(self, requests: list[Any]) -> list[list[tuple[Any, float]]]:
+        """Run candidate requests in one batched call: (point id, score) lists, one per request."""
+        raise NotImplementedError
+
+    def _request(self, using: str, vector: Any, limit: int, condition: Any, exact: bool) -> Any:
+        """A nearest-neighbour request on the named vector (a float list, or a :class:`SparseVector`)."""
+        raise NotImplementedError
+
+    def _retrieve(self, ids: list[str]) -> list[Any]:
+        raise NotImplementedError
+
+    def _match_value(self, key: str, value: Any) -> Any:
+        raise NotImplementedError
+
+    def _match_any(self, key: str, values: Sequence[str]) -> Any:
+        raise NotImplementedError
+
+    def _match_under(self, key: str, prefix: str) -> Any:
+        """The value is ``prefix`` or lies under it; only where :attr:`native_prefix`."""
+        raise NotImplementedError
+
+    def _has_id(self, ids: Sequence[str]) -> Any:
+        raise NotImplementedError
+
+    def _all(self, must: list[Any], must_not: list[Any] | None = None) -> Any:
+        raise NotImplementedError
+
+    def _check_space(self, points: int = 0) -> None:
+        """Refuse a write that the engine's storage cannot take (the embedded store checks its disk)."""
+
+    # -- writes ---------------------------------------------------------------------------------
+    def upsert(
+        self,
+        chunks: Sequence[Chunk],
+        dense: np.ndarray,
+        sparse: Sequence[SparseVector],
+        extra: Sequence[dict[str, Any]],
+    ) -> None:
+        if not chunks:
+            return
+        check_shape(dense, len(chunks), self.meta.dimension)
+        self._check_space(len(chunks))
+        rows = zip(chunks, dense, sparse, extra, strict=True)
+        self._write([self._point(c.id, v.tolist(), sp, chunk_payload(c, ex)) for c, v, sp, ex in rows])
+
+    def import_points(self, points: Sequence[StoredPoint]) -> None:
+        if not points:
+            return
+        check_dimension(points, self.meta.dimension)
+        self._check_space(len(points))
+        self._write([self._point(p.id, list(p.dense), p.sparse, dict(p.payload)) for p in points])
+
+    def delete_document(self, document_id: str, keep: Sequence[str] = ()) -> None:
+        """Delete a document's points, except ``keep`` (the ids just written for it)."""
+        self._check_space()
+        must_not = [self._has_id(keep)] if keep else None
+        self._delete(self._all([self._match_value("document_id", document_id)], must_not))
+
+    # -- reads ----------------------------------------------------------------------------------
+    def _pages(self, with_payload: list[str] | bool, vectors: bool, limit: int = SCROLL_PAGE) -> Iterator[list[Any]]:
+        offset: Any = None
+        while True:
+            records, offset = self._scroll_page(offset, limit, with_payload, vectors)
+            if records:
+                yield records
+            if offset is None:
+                return
+
+    def documents(self) -> dict[str, DocumentState]:
+        return summarise_documents(r.payload or {} for page in self._pages(DOC_STATE_FIELDS, False) for r in page)
+
+    def export_points(self, batch: int = 256) -> Iterator[list[StoredPoint]]:
+        for records in self._pages(True, True, batch):
+            yield [stored_point(r.id, r.vector, r.payload) for r in records]
+
+    def sources(self) -> list[str]:
+        # An exact facet also lists values whose points were all deleted, with count 0.
+        return [str(value) for value, count in self._facet("source") if count > 0]
+
+    def _condition(self, plan: FilterPlan | None) -> Any:
+        if plan is None:
+            return None
+        must: list[Any] = []
+        if plan.source_in is not None:
+            must.append(self._match_any("source", plan.source_in))
+        if plan.source_under is not None:
+            must.append(self._match_under("source", plan.source_under))
+        if plan.ext_in:
+            must.append(self._match_any("ext", plan.ext_in))
+        must.extend(self._match_value(key, value) for key, value in plan.fields)
+        return self._all(must)
+
+    def search(
+        self,
+        dense: np.ndarray | None,
+        sparse: SparseVector | None,
+        limit: int,
+        where: SearchFilter | None = None,
+        exact: bool = False,
+    ) -> tuple[list[Hit], list[Hit]]:
+        """Dense and BM25 candidates, each filtered, in one batched call to the engine."""
+        plan = plan_filter(where, self.sources, self.native_prefix)
+        if plan is not None and plan.matches_nothing:
+            return [], []
+        condition = self._condition(plan)
+        requests = []
+        if dense is not None:
+            requests.append(self._request(DENSE, dense.tolist(), limit, condition, exact))
+        if sparse is not None and len(sparse):
+            requests.append(self._request(SPARSE, sparse, limit, condition, False))
+        hits = [[Hit(str(i), float(s)) for i, s in found] for found in (self._query(requests) if requests else [])]
+        dense_hits = hits.pop(0) if dense is not None else []
+        sparse_hits = hits.pop(0) if hits else []
+        return dense_hits, sparse_hits
+
+    def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]:
+        """The chunks behind these point ids (ids no longer in the index are left out)."""
+        if not ids:
+            return {}
+        return {str(r.id): chunk_from_payload(r.id, r.payload or {}) for r in self._retrieve(list(ids))}

@@ -1,0 +1,119 @@
+"""The payload schema: what every chunk point carries, read and written by sync, both stores and migrate.
+
+A point is one chunk. Its payload holds what a citation and the filters need (the chunk's fields and its
+document's metadata) and its document's sync state (:data:`DOC_STATE_FIELDS`). Whether a document is fully
+written is derived from the points themselves (all share one ``content_hash`` and there are
+``chunk_count`` of them), so a crash at any moment is detected and repaired by the next sync: the index is
+its own sync record. Changing a name here changes the index format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.types import Chunk
+
+DENSE = "dense"
+"""The named dense vector (cosine)."""
+SPARSE = "bm25"
+"""The named sparse vector of BM25 term weights (Qdrant's IDF modifier)."""
+INDEXED_FIELDS = ("document_id", "source", "ext")
+"""Keyword payload indexes: deletes by document, path and file-type filters."""
+CHUNK_FIELDS = frozenset(
+    {"document_id", "source", "text", "ordinal", "start", "end", "page_start", "page_end", "heading"}
+)
+DOC_STATE_FIELDS = ["document_id", "source", "root", "content_hash", "chunk_count", "n_tokens"]
+
+
+def document_fields(content_hash: str, chunk_count: int, n_tokens: int, root: str, mtime: Any) -> dict[str, Any]:
+    """The sync state each point of a document carries (``n_tokens``: this chunk's BM25 length)."""
+    return {
+        "content_hash": content_hash,
+        "chunk_count": chunk_count,
+        "n_tokens": n_tokens,
+        "root": root,
+        "mtime": mtime,
+    }
+
+
+def chunk_payload(chunk: Chunk, extra: Mapping[str, Any]) -> dict[str, Any]:
+    payload = {
+        "document_id": chunk.document_id,
+        "source": chunk.source,
+        "text": chunk.text,
+        "ordinal": chunk.ordinal,
+        "start": chunk.start,
+        "end": chunk.end,
+        "page_start": chunk.page_start,
+        "page_end": chunk.page_end,
+        "heading": list(chunk.heading),
+        **dict(chunk.metadata.items()),
+    }
+    payload.update(extra)
+    return payload
+
+
+def chunk_from_payload(point_id: Any, payload: Mapping[str, Any]) -> Chunk:
+    return Chunk(
+        id=str(point_id),
+        document_id=payload["document_id"],
+        source=payload["source"],
+        text=payload["text"],
+        ordinal=int(payload["ordinal"]),
+        start=int(payload["start"]),
+        end=int(payload["end"]),
+        page_start=payload.get("page_start"),
+        page_end=payload.get("page_end"),
+        heading=tuple(payload.get("heading") or ()),
+        metadata={k: v for k, v in payload.items() if k not in CHUNK_FIELDS},
+    )
+
+
+@dataclass(frozen=True)
+class DocumentState:
+    """A document as the index holds it, summarised from its points."""
+
+    document_id: str
+    source: str
+    root: str
+    content_hashes: frozenset[str]
+    chunk_count: int
+    points: int
+    n_tokens: int
+
+    @property
+    def content_hash(self) -> str | None:
+        return next(iter(self.content_hashes)) if len(self.content_hashes) == 1 else None
+
+    @property
+    def complete(self) -> bool:
+        return self.content_hash is not None and self.points == self.chunk_count
+
+
+def summarise_documents(payloads: Iterable[Mapping[str, Any]]) -> dict[str, DocumentState]:
+    """Fold the ``DOC_STATE_FIELDS`` of every point into one state per document."""
+    acc: dict[str, dict[str, Any]] = {}
+    for p in payloads:
+        state = acc.setdefault(
+            p["document_id"],
+            {
+                "source": p["source"],
+                "root": p.get("root", ""),
+                "hashes": set(),
+                "chunk_count": 0,
+                "points": 0,
+                "n_tokens": 0,
+            },
+        )
+        state["hashes"].add(p["content_hash"])
+        state["chunk_count"] = max(state["chunk_count"], int(p["chunk_count"]))
+        state["points"] += 1
+        state["n_tokens"] += int(p["n_tokens"])
+    return {
+        doc_id: DocumentState(
+            doc_id, s["source"], s["root"], frozenset(s["hashes"]), s["chunk_count"], s["points"], s["n_tokens"]
+        )
+        for doc_id, s in acc.items()
+    }
