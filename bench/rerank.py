@@ -92,10 +92,12 @@ def main() -> None:
             out[f"top{n}_p95_ms"] = round(float(np.percentile(ours, 95)), 2)
             out[f"baseline_top{n}_p50_ms"] = round(float(np.percentile(theirs, 50)), 2)
             out[f"top{n}_speedup"] = round(out[f"baseline_top{n}_p50_ms"] / out[f"top{n}_p50_ms"], 2)
+        onnx = type(model).__name__ == "OnnxCrossEncoder"
+        runs_on = f"{args.backend} ONNX runner" if onnx else "sentence-transformers"
         out.update(
             tokens=args.tokens,
             backend=args.backend,
-            runs_on=f"{args.backend} ONNX runner" if type(model).__name__ == "OnnxCrossEncoder" else "sentence-transformers",
+            runs_on=runs_on,
             model=args.model or "all-MiniLM-L6-v2 + fresh 1-logit head",
             repeat=args.repeat,
             machine=f"{platform.machine()}, {os.cpu_count()} cores",
