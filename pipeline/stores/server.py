@@ -2,8 +2,9 @@
 
 A drop-in for :class:`pipeline.stores.edge.EdgeStore`: the same points (named vectors
 ``dense`` and ``bm25`` with the IDF modifier), the same payloads and payload
-indexes, the same filters and the same answers. Many processes may share one
-collection; there is no lock.
+indexes, the same filters and the same answers, since both are one
+:class:`~pipeline.stores.base.QdrantStore` and this module only translates its engine
+calls into qdrant-client's. Many processes may share one collection; there is no lock.
 
 Where the index metadata lives: in the collection's own metadata (Qdrant 1.16+;
 qdrant-client's local mode keeps it too), not in a reserved point. ``ragline_index``
