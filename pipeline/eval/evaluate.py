@@ -151,14 +151,20 @@ def _documents_in_order(results: Iterable[ScoredChunk], limit: int) -> list[str]
     return ranked[:limit]
 
 
+def latency_of(timings: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """p50 and p95 of each stage over the queries that ran it."""
+    stages = sorted({stage for t in timings for stage in t})
+    return {s: _percentiles([t[s] for t in timings if s in t]) for s in stages}
+
+
 def run_mode(
     app: Ragline,
-    dataset: BeirDataset,
+    queries: dict[str, str],
     mode: str,
     chunks_per_query: int,
     progress: bool = False,
 ) -> tuple[dict[str, list[str]], list[dict[str, float]]]:
-    """The ranked document ids and the stage timings of every query of the split."""
+    """The ranked sources (each once, where its best chunk ranks) and the stage timings of every query."""
     retriever = HybridRetriever(app.store(), app.embedder, app.config.retrieval, cache_size=0)
     base: Mode = "hybrid" if mode == "hybrid+rerank" else mode  # type: ignore[assignment]
     rerank_depth = app.config.rerank.candidates
@@ -176,7 +182,7 @@ def run_mode(
         timings["total"] = (time.perf_counter() - started) * 1e3
         return ranked, timings
 
-    items = list(dataset.queries.items())
+    items = list(queries.items())
     one(items[0][1])  # warm-up: model load and first-call costs are not query latency
     if progress:
         from tqdm import tqdm
@@ -234,10 +240,8 @@ def evaluate_beir(
         per_doc = max(1, math.ceil(app.store().count() / max(len(dataset.corpus), 1)))
         results: dict[str, ModeResult] = {}
         for mode in modes:
-            run, timings = run_mode(app, dataset, mode, DEPTH * per_doc, progress)
-            stages = sorted({stage for t in timings for stage in t})
-            latency = {s: _percentiles([t[s] for t in timings if s in t]) for s in stages}
-            results[mode] = ModeResult(evaluate_run(dataset.qrels, run, 10, DEPTH), latency)
+            run, timings = run_mode(app, dataset.queries, mode, DEPTH * per_doc, progress)
+            results[mode] = ModeResult(evaluate_run(dataset.qrels, run, 10, DEPTH), latency_of(timings))
     return EvalReport(
         dataset=dataset.name,
         split=split,

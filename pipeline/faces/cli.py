@@ -226,10 +226,18 @@ def serve(app: Any, host: str | None, port: int | None) -> None:
 
 
 @main.command(name="eval")
+@click.option("--beir", "beir", type=click.Path(exists=True, file_okay=False), help="BEIR-format folder.")
 @click.option(
-    "--beir", "beir", required=True, type=click.Path(exists=True, file_okay=False), help="BEIR-format folder."
+    "--folder",
+    type=click.Path(exists=True, file_okay=False),
+    help="A folder of documents, indexed through the normal sync (with --queries).",
 )
-@click.option("--split", default="test", show_default=True, help="Which qrels/<split>.tsv to evaluate.")
+@click.option(
+    "--queries",
+    type=click.Path(exists=True, dir_okay=False),
+    help="With --folder: TSV of qid, question, right file stems (a|b); scored at file level.",
+)
+@click.option("--split", default="test", show_default=True, help="Which qrels/<split>.tsv to evaluate (--beir).")
 @click.option(
     "--modes",
     default="bm25,dense,hybrid",
@@ -241,7 +249,7 @@ def serve(app: Any, host: str | None, port: int | None) -> None:
     type=click.Choice(["documents", "chunks"]),
     default="documents",
     show_default=True,
-    help="Index whole documents (BEIR protocol) or chunks (a document ranks by its best chunk).",
+    help="Index whole documents (BEIR protocol) or chunks (a document ranks by its best chunk); --beir only.",
 )
 @click.option(
     "--eval-index",
@@ -257,7 +265,9 @@ def serve(app: Any, host: str | None, port: int | None) -> None:
 @click.pass_obj
 def eval_command(
     app: Any,
-    beir: str,
+    beir: str | None,
+    folder: str | None,
+    queries: str | None,
     split: str,
     modes: str,
     units: str,
@@ -266,9 +276,28 @@ def eval_command(
     reranker: str | None,
     as_json: bool,
 ) -> None:
-    """Measure nDCG@10, Recall@100, MRR@10 and latency on a BEIR dataset."""
+    """Measure a BEIR dataset (nDCG@10, Recall@100, MRR@10) or a folder with questions (file-level Success@1,
+    Success@5, MRR@10, each question's rank), with latency.
+
+    \b
+    Examples:
+      ragline eval --beir ../shared/datasets/scifact --split test
+      ragline eval --folder ~/docs --queries questions.tsv --modes bm25,hybrid --json
+    """
     from pipeline.eval.evaluate import evaluate_beir, parse_modes
 
+    if (beir is None) == (folder is None):
+        raise click.UsageError("give one of --beir DIR or --folder DIR")
+    if folder is not None:
+        from pipeline.eval.folder import evaluate_folder
+
+        if queries is None:
+            raise click.UsageError("--folder needs --queries FILE.tsv")
+        config = _with_models(app.config, embedder, reranker)
+        found = evaluate_folder(folder, queries, config, parse_modes(modes), eval_index, _progress_enabled())
+        click.echo(json.dumps(render.folder_eval_dict(found)) if as_json else render.render_folder_eval(found))
+        return
+    assert beir is not None
     report = evaluate_beir(
         beir,
         _with_models(app.config, embedder, reranker),

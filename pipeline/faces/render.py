@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # annotations only: importing this module stays cheap for the CLI
     from pipeline.app import Answer, Moved, Prompt, SearchResponse, SyncReport
     from pipeline.eval.evaluate import EvalReport, ModeResult
+    from pipeline.eval.folder import FolderEvalReport
     from pipeline.faces.jobs import Job
     from pipeline.training.loop import TrainingReport
 
@@ -141,6 +142,15 @@ def mode_dict(result: ModeResult) -> dict[str, Any]:
     }
 
 
+def _index_dict(index: Any, indexing: SyncReport) -> dict[str, Any]:
+    return {
+        "path": str(index),
+        "reused": indexing.chunks_written == 0,
+        "chunks_written": indexing.chunks_written,
+        "seconds": round(indexing.seconds, 3),
+    }
+
+
 def eval_dict(report: EvalReport) -> dict[str, Any]:
     return {
         "dataset": report.dataset,
@@ -149,12 +159,22 @@ def eval_dict(report: EvalReport) -> dict[str, Any]:
         "modes": {name: mode_dict(result) for name, result in report.modes.items()},
         "documents": report.documents,
         "units": report.units,
-        "index": {
-            "path": str(report.index),
-            "reused": report.indexing.chunks_written == 0,
-            "chunks_written": report.indexing.chunks_written,
-            "seconds": round(report.indexing.seconds, 3),
-        },
+        "index": _index_dict(report.index, report.indexing),
+    }
+
+
+def folder_eval_dict(report: FolderEvalReport) -> dict[str, Any]:
+    """``--folder``'s JSON, with ``--beir``'s conventions; each mode adds the rank of every question's first
+    right file (null: not in the top 10)."""
+    return {
+        "dataset": report.folder.name,
+        "folder": str(report.folder),
+        "queries_file": str(report.queries_file),
+        "queries": len(report.queries),
+        "modes": {name: {**mode_dict(result), "ranks": report.ranks[name]} for name, result in report.modes.items()},
+        "documents": report.documents,
+        "units": "chunks",
+        "index": _index_dict(report.index, report.indexing),
     }
 
 
@@ -223,6 +243,22 @@ def render_eval(report: EvalReport) -> str:
         m, total = result.metrics, result.latency_ms["total"]
         lines.append(
             f"{mode:<15}{m['ndcg@10']:>9.4f}{m['recall@100']:>9.4f}{m['mrr@10']:>9.4f}"
+            f"{total['p50']:>9.1f}{total['p95']:>9.1f}"
+        )
+    return "\n".join(lines)
+
+
+def render_folder_eval(report: FolderEvalReport) -> str:
+    index = "re-used" if report.indexing.chunks_written == 0 else f"built in {report.indexing.seconds:.1f}s"
+    lines = [
+        f"{report.folder} ({report.queries_file.name}): {len(report.queries)} questions, {report.documents} files; "
+        f"index {index} at {report.index}",
+        f"{'mode':<15}{'S@1':>9}{'S@5':>9}{'MRR@10':>9}{'p50 ms':>9}{'p95 ms':>9}",
+    ]
+    for mode, result in report.modes.items():
+        m, total = result.metrics, result.latency_ms["total"]
+        lines.append(
+            f"{mode:<15}{m['success@1']:>9.4f}{m['success@5']:>9.4f}{m['mrr@10']:>9.4f}"
             f"{total['p50']:>9.1f}{total['p95']:>9.1f}"
         )
     return "\n".join(lines)

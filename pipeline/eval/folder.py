@@ -1,0 +1,163 @@
+"""``ragline eval --folder DIR --queries FILE.tsv``: how often a real folder's answer file ranks first.
+
+The folder is indexed through the normal sync into a cache folder named by the folder and every setting
+that changes what is written (re-used, and so not re-embedded, while nothing changed). Questions are
+scored at file level: a result is right when its file's stem (the name without ``.html``, ``.rst.txt``,
+``.txt``, ``.pdf``, ...) is one the question lists; any copy of that file in any folder counts, as shares
+hold many. A file ranks where its best chunk ranks.
+
+The TSV format is ``../shared/datasets/debian-dev/queries.tsv``'s: ``qid<TAB>question<TAB>stem|stem``,
+lines starting with ``#`` are comments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from pipeline.app import Ragline, SyncReport
+from pipeline.config import AppConfig, QdrantConfig, cache_home, with_index
+from pipeline.errors import RaglineError
+from pipeline.eval.evaluate import DEPTH, ModeResult, latency_of, run_mode
+from pipeline.models.backends import backend_tag
+from pipeline.models.vector_cache import CachedEmbedder
+from pipeline.models.weights import canonical_model_name
+from pipeline.stages.bm25 import TOKENIZER_VERSION
+
+STEM_SUFFIXES = (".rst.txt", ".html", ".htm", ".txt", ".text", ".pdf", ".md", ".markdown", ".docx", ".pptx", ".eml")
+"""Longest first: ``library.rst.txt`` has the stem ``library``."""
+CHUNKS_PER_QUERY = DEPTH
+"""Chunks retrieved per question; files are ranked by their best chunk among them."""
+
+
+@dataclass(frozen=True)
+class FolderQuery:
+    id: str
+    text: str
+    stems: frozenset[str]
+
+
+@dataclass(frozen=True)
+class FolderEvalReport:
+    folder: Path
+    queries_file: Path
+    queries: tuple[FolderQuery, ...]
+    documents: int
+    index: Path
+    indexing: SyncReport
+    modes: dict[str, ModeResult]
+    ranks: dict[str, dict[str, int | None]]
+    """Per mode, per question: the rank of the first right file (1-based), None when not in the top 10."""
+
+
+def file_stem(source: str) -> str:
+    name = PurePosixPath(source).name
+    for suffix in STEM_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return PurePosixPath(name).stem or name
+
+
+def load_queries(path: str | Path) -> tuple[FolderQuery, ...]:
+    """The questions of a TSV file; a malformed line is a one-line error naming it."""
+    file = Path(path).expanduser()
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RaglineError(f"cannot read the questions file {file}: {exc}") from None
+    queries: dict[str, FolderQuery] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        stems = frozenset(s.strip() for s in parts[2].split("|") if s.strip()) if len(parts) == 3 else frozenset()
+        if len(parts) != 3 or not parts[0].strip() or not parts[1].strip() or not stems:
+            raise RaglineError(f"{file}:{number}: expected qid<TAB>question<TAB>stem|stem, got {line[:80]!r}")
+        if parts[0].strip() in queries:
+            raise RaglineError(f"{file}:{number}: question id {parts[0].strip()!r} appears twice")
+        queries[parts[0].strip()] = FolderQuery(parts[0].strip(), parts[1].strip(), stems)
+    if not queries:
+        raise RaglineError(f"{file} holds no questions")
+    return tuple(queries.values())
+
+
+def first_right(ranked: Sequence[str], stems: frozenset[str], depth: int = 10) -> int | None:
+    """The 1-based rank of the first file whose stem is right, within ``depth``; None if there is none."""
+    for rank, source in enumerate(ranked[:depth], start=1):
+        if file_stem(source) in stems:
+            return rank
+    return None
+
+
+def folder_metrics(ranks: Sequence[int | None]) -> dict[str, float]:
+    """Success@1, Success@5 and MRR@10 (0 for a question whose right file is not in the top 10)."""
+    n = max(len(ranks), 1)
+    return {
+        "success@1": sum(1 for r in ranks if r == 1) / n,
+        "success@5": sum(1 for r in ranks if r is not None and r <= 5) / n,
+        "mrr@10": sum(1.0 / r for r in ranks if r is not None) / n,
+    }
+
+
+def folder_fingerprint(folder: Path, config: AppConfig) -> str:
+    settings = {
+        "folder": str(folder),
+        "model": canonical_model_name(config.embedding.model),
+        "chunking": config.chunking.model_dump(),
+        "source": config.source.model_dump(),
+        "bm25": config.bm25.model_dump(),
+        "tokenizer": TOKENIZER_VERSION,
+        "embedding_backend": backend_tag(config.embedding.backend),
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@contextmanager
+def folder_index(
+    folder: Path, config: AppConfig, index: str | Path | None = None, progress: bool = False
+) -> Iterator[tuple[Ragline, SyncReport]]:
+    """An app on an index of ``folder``, synced (so re-used while the folder and settings are unchanged)."""
+    target = (
+        Path(index).expanduser()
+        if index
+        else cache_home() / "eval" / f"folder-{folder.name}-{folder_fingerprint(folder, config)}"
+    )
+    embedder = CachedEmbedder(config.embedding, cache_home() / "embeddings.sqlite")
+    try:
+        # Always embedded: an evaluation never writes into a configured Qdrant server.
+        local = with_index(config, target).model_copy(update={"qdrant": QdrantConfig()})
+        with Ragline(local, embedder) as app:
+            if {s.root for s in app.store(create=True).documents().values()} - {folder.as_uri()}:
+                raise RaglineError(f"index {target} holds documents of other folders; evaluate into an empty folder")
+            yield app, app.ingest(folder, progress=progress)
+    finally:
+        embedder.close()
+
+
+def evaluate_folder(
+    folder: str | Path,
+    queries_file: str | Path,
+    config: AppConfig,
+    modes: Sequence[str] = ("bm25", "dense", "hybrid"),
+    index: str | Path | None = None,
+    progress: bool = False,
+) -> FolderEvalReport:
+    root = Path(folder).expanduser().resolve()
+    if not root.is_dir():
+        raise RaglineError(f"cannot evaluate {str(folder)!r}: not a folder")
+    queries = load_queries(queries_file)
+    with folder_index(root, config, index, progress) as (app, report):
+        if "hybrid+rerank" in modes:
+            app.reranker.load()  # a missing reranker is one line before any question runs
+        results: dict[str, ModeResult] = {}
+        ranks: dict[str, dict[str, int | None]] = {}
+        for mode in modes:
+            run, timings = run_mode(app, {q.id: q.text for q in queries}, mode, CHUNKS_PER_QUERY, progress)
+            ranks[mode] = {q.id: first_right(run[q.id], q.stems) for q in queries}
+            results[mode] = ModeResult(folder_metrics(list(ranks[mode].values())), latency_of(timings))
+        documents = len(app.store().documents())
+    return FolderEvalReport(root, Path(queries_file), queries, documents, app.index_path, report, results, ranks)
