@@ -12,9 +12,6 @@ from typing import Any
 
 from pipeline.training.data import empty_output_folder
 
-Check = Callable[[int], float]
-"""Evaluates on validation at a step, saves the model when it is the best so far, returns the score."""
-
 
 @dataclass
 class TrainingReport:
