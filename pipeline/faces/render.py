@@ -232,36 +232,36 @@ def render_answer(answer: Answer, llm_configured: bool) -> str:
     return "\n".join(parts)
 
 
+def _mode_table(modes: dict[str, ModeResult], columns: dict[str, str]) -> list[str]:
+    """One row per mode: the metrics named by ``columns`` (header -> metric key), then p50 and p95 latency."""
+    lines = [f"{'mode':<15}" + "".join(f"{h:>9}" for h in [*columns, "p50 ms", "p95 ms"])]
+    for mode, result in modes.items():
+        total = result.latency_ms["total"]
+        values = "".join(f"{result.metrics[k]:>9.4f}" for k in columns.values())
+        lines.append(f"{mode:<15}{values}{total['p50']:>9.1f}{total['p95']:>9.1f}")
+    return lines
+
+
+def _index_state(indexing: SyncReport) -> str:
+    return "re-used" if indexing.chunks_written == 0 else f"built in {indexing.seconds:.1f}s"
+
+
 def render_eval(report: EvalReport) -> str:
-    index = "re-used" if report.indexing.chunks_written == 0 else f"built in {report.indexing.seconds:.1f}s"
-    lines = [
+    heading = (
         f"{report.dataset} ({report.split}): {report.queries} queries, {report.documents} documents "
-        f"as {report.units}; index {index} at {report.index}",
-        f"{'mode':<15}{'nDCG@10':>9}{'R@100':>9}{'MRR@10':>9}{'p50 ms':>9}{'p95 ms':>9}",
-    ]
-    for mode, result in report.modes.items():
-        m, total = result.metrics, result.latency_ms["total"]
-        lines.append(
-            f"{mode:<15}{m['ndcg@10']:>9.4f}{m['recall@100']:>9.4f}{m['mrr@10']:>9.4f}"
-            f"{total['p50']:>9.1f}{total['p95']:>9.1f}"
-        )
-    return "\n".join(lines)
+        f"as {report.units}; index {_index_state(report.indexing)} at {report.index}"
+    )
+    columns = {"nDCG@10": "ndcg@10", "R@100": "recall@100", "MRR@10": "mrr@10"}
+    return "\n".join([heading, *_mode_table(report.modes, columns)])
 
 
 def render_folder_eval(report: FolderEvalReport) -> str:
-    index = "re-used" if report.indexing.chunks_written == 0 else f"built in {report.indexing.seconds:.1f}s"
-    lines = [
+    heading = (
         f"{report.folder} ({report.queries_file.name}): {len(report.queries)} questions, {report.documents} files; "
-        f"index {index} at {report.index}",
-        f"{'mode':<15}{'S@1':>9}{'S@5':>9}{'MRR@10':>9}{'p50 ms':>9}{'p95 ms':>9}",
-    ]
-    for mode, result in report.modes.items():
-        m, total = result.metrics, result.latency_ms["total"]
-        lines.append(
-            f"{mode:<15}{m['success@1']:>9.4f}{m['success@5']:>9.4f}{m['mrr@10']:>9.4f}"
-            f"{total['p50']:>9.1f}{total['p95']:>9.1f}"
-        )
-    return "\n".join(lines)
+        f"index {_index_state(report.indexing)} at {report.index}"
+    )
+    columns = {"S@1": "success@1", "S@5": "success@5", "MRR@10": "mrr@10"}
+    return "\n".join([heading, *_mode_table(report.modes, columns)])
 
 
 def render_stats(stats: dict[str, Any]) -> str:
