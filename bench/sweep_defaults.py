@@ -51,7 +51,7 @@ def main() -> None:
     for k1, b in itertools.product(K1, B):
         config = parse_config({**base, "bm25": {"k1": k1, "b": b}})
         with eval_index(dataset, config, progress=sys.stderr.isatty()) as (app, _):
-            run, _ = run_mode(app, dataset.queries, "bm25", DEPTH)
+            run = run_mode(app, dataset.queries, "bm25", DEPTH).ranked
         bm25_grid.append({"k1": k1, "b": b, **_round(evaluate_run(dataset.qrels, run))})
         print(f"bm25 k1={k1} b={b}: {bm25_grid[-1]['ndcg@10']}", file=sys.stderr)
     best_bm25 = max(bm25_grid, key=lambda r: r["ndcg@10"])

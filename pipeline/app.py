@@ -77,6 +77,7 @@ class Ragline:
             k1=self.config.bm25.k1,
             b=self.config.bm25.b,
             tokenizer=TOKENIZER_VERSION,
+            avg_len=self.config.bm25.avg_len,
         )
 
     def store(self, create: bool = False, check_model: bool = True) -> Store:
@@ -128,12 +129,15 @@ class Ragline:
         if not self.config.qdrant.enabled:  # a nearly full disk is refused before any model loads
             check_space(self.index_path, self.config.index.min_free_mb)
         store = self.store(create=True)
-        wanted = (self.config.bm25.k1, self.config.bm25.b, TOKENIZER_VERSION)
-        have = (store.meta.k1, store.meta.b, store.meta.tokenizer)
+        bm25 = self.config.bm25
+        # An index from before the fixed pivot keeps its write-time average (store.meta.avg_len is 0).
+        wanted = (bm25.k1, bm25.b, TOKENIZER_VERSION, bm25.avg_len if store.meta.avg_len else 0.0)
+        have = (store.meta.k1, store.meta.b, store.meta.tokenizer, store.meta.avg_len)
         if wanted != have:
             raise RaglineError(
-                f"the index was built with BM25 k1={have[0]}, b={have[1]}, tokenizer {have[2]}; "
-                f"the config asks for k1={wanted[0]}, b={wanted[1]}, tokenizer {wanted[2]}: use a new index folder"
+                f"the index was built with BM25 k1={have[0]}, b={have[1]}, avg_len={have[3]}, tokenizer {have[2]}; "
+                f"the config asks for k1={wanted[0]}, b={wanted[1]}, avg_len={bm25.avg_len}, tokenizer {wanted[2]}: "
+                "use a new index folder"
             )
         return store
 

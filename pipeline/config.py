@@ -74,6 +74,11 @@ class EmbeddingConfig(_Section):
 class BM25Config(_Section):
     k1: float = Field(1.2, ge=0)
     b: float = Field(0.75, ge=0, le=1)
+    avg_len: float = Field(100.0, gt=0)
+    """The chunk length (in BM25 terms) that length normalisation is relative to: fixed, as in Qdrant's own
+    BM25, so a point written today and one written a year and many syncs ago are on the same scale (a
+    collection average would move with every sync, and points already written are never updated). Chunks
+    are cut to a fixed size, so their average stays near this; saved with the index."""
 
 
 class RetrievalConfig(_Section):
@@ -83,6 +88,13 @@ class RetrievalConfig(_Section):
     fusion: Fusion = Fusion.WEIGHTED
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(0.4, ge=0, le=1)
+    document_weight: float = Field(0.0, ge=0)
+    """How much a chunk gains from its document's other strong candidates (pipeline/retrieval/documents.py);
+    0: each chunk on its own."""
+    document_chunks: int = Field(3, ge=1, le=100)
+    """How many of a document's best candidates make its evidence."""
+    max_per_document: int = Field(3, ge=0, le=1000)
+    """At most this many chunks of one document in the results (more only when nothing else is left); 0: no cap."""
     exact: bool = False
 
 

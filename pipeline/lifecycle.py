@@ -19,7 +19,7 @@ from pipeline.config import AppConfig, QdrantConfig
 from pipeline.errors import ConfigError, RaglineError
 from pipeline.models.protocols import Embedder
 from pipeline.stages.chunking import indexed_text
-from pipeline.stores.base import IndexMeta, Store, StoredPoint
+from pipeline.stores.base import Store, StoredPoint
 from pipeline.stores.schema import chunk_from_payload
 
 COPY_BATCH = 256
@@ -150,7 +150,7 @@ def reindex(config: AppConfig, embedder: Embedder, progress: bool = False) -> Mo
     fresh = folder.with_name(folder.name + ".reindex")
     shutil.rmtree(fresh, ignore_errors=True)
     with EdgeStore.open(folder) as source:
-        meta = IndexMeta(embedder.name, embedder.dimension, source.meta.k1, source.meta.b, source.meta.tokenizer)
+        meta = dataclasses.replace(source.meta, model=embedder.name, dimension=embedder.dimension)
         with EdgeStore.open(fresh, meta) as target:
             points = reembed(source, target, embedder, progress=progress)
     swap_folder(folder, fresh)

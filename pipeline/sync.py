@@ -252,17 +252,23 @@ def _commit(
 ) -> None:
     """Embed documents as they arrive, write them, then remove the ones no longer present.
 
-    BM25 vectors need the collection's average chunk length, known once every document has arrived:
-    embedded windows wait in memory until then, and from then on each window is written as soon as it is
-    embedded, so a killed sync keeps most of its work.
+    BM25 weights are relative to the index's fixed length pivot, so each window is written as soon as it
+    is embedded and a killed sync keeps most of its work. An index from before the pivot weights with the
+    collection's average chunk length, known once every document has arrived: there embedded windows wait
+    in memory until then.
     """
     writer = _Writer(target, outcome)
+    pivot = target.store.meta.avg_len
+    if pivot:
+        writer.weigh_with(pivot)
     _embed_as_they_arrive(documents, split, writer, target.embedder, outcome)
-    rewritten = {p.document.id for p in writer.pending}
-    kept = [s for d, s in indexed.items() if d in present and d not in rewritten]
-    tokens = sum(s.n_tokens for s in kept) + sum(len(t) for p in writer.pending for t in p.tokens)
-    chunks = sum(s.points for s in kept) + sum(len(p.chunks) for p in writer.pending)
-    writer.finish(avg_len=tokens / max(chunks, 1))
+    if not pivot:
+        rewritten = {p.document.id for p in writer.pending}
+        kept = [s for d, s in indexed.items() if d in present and d not in rewritten]
+        tokens = sum(s.n_tokens for s in kept) + sum(len(t) for p in writer.pending for t in p.tokens)
+        chunks = sum(s.points for s in kept) + sum(len(p.chunks) for p in writer.pending)
+        writer.weigh_with(tokens / max(chunks, 1))
+    writer.finish()
     outcome.pending, outcome.written = writer.pending, writer.written
 
     gone = sorted((s for d, s in indexed.items() if d not in present), key=lambda s: s.source)
@@ -343,7 +349,7 @@ def _prepare(document: Document, split: Splitter, embedder: Embedder) -> _Pendin
 
 
 class _Writer:
-    """Embeds chunks a window at a time and writes them once the BM25 average length is known.
+    """Embeds chunks a window at a time and writes them once BM25's length pivot is known.
 
     A window of ``WINDOW_BATCHES`` batches goes to the model in one call:
     sentence-transformers sorts a call's texts by length, so padding stays small.
@@ -377,11 +383,16 @@ class _Writer:
         self.pending.append(pending)
         self._queue.extend((pending, i) for i in range(len(pending.chunks)))
         self._embedding.grow(len(pending.chunks))
+        if self._avg_len is not None:
+            self._writing.grow(len(pending.chunks))
 
-    def finish(self, avg_len: float) -> None:
+    def weigh_with(self, avg_len: float) -> None:
+        """BM25's length pivot is known: write what is embedded, and from now on each window as it is."""
         self._avg_len = avg_len
         self._writing.grow(sum(len(p.chunks) for p in self.pending))
         self._write_ready()
+
+    def finish(self) -> None:
         while self._queue:
             self.embed_window()
         self._embedding.close()

@@ -40,7 +40,7 @@ from pipeline.models.vector_cache import CachedEmbedder
 from pipeline.models.weights import canonical_model_name
 from pipeline.retrieval import HybridRetriever, Mode, rerank_head
 from pipeline.stages.bm25 import TOKENIZER_VERSION
-from pipeline.stages.chunking import chunk_id
+from pipeline.stages.chunking import INDEXED_TEXT_VERSION, chunk_id
 from pipeline.sync import SyncReport
 from pipeline.types import Chunk, Document, ScoredChunk, Section, document_id
 
@@ -128,6 +128,7 @@ def index_fingerprint(corpus_file: Path, config: AppConfig, model: str, units: U
         "chunking": config.chunking.model_dump() if units == "chunks" else None,
         "bm25": config.bm25.model_dump(),
         "tokenizer": TOKENIZER_VERSION,
+        "indexed_text": INDEXED_TEXT_VERSION,
     }
     tag = backend_tag(config.embedding.backend)
     if tag:  # only when not torch, so that existing fp32 indexes keep their folder
@@ -157,19 +158,32 @@ def latency_of(timings: Sequence[dict[str, float]]) -> dict[str, dict[str, float
     return {s: _percentiles([t[s] for t in timings if s in t]) for s in stages}
 
 
+@dataclass(frozen=True)
+class ModeRun:
+    ranked: dict[str, list[str]]
+    """Per query, the sources, each once, where its best chunk ranks."""
+    heads: dict[str, list[ScoredChunk]]
+    """Per query, the first ``HEAD`` chunks: where the folder evaluation looks for a labelled page or heading."""
+    timings: list[dict[str, float]]
+    """Per query, the time of each stage."""
+
+
+HEAD = 10
+
+
 def run_mode(
     app: Ragline,
     queries: dict[str, str],
     mode: str,
     chunks_per_query: int,
     progress: bool = False,
-) -> tuple[dict[str, list[str]], list[dict[str, float]]]:
-    """The ranked sources (each once, where its best chunk ranks) and the stage timings of every query."""
+) -> ModeRun:
+    """Every query run through ``mode``: ranked sources, first chunks and stage timings."""
     retriever = HybridRetriever(app.store(), app.embedder, app.config.retrieval, cache_size=0)
     base: Mode = "hybrid" if mode == "hybrid+rerank" else mode  # type: ignore[assignment]
     rerank_depth = app.config.rerank.candidates
 
-    def one(query: str) -> tuple[list[str], dict[str, float]]:
+    def one(query: str) -> tuple[list[str], list[ScoredChunk], dict[str, float]]:
         started = time.perf_counter()
         retrieved = retriever.retrieve(query, top_k=chunks_per_query, mode=base)
         timings = dict(retrieved.timings_ms)
@@ -180,7 +194,7 @@ def run_mode(
             timings["rerank"] = (time.perf_counter() - t0) * 1e3
         ranked = _documents_in_order(results, DEPTH)
         timings["total"] = (time.perf_counter() - started) * 1e3
-        return ranked, timings
+        return ranked, results[:HEAD], timings
 
     items = list(queries.items())
     one(items[0][1])  # warm-up: model load and first-call costs are not query latency
@@ -188,12 +202,11 @@ def run_mode(
         from tqdm import tqdm
 
         items = tqdm(items, desc=mode, unit="query", leave=False)
-    run: dict[str, list[str]] = {}
-    timings: list[dict[str, float]] = []
+    run = ModeRun({}, {}, [])
     for query_id, text in items:
-        run[query_id], timing = one(text) if text.strip() else ([], {"total": 0.0})
-        timings.append(timing)
-    return run, timings
+        run.ranked[query_id], run.heads[query_id], timing = one(text) if text.strip() else ([], [], {"total": 0.0})
+        run.timings.append(timing)
+    return run
 
 
 @contextmanager
@@ -240,8 +253,8 @@ def evaluate_beir(
         per_doc = max(1, math.ceil(app.store().count() / max(len(dataset.corpus), 1)))
         results: dict[str, ModeResult] = {}
         for mode in modes:
-            run, timings = run_mode(app, dataset.queries, mode, DEPTH * per_doc, progress)
-            results[mode] = ModeResult(evaluate_run(dataset.qrels, run, 10, DEPTH), latency_of(timings))
+            run = run_mode(app, dataset.queries, mode, DEPTH * per_doc, progress)
+            results[mode] = ModeResult(evaluate_run(dataset.qrels, run.ranked, 10, DEPTH), latency_of(run.timings))
     return EvalReport(
         dataset=dataset.name,
         split=split,

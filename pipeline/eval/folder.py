@@ -7,7 +7,9 @@ scored at file level: a result is right when its file's stem (the name without `
 hold many. A file ranks where its best chunk ranks.
 
 The TSV format is ``../shared/datasets/debian-dev/queries.tsv``'s: ``qid<TAB>question<TAB>stem|stem``,
-lines starting with ``#`` are comments.
+lines starting with ``#`` are comments. An optional fourth column says where in the file the answer is:
+``p.N`` (a page) or a heading the answering chunk's heading path contains (``-``: no place). Questions with
+a place are also scored at that level: the first chunk that is in a right file *and* at the place.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from pipeline.models.backends import backend_tag
 from pipeline.models.vector_cache import CachedEmbedder
 from pipeline.models.weights import canonical_model_name
 from pipeline.stages.bm25 import TOKENIZER_VERSION
+from pipeline.stages.chunking import INDEXED_TEXT_VERSION
+from pipeline.types import Chunk, ScoredChunk
 
 STEM_SUFFIXES = (".rst.txt", ".html", ".htm", ".txt", ".text", ".pdf", ".md", ".markdown", ".docx", ".pptx", ".eml")
 """Longest first: ``library.rst.txt`` has the stem ``library``."""
@@ -39,6 +43,8 @@ class FolderQuery:
     id: str
     text: str
     stems: frozenset[str]
+    where: str | None = None
+    """``p.N`` or a heading (any part of the heading path, case-insensitive); None: the file is the answer."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,8 @@ class FolderEvalReport:
     modes: dict[str, ModeResult]
     ranks: dict[str, dict[str, int | None]]
     """Per mode, per question: the rank of the first right file (1-based), None when not in the top 10."""
+    section_ranks: dict[str, dict[str, int | None]]
+    """Per mode, per question with a place: the rank of the first chunk at it (among the first 10 chunks)."""
 
 
 def file_stem(source: str) -> str:
@@ -74,12 +82,17 @@ def load_queries(path: str | Path) -> tuple[FolderQuery, ...]:
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split("\t")
-        stems = frozenset(s.strip() for s in parts[2].split("|") if s.strip()) if len(parts) == 3 else frozenset()
-        if len(parts) != 3 or not parts[0].strip() or not parts[1].strip() or not stems:
-            raise RaglineError(f"{file}:{number}: expected qid<TAB>question<TAB>stem|stem, got {line[:80]!r}")
+        stems = frozenset(s.strip() for s in parts[2].split("|") if s.strip()) if len(parts) in (3, 4) else frozenset()
+        if len(parts) not in (3, 4) or not parts[0].strip() or not parts[1].strip() or not stems:
+            raise RaglineError(
+                f"{file}:{number}: expected qid<TAB>question<TAB>stem|stem[<TAB>place], got {line[:80]!r}"
+            )
         if parts[0].strip() in queries:
             raise RaglineError(f"{file}:{number}: question id {parts[0].strip()!r} appears twice")
-        queries[parts[0].strip()] = FolderQuery(parts[0].strip(), parts[1].strip(), stems)
+        where = parts[3].strip() if len(parts) == 4 and parts[3].strip() not in ("", "-") else None
+        if where is not None and where.lower().startswith("p.") and not where[2:].strip().isdigit():
+            raise RaglineError(f"{file}:{number}: a page place is p.N with N a number, got {where!r}")
+        queries[parts[0].strip()] = FolderQuery(parts[0].strip(), parts[1].strip(), stems, where)
     if not queries:
         raise RaglineError(f"{file} holds no questions")
     return tuple(queries.values())
@@ -89,6 +102,23 @@ def first_right(ranked: Sequence[str], stems: frozenset[str], depth: int = 10) -
     """The 1-based rank of the first file whose stem is right, within ``depth``; None if there is none."""
     for rank, source in enumerate(ranked[:depth], start=1):
         if file_stem(source) in stems:
+            return rank
+    return None
+
+
+def at_place(chunk: Chunk, where: str) -> bool:
+    """Whether the chunk lies at the labelled place: on page N (``p.N``), or under a heading containing it."""
+    if where.lower().startswith("p."):
+        page = int(where[2:])
+        return chunk.page_start is not None and chunk.page_start <= page <= (chunk.page_end or chunk.page_start)
+    return where.lower() in " > ".join(chunk.heading).lower()
+
+
+def first_at_place(head: Sequence[ScoredChunk], query: FolderQuery) -> int | None:
+    """The 1-based rank of the first chunk in a right file and at the question's place; None if none."""
+    assert query.where is not None
+    for rank, result in enumerate(head, start=1):
+        if file_stem(result.chunk.source) in query.stems and at_place(result.chunk, query.where):
             return rank
     return None
 
@@ -111,6 +141,7 @@ def folder_fingerprint(folder: Path, config: AppConfig) -> str:
         "source": config.source.model_dump(),
         "bm25": config.bm25.model_dump(),
         "tokenizer": TOKENIZER_VERSION,
+        "indexed_text": INDEXED_TEXT_VERSION,
         "embedding_backend": backend_tag(config.embedding.backend),
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
@@ -155,9 +186,17 @@ def evaluate_folder(
             app.reranker.load()  # a missing reranker is one line before any question runs
         results: dict[str, ModeResult] = {}
         ranks: dict[str, dict[str, int | None]] = {}
+        sections: dict[str, dict[str, int | None]] = {}
         for mode in modes:
-            run, timings = run_mode(app, {q.id: q.text for q in queries}, mode, CHUNKS_PER_QUERY, progress)
-            ranks[mode] = {q.id: first_right(run[q.id], q.stems) for q in queries}
-            results[mode] = ModeResult(folder_metrics(list(ranks[mode].values())), latency_of(timings))
+            run = run_mode(app, {q.id: q.text for q in queries}, mode, CHUNKS_PER_QUERY, progress)
+            ranks[mode] = {q.id: first_right(run.ranked[q.id], q.stems) for q in queries}
+            sections[mode] = {q.id: first_at_place(run.heads[q.id], q) for q in queries if q.where}
+            metrics = folder_metrics(list(ranks[mode].values()))
+            if sections[mode]:
+                at = folder_metrics(list(sections[mode].values()))
+                metrics.update({"section_success@1": at["success@1"], "section_mrr@10": at["mrr@10"]})
+            results[mode] = ModeResult(metrics, latency_of(run.timings))
         documents = len(app.store().documents())
-    return FolderEvalReport(root, Path(queries_file), queries, documents, app.index_path, report, results, ranks)
+    return FolderEvalReport(
+        root, Path(queries_file), queries, documents, app.index_path, report, results, ranks, sections
+    )

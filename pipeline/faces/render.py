@@ -171,7 +171,14 @@ def folder_eval_dict(report: FolderEvalReport) -> dict[str, Any]:
         "folder": str(report.folder),
         "queries_file": str(report.queries_file),
         "queries": len(report.queries),
-        "modes": {name: {**mode_dict(result), "ranks": report.ranks[name]} for name, result in report.modes.items()},
+        "modes": {
+            name: {
+                **mode_dict(result),
+                "ranks": report.ranks[name],
+                **({"section_ranks": report.section_ranks[name]} if report.section_ranks.get(name) else {}),
+            }
+            for name, result in report.modes.items()
+        },
         "documents": report.documents,
         "units": "chunks",
         "index": _index_dict(report.index, report.indexing),
@@ -234,10 +241,12 @@ def render_answer(answer: Answer, llm_configured: bool) -> str:
 
 def _mode_table(modes: dict[str, ModeResult], columns: dict[str, str]) -> list[str]:
     """One row per mode: the metrics named by ``columns`` (header -> metric key), then p50 and p95 latency."""
-    lines = [f"{'mode':<15}" + "".join(f"{h:>9}" for h in [*columns, "p50 ms", "p95 ms"])]
+    widths = [max(9, len(h) + 1) for h in columns]
+    headers = zip([*columns, "p50 ms", "p95 ms"], [*widths, 9, 9], strict=True)
+    lines = [f"{'mode':<15}" + "".join(f"{h:>{w}}" for h, w in headers)]
     for mode, result in modes.items():
         total = result.latency_ms["total"]
-        values = "".join(f"{result.metrics[k]:>9.4f}" for k in columns.values())
+        values = "".join(f"{result.metrics[k]:>{w}.4f}" for k, w in zip(columns.values(), widths, strict=True))
         lines.append(f"{mode:<15}{values}{total['p50']:>9.1f}{total['p95']:>9.1f}")
     return lines
 
@@ -261,6 +270,8 @@ def render_folder_eval(report: FolderEvalReport) -> str:
         f"index {_index_state(report.indexing)} at {report.index}"
     )
     columns = {"S@1": "success@1", "S@5": "success@5", "MRR@10": "mrr@10"}
+    if any(report.section_ranks.values()):
+        columns.update({"place S@1": "section_success@1", "place MRR@10": "section_mrr@10"})
     return "\n".join([heading, *_mode_table(report.modes, columns)])
 
 

@@ -102,6 +102,11 @@ def document_vector(tokens: Sequence[str], avg_len: float, config: BM25Config) -
     return _merge(weights)
 
 
-def query_vector(text: str) -> SparseVector:
-    """Each distinct query term once; Qdrant supplies its IDF."""
-    return _merge({term_index(t): 1.0 for t in set(tokenize(text))})
+def query_vector(text: str, counted: bool = False) -> SparseVector:
+    """Each distinct query term once (``counted``: as often as it occurs, as Lucene scores a repeated term);
+    Qdrant supplies its IDF."""
+    weights: dict[int, float] = {}
+    for term, tf in Counter(tokenize(text)).items():
+        index = term_index(term)
+        weights[index] = weights.get(index, 0.0) + tf if counted else 1.0
+    return _merge(weights)

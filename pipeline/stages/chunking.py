@@ -10,14 +10,19 @@ chunk is ever truncated silently by the model.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from itertools import groupby
+from pathlib import PurePosixPath
 
 from pipeline.config import ChunkingConfig
 from pipeline.types import Chunk, Document, Section, TokenCounter
 
 CHUNK_NAMESPACE = uuid.UUID("6f1c1f4e-52a4-4d0b-9a55-8c2f3f0b7a11")
+INDEXED_TEXT_VERSION = "title-filename-heading-page@1"
+"""What ``indexed_text`` puts before a chunk; evaluation caches key on it."""
+_NAME_WORD = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True)
@@ -109,14 +114,46 @@ def chunk(document: Document, config: ChunkingConfig, tokens: TokenCounter) -> l
     return chunks
 
 
-def indexed_text(chunk: Chunk, tokens: TokenCounter, max_tokens: int) -> str:
-    """The text that is embedded and BM25-indexed: the heading path, then the chunk.
+def file_words(source: str) -> str:
+    """The words of a file's name, without its extension: ``sql-createpublication.html`` -> ``sql createpublication``.
 
-    A section's heading ("Firmware 2.2") often carries the words a query needs
-    while the body never repeats them. The heading is left out where it would
-    push the chunk past the model's input limit; citations show the plain text.
+    Folders are named by people for people; the name often says what the file is about in words its text
+    uses rarely (a reference page names its command once, in the title).
     """
-    if not chunk.heading:
-        return chunk.text
-    text = " > ".join(chunk.heading) + "\n" + chunk.text
-    return text if tokens.count(text) <= max_tokens else chunk.text
+    return " ".join(_NAME_WORD.findall(PurePosixPath(source).stem))
+
+
+def context_lines(chunk: Chunk) -> list[str]:
+    """What the chunk is part of, most general first: the document's title and file name, the heading path,
+    the page. Repeats are dropped (a title that is also the first heading, a file name the title already says).
+    Only chunks of files (``ext`` in the metadata) carry a file name; a corpus entry's id is not one.
+    """
+    title = str(chunk.metadata.get("title") or "").strip()
+    words = file_words(chunk.source) if chunk.metadata.get("ext") else ""
+    first = title
+    if words and words.lower() not in " ".join(_NAME_WORD.findall(title.lower())):
+        first = f"{title} ({words})" if title else words
+    heading = [h for h in chunk.heading if h.strip() and h.strip().lower() != title.lower()]
+    lines = [first] if first else []
+    if heading:
+        lines.append(" > ".join(heading))
+    if chunk.page is not None:
+        lines.append(f"page {chunk.page}")
+    return lines
+
+
+def indexed_text(chunk: Chunk, tokens: TokenCounter, max_tokens: int) -> str:
+    """The text that is embedded and BM25-indexed: the chunk's context (title, file name words, heading path,
+    page), then the chunk.
+
+    A query names what a document is about ("logical replication"), which the title, the file name or a
+    section's heading ("Firmware 2.2") often say while the window itself never repeats them. Context is
+    dropped from the most general line down where it would push the chunk past the model's input limit;
+    citations show the plain text.
+    """
+    lines = context_lines(chunk)
+    for start in range(len(lines) + 1):
+        text = "\n".join([*lines[start:], chunk.text])
+        if start == len(lines) or tokens.count(text) <= max_tokens:
+            return text
+    return chunk.text  # pragma: no cover - the loop returns at its last step

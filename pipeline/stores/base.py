@@ -36,6 +36,9 @@ class IndexMeta:
     k1: float
     b: float
     tokenizer: str
+    avg_len: float = 0.0
+    """BM25's fixed length pivot (``bm25.avg_len``); 0 in an index from before it had one, whose points were
+    weighted with the collection's average chunk length when they were written (and still are)."""
 
     def check_model(self, model: str, dimension: int) -> None:
         """The canonical model name, not the inference backend: ``embedding.backend = "onnx-int8"`` vectors
@@ -62,11 +65,21 @@ class StoredPoint:
 
 @dataclass(frozen=True)
 class Hit:
-    """A candidate: point id and score. Payloads are fetched for the final results only,
-    so deep candidate lists cost little (copying payloads dominated the search time)."""
+    """A candidate: point id, score and document. Payloads are fetched for the final results only, so deep
+    candidate lists cost little (copying payloads dominated the search time); the document id comes with
+    each candidate, as document-aware ranking weighs a chunk by the other candidates of its document."""
 
     id: str
     score: float
+    document: str = ""
+
+
+HIT_FIELD = "document_id"
+"""The one payload field a candidate carries."""
+
+
+def hit(point_id: Any, score: float, payload: Mapping[str, Any] | None) -> Hit:
+    return Hit(str(point_id), float(score), str((payload or {}).get(HIT_FIELD, "")))
 
 
 class Store(Protocol):
@@ -235,8 +248,8 @@ class QdrantStore:
         """Every value of a keyword field, with its point count."""
         raise NotImplementedError
 
-    def _query(self, requests: list[Any]) -> list[list[tuple[Any, float]]]:
-        """Run candidate requests in one batched call: (point id, score) lists, one per request."""
+    def _query(self, requests: list[Any]) -> list[list[Hit]]:
+        """Run candidate requests in one batched call: one hit list per request, best first."""
         raise NotImplementedError
 
     def _request(self, using: str, vector: Any, limit: int, condition: Any, exact: bool) -> Any:
@@ -345,7 +358,7 @@ class QdrantStore:
             requests.append(self._request(DENSE, dense.tolist(), limit, condition, exact))
         if sparse is not None and len(sparse):
             requests.append(self._request(SPARSE, sparse, limit, condition, False))
-        hits = [[Hit(str(i), float(s)) for i, s in found] for found in (self._query(requests) if requests else [])]
+        hits = self._query(requests) if requests else []
         dense_hits = hits.pop(0) if dense is not None else []
         sparse_hits = hits.pop(0) if hits else []
         return dense_hits, sparse_hits

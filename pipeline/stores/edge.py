@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import IndexUnavailableError, RaglineError
-from pipeline.stores.base import IndexMeta, QdrantStore
+from pipeline.stores.base import HIT_FIELD, Hit, IndexMeta, QdrantStore, hit
 from pipeline.stores.folder import (
     CONFIG_FILE,
     META_FILE,
@@ -183,12 +183,15 @@ class EdgeStore(QdrantStore):
             vector = q.SparseVector(list(vector.indices), list(vector.values))
         params = q.SearchParams(exact=True) if exact else None
         query = q.Query.Nearest(vector, using=using)
-        return q.QueryRequest(limit=limit, query=query, filter=condition, with_payload=False, params=params)
+        return q.QueryRequest(limit=limit, query=query, filter=condition, with_payload=[HIT_FIELD], params=params)
 
-    def _query(self, requests: list[Any]) -> list[list[tuple[Any, float]]]:
+    def _query(self, requests: list[Any]) -> list[list[Hit]]:
         import qdrant_edge as q
 
-        return [[(p.id, p.score) for p in found] for found in self._shard.query_batch(q.QueryBatchRequest(requests))]
+        return [
+            [hit(p.id, p.score, p.payload) for p in found]
+            for found in self._shard.query_batch(q.QueryBatchRequest(requests))
+        ]
 
     def _retrieve(self, ids: list[str]) -> list[Any]:
         return list(self._shard.retrieve(list[Any](ids), True, False))

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.config import QdrantConfig
 from pipeline.errors import ConfigError, IndexUnavailableError, RaglineError
-from pipeline.stores.base import IndexMeta, QdrantStore
+from pipeline.stores.base import HIT_FIELD, Hit, IndexMeta, QdrantStore, hit
 from pipeline.stores.schema import DENSE, INDEXED_FIELDS, SPARSE
 from pipeline.types import SparseVector
 
@@ -316,14 +316,14 @@ class ServerStore(QdrantStore):
             using=using,
             filter=condition,
             limit=limit,
-            with_payload=False,
+            with_payload=[HIT_FIELD],
             params=models.SearchParams(exact=True) if exact else None,
         )
 
-    def _query(self, requests: list[Any]) -> list[list[tuple[Any, float]]]:
+    def _query(self, requests: list[Any]) -> list[list[Hit]]:
         with self._errors("search"):
             results = self.client.query_batch_points(self.name, requests=requests)
-        return [[(p.id, p.score) for p in r.points] for r in results]
+        return [[hit(p.id, p.score, p.payload) for p in r.points] for r in results]
 
     def _retrieve(self, ids: list[str]) -> list[Any]:
         with self._errors("read"):

@@ -1,0 +1,128 @@
+"""Hybrid retrieval: dense and BM25 candidates from the store, fused and ranked here.
+
+Qdrant returns both candidate lists in one batched call (filters applied inside
+each); fusion (``fusion``) and document-aware ranking (``documents``) run in
+Python so every result keeps its per-stage scores (dense, bm25, fused), which
+the CLI, the API and the evaluation report, and so that the evaluation can sweep
+settings over candidates fetched once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from pipeline.config import Fusion, RetrievalConfig
+from pipeline.errors import RaglineError
+from pipeline.filters import SearchFilter
+from pipeline.models.protocols import QueryEmbedder, Reranker
+from pipeline.retrieval.documents import cap_per_document, with_document_evidence
+from pipeline.retrieval.fusion import Fused, fuse, single
+from pipeline.stages import bm25
+from pipeline.stores.base import Hit, Store
+from pipeline.types import ScoredChunk
+
+__all__ = ["MODES", "Fused", "HybridRetriever", "Mode", "Retrieved", "fuse", "rank", "rerank_head"]
+
+Mode = Literal["hybrid", "dense", "bm25"]
+MODES: tuple[Mode, ...] = ("hybrid", "dense", "bm25")
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    results: list[ScoredChunk]
+    timings_ms: dict[str, float]
+
+
+class HybridRetriever:
+    """Embeds the query once (cached), asks the store once, fuses."""
+
+    def __init__(self, store: Store, embedder: QueryEmbedder, config: RetrievalConfig, cache_size: int = 1024) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.config = config
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
+
+    def _embed(self, query: str) -> np.ndarray:
+        with self._cache_lock:  # the HTTP API retrieves from several threads
+            vector = self._cache.get(query)
+            if vector is not None:
+                self._cache.move_to_end(query)
+                return vector
+        vector = self.embedder.embed_query(query)
+        with self._cache_lock:
+            self._cache[query] = vector
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return vector
+
+    def retrieve(
+        self,
+        query: str,
+        top_k: int | None = None,
+        where: SearchFilter | None = None,
+        fusion: Fusion | None = None,
+        mode: Mode = "hybrid",
+        candidates: int | None = None,
+    ) -> Retrieved:
+        if not query.strip():
+            raise RaglineError("query is empty")
+        if mode not in MODES:
+            raise RaglineError(f"unknown mode {mode!r}; choose one of {list(MODES)}")
+        top_k = top_k or self.config.top_k
+        if top_k < 1:
+            raise RaglineError(f"top_k must be greater than 0, got {top_k}")
+        # Candidate depth feeds fusion and document evidence; one list alone, with neither, is cut at top_k.
+        ranking = mode == "hybrid" or self.config.document_weight > 0
+        depth = max(candidates or self.config.candidates, top_k) if ranking else top_k
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        dense_vec = self._embed(query) if mode != "bm25" else None
+        sparse_vec = bm25.query_vector(query) if mode != "dense" else None
+        t1 = time.perf_counter()
+        dense, sparse = self.store.search(dense_vec, sparse_vec, depth, where, exact=self.config.exact)
+        t2 = time.perf_counter()
+        ranked = rank(dense, sparse, mode, self.config, top_k, fusion)
+        t3 = time.perf_counter()
+        chunks = self.store.chunks([f.id for f in ranked])
+        results = [
+            ScoredChunk(chunks[f.id], f.dense, f.bm25, f.fused if mode == "hybrid" else None)
+            for f in ranked
+            if f.id in chunks  # a point deleted by a concurrent sync since the search
+        ]
+        t4 = time.perf_counter()
+        timings.update(embed=(t1 - t0) * 1e3, retrieve=(t2 - t1) * 1e3, fuse=(t3 - t2) * 1e3, payload=(t4 - t3) * 1e3)
+        return Retrieved(results, timings)
+
+
+def rank(
+    dense: list[Hit],
+    sparse: list[Hit],
+    mode: Mode,
+    config: RetrievalConfig,
+    top_k: int,
+    fusion: Fusion | None = None,
+) -> list[Fused]:
+    """The first-stage ranking of candidates already fetched: fused (hybrid) or one list, weighed by
+    document evidence, cut to ``top_k`` with at most ``config.max_per_document`` chunks of one document."""
+    if mode == "dense":
+        fused = single(dense, dense=True)
+    elif mode == "bm25":
+        fused = single(sparse, dense=False)
+    else:
+        fused = fuse(dense, sparse, fusion or config.fusion, config.rrf_k, config.dense_weight)
+    ranked = with_document_evidence(fused, config.document_weight, config.document_chunks)
+    return cap_per_document(ranked, top_k, config.max_per_document)
+
+
+def rerank_head(reranker: Reranker, query: str, results: list[ScoredChunk], depth: int) -> list[ScoredChunk]:
+    """Rerank the first ``depth`` results; the rest keep their first-stage order below them (so a deep list,
+    as the evaluation's Recall@100 needs, stays whole)."""
+    return reranker.rerank(query, results[:depth], top_n=depth) + results[depth:]
