@@ -63,7 +63,9 @@ def _fetch(app: Ragline, queries: dict[str, str], depth: int) -> dict[str, dict[
     for query_id, text in queries.items():
         dense_vector = app.embedder.embed_query(text)  # as search embeds it
         for style in out:
-            dense, sparse = store.search(dense_vector, query_vector(text, counted=style == "counted"), depth)
+            dense, sparse = store.search(
+                dense_vector, query_vector(text, counted=style == "counted"), depth, documents=True
+            )
             out[style][query_id] = (dense, sparse)
     return out
 

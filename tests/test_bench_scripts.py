@@ -57,3 +57,37 @@ def test_rerank_bench(tmp_path: Path, tiny_cross_encoder: Path) -> None:
 def test_coldstart_bench(tmp_path: Path) -> None:
     out = bench("coldstart.py", "--repeat", "1", home=tmp_path)
     assert out["first_result_s"] > 0 and out["import_s"] > 0
+
+
+def _demo_questions(tmp_path: Path) -> Path:
+    questions = tmp_path / "questions.tsv"
+    lines = (REPO / "bench" / "questions" / "demo_docs.tsv").read_text(encoding="utf-8").splitlines()
+    questions.write_text("\n".join(line for line in lines if line.startswith(("demo01", "demo08", "demo15"))) + "\n")
+    return questions
+
+
+def test_whole_file_bm25_bench_runs_beside_ragline(tmp_path: Path) -> None:
+    out = bench(
+        "wholefile_bm25.py",
+        "--folder",
+        str(DEMO_DOCS),
+        "--queries",
+        str(_demo_questions(tmp_path)),
+        "--modes",
+        "bm25",
+        home=tmp_path,
+    )
+    baseline, ragline = out["whole_file_bm25"], out["ragline"]
+    assert baseline["files"] == 5 and set(baseline["ranks"]) == {"demo01", "demo08", "demo15"}
+    assert {"success@1", "success@5", "mrr@10"} <= set(baseline["metrics"])
+    assert ragline["queries"] == 3 and set(ragline["modes"]) == {"bm25"}
+
+
+def test_ranking_sweep_and_latency_benches(tmp_path: Path) -> None:
+    questions = _demo_questions(tmp_path)
+    out = bench("sweep_ranking.py", "--folder", f"{DEMO_DOCS}={questions}", home=tmp_path)
+    assert out["settings"] > 100 and out["best"]["mean"] >= out["current_default"]["mean"]
+    assert {"fusion", "dense_weight", "document_weight", "query_tf"} <= set(out["best"]["setting"])
+    index = next((tmp_path / "ragline" / "eval").glob("folder-demo_docs-*"))
+    latency = bench("ranking_latency.py", "--index", str(index), "--queries", "5", home=tmp_path)
+    assert set(latency["hybrid"]) == {"plain", "document-aware"} and latency["chunks"] > 0

@@ -87,7 +87,8 @@ class HybridRetriever:
         dense_vec = self._embed(query) if mode != "bm25" else None
         sparse_vec = bm25.query_vector(query) if mode != "dense" else None
         t1 = time.perf_counter()
-        dense, sparse = self.store.search(dense_vec, sparse_vec, depth, where, exact=self.config.exact)
+        documents = self.config.document_weight > 0 or self.config.max_per_document > 0
+        dense, sparse = self.store.search(dense_vec, sparse_vec, depth, where, self.config.exact, documents)
         t2 = time.perf_counter()
         ranked = rank(dense, sparse, mode, self.config, top_k, fusion)
         t3 = time.perf_counter()

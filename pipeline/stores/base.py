@@ -118,7 +118,11 @@ class Store(Protocol):
         limit: int,
         where: SearchFilter | None = None,
         exact: bool = False,
-    ) -> tuple[list[Hit], list[Hit]]: ...
+        documents: bool = False,
+    ) -> tuple[list[Hit], list[Hit]]:
+        """Dense and BM25 candidates, best first (``documents``: each names its document, which costs a
+        payload read per candidate)."""
+        ...
 
     def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]: ...
 
@@ -252,7 +256,7 @@ class QdrantStore:
         """Run candidate requests in one batched call: one hit list per request, best first."""
         raise NotImplementedError
 
-    def _request(self, using: str, vector: Any, limit: int, condition: Any, exact: bool) -> Any:
+    def _request(self, using: str, vector: Any, limit: int, condition: Any, exact: bool, documents: bool) -> Any:
         """A nearest-neighbour request on the named vector (a float list, or a :class:`SparseVector`)."""
         raise NotImplementedError
 
@@ -347,6 +351,7 @@ class QdrantStore:
         limit: int,
         where: SearchFilter | None = None,
         exact: bool = False,
+        documents: bool = False,
     ) -> tuple[list[Hit], list[Hit]]:
         """Dense and BM25 candidates, each filtered, in one batched call to the engine."""
         plan = plan_filter(where, self.sources, self.native_prefix)
@@ -355,9 +360,9 @@ class QdrantStore:
         condition = self._condition(plan)
         requests = []
         if dense is not None:
-            requests.append(self._request(DENSE, dense.tolist(), limit, condition, exact))
+            requests.append(self._request(DENSE, dense.tolist(), limit, condition, exact, documents))
         if sparse is not None and len(sparse):
-            requests.append(self._request(SPARSE, sparse, limit, condition, False))
+            requests.append(self._request(SPARSE, sparse, limit, condition, False, documents))
         hits = self._query(requests) if requests else []
         dense_hits = hits.pop(0) if dense is not None else []
         sparse_hits = hits.pop(0) if hits else []

@@ -176,14 +176,16 @@ class EdgeStore(QdrantStore):
 
         return [(h.value, h.count) for h in self._shard.facet(q.FacetRequest(key=key, limit=1_000_000, exact=True))]
 
-    def _request(self, using: str, vector: Any, limit: int, condition: Any, exact: bool) -> Any:
+    def _request(self, using: str, vector: Any, limit: int, condition: Any, exact: bool, documents: bool) -> Any:
         import qdrant_edge as q
 
         if isinstance(vector, SparseVector):
             vector = q.SparseVector(list(vector.indices), list(vector.values))
         params = q.SearchParams(exact=True) if exact else None
         query = q.Query.Nearest(vector, using=using)
-        return q.QueryRequest(limit=limit, query=query, filter=condition, with_payload=[HIT_FIELD], params=params)
+        return q.QueryRequest(
+            limit=limit, query=query, filter=condition, with_payload=[HIT_FIELD] if documents else False, params=params
+        )
 
     def _query(self, requests: list[Any]) -> list[list[Hit]]:
         import qdrant_edge as q

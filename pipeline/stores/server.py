@@ -306,7 +306,7 @@ class ServerStore(QdrantStore):
             hits = self.client.facet(self.name, key=key, limit=1_000_000, exact=True).hits
         return [(h.value, h.count) for h in hits]
 
-    def _request(self, using: str, vector: Any, limit: int, condition: Any, exact: bool) -> Any:
+    def _request(self, using: str, vector: Any, limit: int, condition: Any, exact: bool, documents: bool) -> Any:
         from qdrant_client import models
 
         if isinstance(vector, SparseVector):
@@ -316,7 +316,7 @@ class ServerStore(QdrantStore):
             using=using,
             filter=condition,
             limit=limit,
-            with_payload=[HIT_FIELD],
+            with_payload=[HIT_FIELD] if documents else False,
             params=models.SearchParams(exact=True) if exact else None,
         )
 

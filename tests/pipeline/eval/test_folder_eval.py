@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import RaglineError
-from pipeline.eval.folder import file_stem, first_right, folder_metrics, load_queries
+from pipeline.eval.folder import at_place, file_stem, first_right, folder_metrics, load_queries
+from pipeline.types import Chunk
 from tests.conftest import DEMO_DOCS, SHARED
 
 QUESTIONS = """# demo questions: qid, question, right file stems
@@ -122,3 +123,46 @@ def test_eval_folder_usage_errors(tmp_path: Path) -> None:
     bad = _eval(tmp_path, DEMO_DOCS, tmp_path / "bad.tsv")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "bad.tsv:1: expected" in bad.stderr
     assert not (tmp_path / "ragline" / "eval").exists()  # a bad questions file fails before any indexing
+
+
+REPO = Path(__file__).resolve().parents[3]
+QUESTION_SETS = REPO / "bench" / "questions"
+
+
+@pytest.mark.unit
+def test_places_are_pages_or_headings_and_a_bad_page_is_an_error(tmp_path: Path) -> None:
+    questions = tmp_path / "q.tsv"
+    questions.write_text("a\tdescale?\taurora-2-manual\tp.2\nb\tvacation?\thandbook\tVacation\nc\tfaq?\tfaq\t-\n")
+    a, b, c = load_queries(questions)
+    assert (a.where, b.where, c.where) == ("p.2", "Vacation", None)
+    page = Chunk("x", "d", "aurora-2-manual.pdf", "t", 0, 0, 1, page_start=1, page_end=2)
+    assert at_place(page, "p.2") and at_place(page, "p.1") and not at_place(page, "p.3")
+    section = Chunk("x", "d", "handbook.md", "t", 0, 0, 1, heading=("Employee handbook", "Time off", "Vacation"))
+    assert at_place(section, "vacation") and at_place(section, "Time off") and not at_place(section, "Travel")
+    questions.write_text("a\tdescale?\taurora-2-manual\tp.two\n")
+    with pytest.raises(RaglineError, match=r"q.tsv:1: a page place is p.N"):
+        load_queries(questions)
+
+
+@pytest.mark.unit
+def test_the_shipped_question_sets_cover_both_folders_with_places() -> None:
+    demo = load_queries(QUESTION_SETS / "demo_docs.tsv")
+    sample = load_queries(QUESTION_SETS / "sample_docs.tsv")
+    assert len(demo) + len(sample) >= 30
+    first = demo[0]
+    assert first.text == "How often should I descale the Aurora 2 espresso machine?"
+    assert (first.stems, first.where) == (frozenset({"aurora-2-manual"}), "p.2")
+    named = {p.stem for p in DEMO_DOCS.iterdir()}
+    assert all(q.stems <= named for q in demo)
+    assert sum(q.where is not None for q in (*demo, *sample)) >= 30
+
+
+@pytest.mark.integration
+def test_eval_folder_scores_the_demo_set_at_file_and_place(tmp_path: Path) -> None:
+    result = _eval(tmp_path / "home", DEMO_DOCS, QUESTION_SETS / "demo_docs.tsv", "--modes", "hybrid", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    hybrid = json.loads(result.stdout)["modes"]["hybrid"]
+    ranks, places = hybrid["ranks"], hybrid["section_ranks"]
+    assert ranks["demo01"] == 1 and places["demo01"] == 1  # the demo question: the descaling page first
+    assert hybrid["section_success@1"] == pytest.approx(sum(r == 1 for r in places.values()) / len(places), abs=1e-4)
+    assert all(places[q] is None or ranks[q] <= places[q] for q in places)  # a right place is in a right file

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from pipeline.config import ChunkingConfig
-from pipeline.stages.chunking import chunk, chunk_id
+from pipeline.stages.chunking import chunk, chunk_id, context_lines, file_words, indexed_text
 from pipeline.types import Chunk, Document, Section
 
 pytestmark = pytest.mark.unit
@@ -379,3 +379,45 @@ def test_periodic_text_offsets_cover_the_whole_text(token_counter) -> None:
     chunks = chunk(document, DEFAULT, token_counter)
     assert chunks[-1].end == len(text)
     assert_core_invariants(document, chunks, DEFAULT, token_counter)
+
+
+def _chunk(**fields: object) -> Chunk:
+    base: dict = {"id": "c", "document_id": "d", "source": "docs/sql-createpublication.html", "text": "Body text."}
+    base.update(ordinal=0, start=0, end=10)
+    base.update(fields)
+    return Chunk(**base)
+
+
+def test_file_words_are_the_name_without_its_extension() -> None:
+    assert file_words("html/sql-createpublication.html") == "sql createpublication"
+    assert file_words("a/library.rst.txt") == "library rst"
+    assert file_words("notes_2024-v2.md") == "notes 2024 v2"
+
+
+def test_context_names_title_file_heading_and_page_once_each() -> None:
+    chunk = _chunk(
+        metadata={"title": "CREATE PUBLICATION", "ext": "html"},
+        heading=("CREATE PUBLICATION", "Parameters"),
+        page_start=4,
+        page_end=5,
+    )
+    assert context_lines(chunk) == ["CREATE PUBLICATION (sql createpublication)", "Parameters", "page 4-5"]
+    # The file name is left out where the title already says it, and for corpus entries (no file type).
+    same = _chunk(source="faq.txt", metadata={"title": "FAQ", "ext": "txt"})
+    assert context_lines(same) == ["FAQ"]
+    entry = _chunk(
+        source="4983", metadata={"title": "Microstructural development"}, heading=("Microstructural development",)
+    )
+    assert context_lines(entry) == ["Microstructural development"]
+    assert context_lines(_chunk()) == []
+
+
+def test_indexed_text_puts_the_context_first_and_drops_it_from_the_top_when_too_long(token_counter) -> None:
+    chunk = _chunk(metadata={"title": "Aurora 2 manual", "ext": "pdf"}, heading=("Descaling",), page_start=2)
+    text = indexed_text(chunk, token_counter, 256)
+    assert text.splitlines() == ["Aurora 2 manual (sql createpublication)", "Descaling", "page 2", "Body text."]
+    long_body = "word " * 240
+    tight = _chunk(metadata={"title": "Aurora 2 manual " * 10, "ext": "pdf"}, heading=("Descaling",), text=long_body)
+    kept = indexed_text(tight, token_counter, 250)
+    assert kept.startswith("Descaling\n") and token_counter.count(kept) <= 250
+    assert indexed_text(tight, token_counter, token_counter.count(long_body)) == long_body

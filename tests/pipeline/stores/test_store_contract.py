@@ -381,6 +381,11 @@ def test_hybrid_search_unfiltered(store_factory: StoreFactory) -> None:
     assert set(names(sparse)) == {"setup-2", "faq-1", "legacy-1", "manual-2"}
     assert all(h.score > 0 for h in sparse)
     assert [h.score for h in dense] == sorted((h.score for h in dense), reverse=True)
+    # Asked to, each candidate names its document (document-aware ranking); by default none pays for it.
+    documents = {c.id: c.document_id for c in store.chunks([h.id for h in dense]).values()}
+    assert all(h.document == "" for h in (*dense, *sparse))
+    dense, sparse = store.search(np.array([0.0, 1.0, 0.0, 0.0]), bm25.query_vector("descale"), 10, documents=True)
+    assert all(h.document == documents[h.id] for h in (*dense, *sparse)) and len(set(documents.values())) > 1
 
     only_dense = store.search(np.array([0.0, 1.0, 0.0, 0.0]), None, 3)
     assert names(only_dense[0]) == ["setup-2", "legacy-1", "faq-1"] and only_dense[1] == []
