@@ -83,12 +83,12 @@ class BM25Config(_Section):
 
 class RetrievalConfig(_Section):
     top_k: int = Field(10, ge=1, le=1000)
-    # Chosen on SciFact train (docs/evaluation.md).
+    # Chosen jointly on the Debian folder, the demo/sample questions and SciFact train (docs/evaluation.md).
     candidates: int = Field(400, ge=1, le=10000)
     fusion: Fusion = Fusion.WEIGHTED
     rrf_k: int = Field(60, ge=1)
-    dense_weight: float = Field(0.4, ge=0, le=1)
-    document_weight: float = Field(0.0, ge=0)
+    dense_weight: float = Field(0.7, ge=0, le=1)
+    document_weight: float = Field(0.25, ge=0)
     """How much a chunk gains from its document's other strong candidates (pipeline/retrieval/documents.py);
     0: each chunk on its own."""
     document_chunks: int = Field(3, ge=1, le=100)
