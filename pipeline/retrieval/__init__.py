@@ -5,6 +5,8 @@ each); fusion (``fusion``) and document-aware ranking (``documents``) run in
 Python so every result keeps its per-stage scores (dense, bm25, fused), which
 the CLI, the API and the evaluation report, and so that the evaluation can sweep
 settings over candidates fetched once.
+
+May import: ``stages``, ``models`` (protocols), ``stores`` (protocol) and the ground floor.
 """
 
 from __future__ import annotations

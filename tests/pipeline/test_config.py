@@ -44,7 +44,7 @@ def test_defaults_validate_and_match_documented_values() -> None:
     assert config.bm25.k1 == 1.2 and config.bm25.b == 0.75
     # the values chosen by bench/sweep_defaults.py on SciFact train (docs/evaluation.md)
     assert config.retrieval.fusion is Fusion.WEIGHTED
-    assert config.retrieval.dense_weight == 0.4 and config.retrieval.candidates == 400
+    assert config.retrieval.dense_weight == 0.7 and config.retrieval.candidates == 400
     assert config.retrieval.rrf_k == 60
     assert config.rerank.on_failure == "continue"
     assert "{context}" in config.prompt.template and "{question}" in config.prompt.template

