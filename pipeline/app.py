@@ -22,7 +22,7 @@ from pipeline.lifecycle import Moved
 from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.models.reranker import CrossEncoderReranker
 from pipeline.retrieval import HybridRetriever, Mode, rerank_head
-from pipeline.stages.bm25 import TOKENIZER_VERSION
+from pipeline.stages.bm25 import TOKENIZER_VERSION, TOKENIZERS
 from pipeline.stages.prompt import Prompt, build_prompt
 from pipeline.stores import IndexMeta, Store, open_store
 from pipeline.stores.folder import check_space
@@ -131,7 +131,9 @@ class Ragline:
         store = self.store(create=True)
         bm25 = self.config.bm25
         # An index from before the fixed pivot keeps its write-time average (store.meta.avg_len is 0).
-        wanted = (bm25.k1, bm25.b, TOKENIZER_VERSION, bm25.avg_len if store.meta.avg_len else 0.0)
+        # So does one from before languages were told apart: it keeps its English-only analysis (bm25.TOKENIZERS).
+        tokenizer = store.meta.tokenizer if store.meta.tokenizer in TOKENIZERS else TOKENIZER_VERSION
+        wanted = (bm25.k1, bm25.b, tokenizer, bm25.avg_len if store.meta.avg_len else 0.0)
         have = (store.meta.k1, store.meta.b, store.meta.tokenizer, store.meta.avg_len)
         if wanted != have:
             raise RaglineError(

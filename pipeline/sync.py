@@ -26,7 +26,7 @@ from connectors.parse_pool import parse_files
 from pipeline.config import AppConfig
 from pipeline.errors import ConfigError, UnreadableFileError
 from pipeline.models.protocols import Embedder
-from pipeline.stages import bm25
+from pipeline.stages import bm25, language
 from pipeline.stages.chunking import chunk, indexed_text
 from pipeline.stores.base import Store
 from pipeline.stores.schema import DocumentState, document_fields
@@ -298,7 +298,7 @@ def _embed_as_they_arrive(
                         return
                     try:
                         with outcome.timed("chunk"):
-                            prepared = _prepare(document, split, embedder)
+                            prepared = _prepare(document, split, embedder, writer.store.meta.tokenizer)
                         arrived.put(prepared)
                     except UnreadableFileError as exc:
                         outcome.skipped.append(SkippedFile(document.source, str(exc)))
@@ -340,12 +340,15 @@ def _report(root: str, outcome: _Outcome, indexed: dict[str, DocumentState], sta
     )
 
 
-def _prepare(document: Document, split: Splitter, embedder: Embedder) -> _Pending:
+def _prepare(document: Document, split: Splitter, embedder: Embedder, tokenizer: str) -> _Pending:
     chunks = split(document)
     if not chunks:
         raise UnreadableFileError("no text to index")
     texts = [indexed_text(c, embedder.tokens, embedder.max_tokens) for c in chunks]
-    return _Pending(document, chunks, texts, [bm25.tokenize(t) for t in texts])
+    if tokenizer == bm25.ENGLISH_ONLY_VERSION:
+        return _Pending(document, chunks, texts, [bm25.tokenize_english(t) for t in texts])
+    languages = language.chunk_languages(document.text, texts)
+    return _Pending(document, chunks, texts, [bm25.tokenize(t, lang) for t, lang in zip(texts, languages, strict=True)])
 
 
 class _Writer:

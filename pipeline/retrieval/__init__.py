@@ -87,7 +87,7 @@ class HybridRetriever:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         dense_vec = self._embed(query) if mode != "bm25" else None
-        sparse_vec = bm25.query_vector(query) if mode != "dense" else None
+        sparse_vec = bm25.query_vector(query, tokenizer=self.store.meta.tokenizer) if mode != "dense" else None
         t1 = time.perf_counter()
         documents = self.config.document_weight > 0 or self.config.max_per_document > 0
         dense, sparse = self.store.search(dense_vec, sparse_vec, depth, where, self.config.exact, documents)

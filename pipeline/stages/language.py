@@ -1,0 +1,98 @@
+"""Which language a text is in, so BM25 can stem and drop stopwords the way that language needs.
+
+Detection is py3langid's (a maintained fork of langid.py: an offline naive-Bayes model over byte n-grams,
+97 languages, about a millisecond a chunk), limited to the languages ragline can analyse: the ones
+PyStemmer has a Snowball stemmer for, and Chinese, Japanese and Korean, whose text is split into
+character bigrams instead of stemmed. A text too short or too unlike any of them to call with confidence
+gets ``None``, and the caller falls back (a chunk to its document's language, a document to English), so
+a code listing or a table of numbers in an English manual is not re-analysed as Estonian.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+ENGLISH = "en"
+
+STEMMERS: dict[str, str] = {
+    "ar": "arabic",
+    "hy": "armenian",
+    "eu": "basque",
+    "ca": "catalan",
+    "cs": "czech",
+    "da": "danish",
+    "nl": "dutch",
+    "en": "english",
+    "eo": "esperanto",
+    "et": "estonian",
+    "fi": "finnish",
+    "fr": "french",
+    "de": "german",
+    "el": "greek",
+    "hi": "hindi",
+    "hu": "hungarian",
+    "id": "indonesian",
+    "ga": "irish",
+    "it": "italian",
+    "lt": "lithuanian",
+    "ne": "nepali",
+    "no": "norwegian",
+    "fa": "persian",
+    "pl": "polish",
+    "pt": "portuguese",
+    "ro": "romanian",
+    "ru": "russian",
+    "sr": "serbian",
+    "es": "spanish",
+    "sv": "swedish",
+    "ta": "tamil",
+    "tr": "turkish",
+}
+"""ISO 639-1 code -> PyStemmer's Snowball algorithm (the languages py3langid also knows)."""
+
+CJK = frozenset({"zh", "ja", "ko"})
+LANGUAGES = frozenset(STEMMERS) | CJK
+
+MIN_LETTERS = 24
+"""Fewer letters than this and no language is called: a heading or a line of code says too little."""
+MIN_PROBABILITY = 0.9
+"""py3langid's normalised probability a call needs; below it the fallback language is used."""
+QUERY_PROBABILITY = 0.5
+"""A query is short; its likeliest language is used when it is at least this likely."""
+SAMPLE_CHARS = 4000
+"""Detection reads at most this much of a text: a document's opening says its language."""
+
+
+@lru_cache(maxsize=1)
+def _identifier() -> Any:
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    identifier.set_languages(sorted(LANGUAGES))
+    return identifier
+
+
+def detect(text: str) -> str | None:
+    """The ISO 639-1 code of ``text``'s language, or None when it cannot be told with confidence."""
+    sample = text[:SAMPLE_CHARS]
+    if sum(c.isalpha() for c in sample) < MIN_LETTERS:
+        return None
+    language, probability = _identifier().classify(sample)
+    return str(language) if probability >= MIN_PROBABILITY else None
+
+
+def guess(text: str) -> str | None:
+    """The likeliest language of a short text (a query), when it is at least an even bet: a query is
+    analysed as English and as this language both, so a misjudged query still matches what an English one
+    would, and a confident German one matches German stems."""
+    if not any(c.isalpha() for c in text):
+        return None
+    language, probability = _identifier().classify(text)
+    return str(language) if probability >= QUERY_PROBABILITY else None
+
+
+def chunk_languages(document_text: str, texts: list[str]) -> list[str]:
+    """Each chunk's language: its own when it can be told, else its document's, else English."""
+    fallback = detect(document_text) or ENGLISH
+    return [detect(text) or fallback for text in texts]
