@@ -23,7 +23,7 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from pipeline.config import BM25Config
@@ -82,14 +82,14 @@ _CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _CJK_OR_WORD = re.compile(rf"([{_CJK_CHARS}]+)|\d+(?:[.,]\d+)+|(?:(?![{_CJK_CHARS}])\w)+", re.UNICODE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _stemmer(language: str) -> Any:
     import Stemmer
 
     return Stemmer.Stemmer(STEMMERS[language])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _stopwords(language: str) -> frozenset[str]:
     if language == ENGLISH:
         return STOPWORDS
