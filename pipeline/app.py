@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import lifecycle
-from pipeline.config import AppConfig, Fusion, config_to_dict, load_config
+from pipeline.config import TUNABLE, AppConfig, Fusion, RetrievalConfig, config_to_dict, load_config
 from pipeline.errors import IndexUnavailableError, ModelUnavailableError, RaglineError
 from pipeline.filters import SearchFilter
 from pipeline.lifecycle import Moved
@@ -39,6 +39,10 @@ class SearchResponse:
     timings_ms: dict[str, float]
     reranked: bool
     notices: tuple[str, ...] = ()
+    confidence: float | None = None
+    """How likely the first-stage first result is relevant, 0-1 (pipeline/retrieval/confidence.py); None: no result."""
+    low_confidence: bool = False
+    """``confidence`` is under ``retrieval.low_confidence``: the context may not hold the answer."""
 
 
 @dataclass(frozen=True)
@@ -148,8 +152,24 @@ class Ragline:
     def retriever(self) -> HybridRetriever:
         with self._opening:
             if self._retriever is None:
-                self._retriever = HybridRetriever(self.store(), self.embedder, self.config.retrieval)
+                self._retriever = HybridRetriever(self.store(), self.embedder, self.retrieval_config)
             return self._retriever
+
+    @property
+    def retrieval_config(self) -> RetrievalConfig:
+        """The ranking settings in effect: the config's and, for each of ``TUNABLE`` it does not set, the one
+        ``ragline tune`` saved with the index (``retrieval.tuned = false`` or ``--untuned``: the config's alone)."""
+        config = self.config.retrieval
+        if not config.tuned:
+            return config
+        saved = (self.store().tuning() or {}).get("settings") or {}
+        chosen = {k: v for k, v in saved.items() if k in TUNABLE and k not in config.model_fields_set}
+        return RetrievalConfig.model_validate({**config.model_dump(), **chosen}) if chosen else config
+
+    def forget_retriever(self) -> None:
+        """The next search builds its retriever again (after ``tune`` saved new settings)."""
+        with self._opening:
+            self._retriever = None
 
     def warm_up(self) -> None:
         """Load the embedder and open the index now, so that the first request is not the slow one."""
@@ -186,12 +206,16 @@ class Ragline:
                     raise
                 notices.append(f"{exc}; results are not reranked (rerank.on_failure = continue)")
             timings["rerank"] = (time.perf_counter() - t0) * 1e3
-        return SearchResponse(query, results[:top_k], timings, reranked, tuple(notices))
+        sure = retrieved.confidence
+        low = sure is None or sure < self.config.retrieval.low_confidence
+        return SearchResponse(query, results[:top_k], timings, reranked, tuple(notices), sure, low)
 
     def context(self, question: str, budget: int | None = None, **search_args: Any) -> tuple[Prompt, SearchResponse]:
         response = self.search(question, **search_args)
         t0 = time.perf_counter()
-        prompt = build_prompt(question, response.results, self.config.prompt, self.embedder.tokens, budget)
+        prompt = build_prompt(
+            question, response.results, self.config.prompt, self.embedder.tokens, budget, response.low_confidence
+        )
         timings = {**response.timings_ms, "prompt": (time.perf_counter() - t0) * 1e3}
         return prompt, dataclasses.replace(response, timings_ms=timings)
 

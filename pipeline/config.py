@@ -96,6 +96,14 @@ class RetrievalConfig(_Section):
     max_per_document: int = Field(3, ge=0, le=1000)
     """At most this many chunks of one document in the results (more only when nothing else is left); 0: no cap."""
     exact: bool = False
+    low_confidence: float = Field(0.4, ge=0, le=1)
+    """A search whose confidence is under this says ``low_confidence: true``, and its prompt warns the model."""
+    tuned: bool = True
+    """Use the settings ``ragline tune`` saved with the index for those of ``TUNABLE`` this config does not set."""
+
+
+TUNABLE = ("fusion", "rrf_k", "dense_weight", "candidates", "document_weight", "document_chunks")
+"""The ranking settings ``ragline tune`` chooses and saves; the rest of ``[retrieval]`` stays as configured."""
 
 
 class RerankConfig(_Section):

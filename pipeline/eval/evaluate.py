@@ -18,22 +18,23 @@ no-op (nothing is embedded).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from pipeline.app import Ragline
-from pipeline.config import AppConfig, QdrantConfig, cache_home, with_index
+from pipeline.config import AppConfig, QdrantConfig, RetrievalConfig, cache_home, with_index
 from pipeline.errors import RaglineError
 from pipeline.eval.beir import BeirDataset, load_beir
-from pipeline.eval.metrics import evaluate_run
+from pipeline.eval.metrics import evaluate_run, roc_auc
 from pipeline.models.backends import backend_tag
 from pipeline.models.reranker import CrossEncoderReranker
 from pipeline.models.vector_cache import CachedEmbedder
@@ -66,6 +67,8 @@ class EvalReport:
     index: Path
     indexing: SyncReport
     modes: dict[str, ModeResult]
+    tuning: dict[str, Any] | None = None
+    """The tuning the ranking used (``ragline tune``'s report); with ``tune``, the ``@tuned`` modes'."""
 
 
 def parse_modes(text: str) -> tuple[str, ...]:
@@ -166,6 +169,8 @@ class ModeRun:
     """Per query, the first ``HEAD`` chunks: where the folder evaluation looks for a labelled page or heading."""
     timings: list[dict[str, float]]
     """Per query, the time of each stage."""
+    confidence: dict[str, float]
+    """Per query with results, the search's confidence that its first result is relevant."""
 
 
 HEAD = 10
@@ -177,13 +182,15 @@ def run_mode(
     mode: str,
     chunks_per_query: int,
     progress: bool = False,
+    retrieval: RetrievalConfig | None = None,
 ) -> ModeRun:
-    """Every query run through ``mode``: ranked sources, first chunks and stage timings."""
-    retriever = HybridRetriever(app.store(), app.embedder, app.config.retrieval, cache_size=0)
+    """Every query run through ``mode`` (with ``retrieval``'s ranking settings; default: the app's in effect):
+    ranked sources, first chunks and stage timings."""
+    retriever = HybridRetriever(app.store(), app.embedder, retrieval or app.retrieval_config, cache_size=0)
     base: Mode = "hybrid" if mode == "hybrid+rerank" else mode  # type: ignore[assignment]
     rerank_depth = app.config.rerank.candidates
 
-    def one(query: str) -> tuple[list[str], list[ScoredChunk], dict[str, float]]:
+    def one(query: str) -> tuple[list[str], list[ScoredChunk], dict[str, float], float | None]:
         started = time.perf_counter()
         retrieved = retriever.retrieve(query, top_k=chunks_per_query, mode=base)
         timings = dict(retrieved.timings_ms)
@@ -194,7 +201,7 @@ def run_mode(
             timings["rerank"] = (time.perf_counter() - t0) * 1e3
         ranked = _documents_in_order(results, DEPTH)
         timings["total"] = (time.perf_counter() - started) * 1e3
-        return ranked, results[:HEAD], timings
+        return ranked, results[:HEAD], timings, retrieved.confidence
 
     items = list(queries.items())
     one(items[0][1])  # warm-up: model load and first-call costs are not query latency
@@ -202,11 +209,39 @@ def run_mode(
         from tqdm import tqdm
 
         items = tqdm(items, desc=mode, unit="query", leave=False)
-    run = ModeRun({}, {}, [])
+    run = ModeRun({}, {}, [], {})
     for query_id, text in items:
-        run.ranked[query_id], run.heads[query_id], timing = one(text) if text.strip() else ([], [], {"total": 0.0})
+        ranked, head, timing, sure = one(text) if text.strip() else ([], [], {"total": 0.0}, None)
+        run.ranked[query_id], run.heads[query_id] = ranked, head
         run.timings.append(timing)
+        if sure is not None:
+            run.confidence[query_id] = sure
     return run
+
+
+def confidence_auc(run: ModeRun, right: Collection[str]) -> dict[str, float]:
+    """``confidence_auc``: the ROC AUC of the searches' confidence against their first result being right
+    (left out when every first result is right, or every one wrong); ``right``: the queries whose is."""
+    scored = sorted(run.confidence)
+    auc = roc_auc([run.confidence[q] for q in scored], [q in right for q in scored])
+    return {} if auc is None else {"confidence_auc": auc}
+
+
+def ranking_configs(
+    app: Ragline, tune: bool, progress: bool
+) -> tuple[dict[str, RetrievalConfig], dict[str, Any] | None]:
+    """The ranking settings to measure, by the suffix of their modes' names, and the tuning behind them.
+
+    Without ``tune``: the app's settings in effect (a tuning saved with the index included) as plain mode
+    names. With ``tune``: the index is tuned first (``pipeline.eval.tune``), then measured untuned (plain
+    names) and tuned (``hybrid@tuned``, ...), side by side in one run."""
+    if not tune:
+        return {"": app.retrieval_config}, app.store().tuning()
+    from pipeline.eval.tune import tune as tune_index
+
+    tuning = tune_index(app, progress=progress).as_dict()
+    untuned = app.config.retrieval.model_copy(update={"tuned": False})
+    return {"": untuned, "@tuned": app.retrieval_config}, tuning
 
 
 @contextmanager
@@ -243,6 +278,7 @@ def evaluate_beir(
     units: Units = "documents",
     index: str | Path | None = None,
     progress: bool = False,
+    tune: bool = False,
 ) -> EvalReport:
     dataset = load_beir(folder, split)
     reranker = CrossEncoderReranker(config.rerank)
@@ -252,9 +288,13 @@ def evaluate_beir(
         app.reranker = reranker
         per_doc = max(1, math.ceil(app.store().count() / max(len(dataset.corpus), 1)))
         results: dict[str, ModeResult] = {}
-        for mode in modes:
-            run = run_mode(app, dataset.queries, mode, DEPTH * per_doc, progress)
-            results[mode] = ModeResult(evaluate_run(dataset.qrels, run.ranked, 10, DEPTH), latency_of(run.timings))
+        configs, tuning = ranking_configs(app, tune, progress)
+        for (suffix, retrieval), mode in itertools.product(configs.items(), modes):
+            run = run_mode(app, dataset.queries, mode, DEPTH * per_doc, progress, retrieval)
+            metrics = evaluate_run(dataset.qrels, run.ranked, 10, DEPTH)
+            right = {q for q, docs in run.ranked.items() if docs and dataset.qrels.get(q, {}).get(docs[0], 0) > 0}
+            metrics |= confidence_auc(run, right)
+            results[mode + suffix] = ModeResult(metrics, latency_of(run.timings))
     return EvalReport(
         dataset=dataset.name,
         split=split,
@@ -264,4 +304,5 @@ def evaluate_beir(
         index=app.index_path,
         indexing=report,
         modes=results,
+        tuning=tuning,
     )

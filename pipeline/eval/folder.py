@@ -15,16 +15,18 @@ a place are also scored at that level: the first chunk that is in a right file *
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from pipeline.app import Ragline, SyncReport
 from pipeline.config import AppConfig, QdrantConfig, cache_home, with_index
 from pipeline.errors import RaglineError
-from pipeline.eval.evaluate import DEPTH, ModeResult, latency_of, run_mode
+from pipeline.eval.evaluate import DEPTH, ModeResult, confidence_auc, latency_of, ranking_configs, run_mode
 from pipeline.models.backends import backend_tag
 from pipeline.models.vector_cache import CachedEmbedder
 from pipeline.models.weights import canonical_model_name
@@ -60,6 +62,8 @@ class FolderEvalReport:
     """Per mode, per question: the rank of the first right file (1-based), None when not in the top 10."""
     section_ranks: dict[str, dict[str, int | None]]
     """Per mode, per question with a place: the rank of the first chunk at it (among the first 10 chunks)."""
+    tuning: dict[str, Any] | None = None
+    """The tuning the ranking used (``ragline tune``'s report); with ``tune``, the ``@tuned`` modes'."""
 
 
 def file_stem(source: str) -> str:
@@ -176,6 +180,7 @@ def evaluate_folder(
     modes: Sequence[str] = ("bm25", "dense", "hybrid"),
     index: str | Path | None = None,
     progress: bool = False,
+    tune: bool = False,
 ) -> FolderEvalReport:
     root = Path(folder).expanduser().resolve()
     if not root.is_dir():
@@ -187,16 +192,19 @@ def evaluate_folder(
         results: dict[str, ModeResult] = {}
         ranks: dict[str, dict[str, int | None]] = {}
         sections: dict[str, dict[str, int | None]] = {}
-        for mode in modes:
-            run = run_mode(app, {q.id: q.text for q in queries}, mode, CHUNKS_PER_QUERY, progress)
-            ranks[mode] = {q.id: first_right(run.ranked[q.id], q.stems) for q in queries}
-            sections[mode] = {q.id: first_at_place(run.heads[q.id], q) for q in queries if q.where}
-            metrics = folder_metrics(list(ranks[mode].values()))
-            if sections[mode]:
-                at = folder_metrics(list(sections[mode].values()))
+        configs, tuning = ranking_configs(app, tune, progress)
+        for (suffix, retrieval), mode in itertools.product(configs.items(), modes):
+            name = mode + suffix
+            run = run_mode(app, {q.id: q.text for q in queries}, mode, CHUNKS_PER_QUERY, progress, retrieval)
+            ranks[name] = {q.id: first_right(run.ranked[q.id], q.stems) for q in queries}
+            sections[name] = {q.id: first_at_place(run.heads[q.id], q) for q in queries if q.where}
+            metrics = folder_metrics(list(ranks[name].values()))
+            metrics |= confidence_auc(run, {q for q, r in ranks[name].items() if r == 1})
+            if sections[name]:
+                at = folder_metrics(list(sections[name].values()))
                 metrics.update({"section_success@1": at["success@1"], "section_mrr@10": at["mrr@10"]})
-            results[mode] = ModeResult(metrics, latency_of(run.timings))
+            results[name] = ModeResult(metrics, latency_of(run.timings))
         documents = len(app.store().documents())
     return FolderEvalReport(
-        root, Path(queries_file), queries, documents, app.index_path, report, results, ranks, sections
+        root, Path(queries_file), queries, documents, app.index_path, report, results, ranks, sections, tuning
     )

@@ -35,3 +35,14 @@ def evaluate_run(qrels: Qrels, run: Run, k: int = 10, recall_depth: int = 100) -
         f"recall@{recall_depth}": sum(full[q][f"recall_{recall_depth}"] for q in full) / n,
         f"mrr@{k}": sum(top[q]["recip_rank"] for q in top) / n,
     }
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """The probability that a right answer's score beats a wrong one's (ties count half): how well a
+    confidence tells them apart. None when every answer is right, or every one wrong."""
+    positive = [s for s, y in zip(scores, labels, strict=True) if y]
+    negative = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not positive or not negative:
+        return None
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in positive for n in negative)
+    return wins / (len(positive) * len(negative))

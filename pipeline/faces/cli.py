@@ -63,9 +63,14 @@ class _Group(click.Group):
     default=None,
     help="Use this Qdrant server or cluster instead of the embedded index (env RAGLINE_QDRANT_URL).",
 )
+@click.option(
+    "--untuned",
+    is_flag=True,
+    help="Rank with the config's settings alone, not those `ragline tune` saved with the index.",
+)
 @click.version_option(package_name="ragline")
 @click.pass_context
-def main(ctx: click.Context, index: str | None, config_file: str | None, qdrant_url: str | None) -> None:
+def main(ctx: click.Context, index: str | None, config_file: str | None, qdrant_url: str | None, untuned: bool) -> None:
     """ragline: hybrid (BM25 + dense) retrieval with citations, on Qdrant."""
     import contextlib
     import logging
@@ -85,6 +90,8 @@ def main(ctx: click.Context, index: str | None, config_file: str | None, qdrant_
         config = with_index(config, index)
     if qdrant_url:
         config = config.model_copy(update={"qdrant": config.qdrant.model_copy(update={"url": qdrant_url})})
+    if untuned:
+        config = config.model_copy(update={"retrieval": config.retrieval.model_copy(update={"tuned": False})})
     app = Ragline(config)
     ctx.obj = app
     ctx.call_on_close(lambda: _close(app))
@@ -206,6 +213,32 @@ def ask(app: Any, question: str, as_json: bool, budget: int | None, **kwargs: An
 
 
 @main.command()
+@click.option(
+    "--questions", type=click.IntRange(20, 5000), default=300, show_default=True, help="Pseudo-questions to ask."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Which chunks the questions are drawn from.")
+@click.option("--reset", is_flag=True, help="Forget the settings an earlier tune saved, and tune nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def tune(app: Any, questions: int, seed: int, reset: bool, as_json: bool) -> None:
+    """Fit the ranking settings to this index with no labels, and save them with it.
+
+    Asks the index questions it knows the answers to (headings that name one document; sentences taken out
+    of a chunk, that chunk hidden), scores a grid of fusion, weight, depth and document-evidence settings on
+    them, and keeps the best if it beats the current settings by 0.01 MRR@10. Search then uses them for each
+    setting the config does not set; --untuned ignores them.
+    """
+    if reset:
+        app.store().save_tuning(None)
+        click.echo(json.dumps({"reset": True}) if as_json else "tuned settings forgotten: the config's apply")
+        return
+    from pipeline.eval.tune import tune as tune_index
+
+    report = tune_index(app, questions, seed, _progress_enabled())
+    click.echo(json.dumps(report.as_dict()) if as_json else render.render_tune(report.as_dict()))
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def stats(app: Any, as_json: bool) -> None:
@@ -261,6 +294,12 @@ def serve(app: Any, host: str | None, port: int | None) -> None:
 @click.option(
     "--reranker", default=None, help="Rerank with this model in hybrid+rerank (e.g. a train-reranker folder)."
 )
+@click.option(
+    "--tune",
+    "tune_first",
+    is_flag=True,
+    help="Run `ragline tune` on the evaluation's index first, and measure each mode untuned and tuned (MODE@tuned).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def eval_command(
@@ -274,6 +313,7 @@ def eval_command(
     eval_index: str | None,
     embedder: str | None,
     reranker: str | None,
+    tune_first: bool,
     as_json: bool,
 ) -> None:
     """Measure a BEIR dataset (nDCG@10, Recall@100, MRR@10) or a folder with questions (file-level Success@1,
@@ -294,7 +334,9 @@ def eval_command(
         if queries is None:
             raise click.UsageError("--folder needs --queries FILE.tsv")
         config = _with_models(app.config, embedder, reranker)
-        found = evaluate_folder(folder, queries, config, parse_modes(modes), eval_index, _progress_enabled())
+        found = evaluate_folder(
+            folder, queries, config, parse_modes(modes), eval_index, _progress_enabled(), tune_first
+        )
         click.echo(json.dumps(render.folder_eval_dict(found)) if as_json else render.render_folder_eval(found))
         return
     assert beir is not None
@@ -306,6 +348,7 @@ def eval_command(
         "chunks" if units == "chunks" else "documents",
         eval_index,
         progress=_progress_enabled(),
+        tune=tune_first,
     )
     click.echo(json.dumps(render.eval_dict(report)) if as_json else render.render_eval(report))
 

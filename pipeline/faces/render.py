@@ -37,6 +37,10 @@ def sync_dict(report: SyncReport) -> dict[str, Any]:
     }
 
 
+def _confidence(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 def search_dict(response: SearchResponse) -> dict[str, Any]:
     return {
         "query": response.query,
@@ -52,6 +56,8 @@ def search_dict(response: SearchResponse) -> dict[str, Any]:
             }
             for rank, r in enumerate(response.results, start=1)
         ],
+        "confidence": _confidence(response.confidence),
+        "low_confidence": response.low_confidence,
         "reranked": response.reranked,
         "notices": list(response.notices),
         "timings_ms": _ms(response.timings_ms),
@@ -80,6 +86,8 @@ def context_dict(query: str, prompt: Prompt, response: SearchResponse) -> dict[s
         "token_count": prompt.token_count,
         "budget": prompt.budget,
         "dropped_chunks": prompt.dropped_chunks,
+        "confidence": _confidence(response.confidence),
+        "low_confidence": response.low_confidence,
         "timings_ms": _ms(response.timings_ms),
     }
 
@@ -115,6 +123,9 @@ def render_results(response: SearchResponse) -> str:
         snippet = " ".join(r.chunk.text.split())
         lines.append(textwrap.indent(textwrap.fill(textwrap.shorten(snippet, 400), 96), "    "))
     timings = ", ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items())
+    if response.confidence is not None:
+        low = ", LOW: the context may not hold the answer" if response.low_confidence else ""
+        lines.append(f"confidence {response.confidence:.2f}{low}")
     lines.append(f"({'reranked' if response.reranked else 'not reranked'}; {timings})")
     return "\n".join(lines)
 
@@ -160,6 +171,7 @@ def eval_dict(report: EvalReport) -> dict[str, Any]:
         "documents": report.documents,
         "units": report.units,
         "index": _index_dict(report.index, report.indexing),
+        "tuning": report.tuning,
     }
 
 
@@ -182,6 +194,7 @@ def folder_eval_dict(report: FolderEvalReport) -> dict[str, Any]:
         "documents": report.documents,
         "units": "chunks",
         "index": _index_dict(report.index, report.indexing),
+        "tuning": report.tuning,
     }
 
 
@@ -246,7 +259,10 @@ def _mode_table(modes: dict[str, ModeResult], columns: dict[str, str]) -> list[s
     lines = [f"{'mode':<15}" + "".join(f"{h:>{w}}" for h, w in headers)]
     for mode, result in modes.items():
         total = result.latency_ms["total"]
-        values = "".join(f"{result.metrics[k]:>{w}.4f}" for k, w in zip(columns.values(), widths, strict=True))
+        values = "".join(
+            f"{result.metrics[k]:>{w}.4f}" if k in result.metrics else f"{'-':>{w}}"
+            for k, w in zip(columns.values(), widths, strict=True)
+        )
         lines.append(f"{mode:<15}{values}{total['p50']:>9.1f}{total['p95']:>9.1f}")
     return lines
 
@@ -260,8 +276,8 @@ def render_eval(report: EvalReport) -> str:
         f"{report.dataset} ({report.split}): {report.queries} queries, {report.documents} documents "
         f"as {report.units}; index {_index_state(report.indexing)} at {report.index}"
     )
-    columns = {"nDCG@10": "ndcg@10", "R@100": "recall@100", "MRR@10": "mrr@10"}
-    return "\n".join([heading, *_mode_table(report.modes, columns)])
+    columns = {"nDCG@10": "ndcg@10", "R@100": "recall@100", "MRR@10": "mrr@10", "conf AUC": "confidence_auc"}
+    return "\n".join([heading, *_mode_table(report.modes, columns), *_tuning_lines(report.tuning)])
 
 
 def render_folder_eval(report: FolderEvalReport) -> str:
@@ -272,7 +288,12 @@ def render_folder_eval(report: FolderEvalReport) -> str:
     columns = {"S@1": "success@1", "S@5": "success@5", "MRR@10": "mrr@10"}
     if any(report.section_ranks.values()):
         columns.update({"place S@1": "section_success@1", "place MRR@10": "section_mrr@10"})
-    return "\n".join([heading, *_mode_table(report.modes, columns)])
+    columns["conf AUC"] = "confidence_auc"
+    return "\n".join([heading, *_mode_table(report.modes, columns), *_tuning_lines(report.tuning)])
+
+
+def _tuning_lines(tuning: dict[str, Any] | None) -> list[str]:
+    return ["tuning of the index:", *("  " + line for line in render_tune(tuning).splitlines())] if tuning else []
 
 
 def render_stats(stats: dict[str, Any]) -> str:
@@ -295,4 +316,23 @@ def render_training(report: TrainingReport) -> str:
         f"at step {best.get('step', 0):.0f}; saved to {report.out}"
     ]
     lines.extend(f"  {note}" for note in report.notes)
+    return "\n".join(lines)
+
+
+def render_tune(tuning: dict[str, Any]) -> str:
+    """What ``ragline tune`` asked, how the current and the best settings scored, and what it kept."""
+    asked = ", ".join(f"{n} {kind}" for kind, n in sorted(tuning["questions"].items()))
+    default, best = tuning["default"], tuning["best"]
+    lines = [
+        f"asked {asked} pseudo-questions of {tuning['chunks']} chunks; "
+        f"tried {tuning['settings_tried']} settings in {tuning['seconds']:.0f}s",
+        "  MRR@10 " + ", ".join(f"{k} {default[k]:.3f} -> {best.get(k, 0):.3f}" for k in sorted(default)),
+    ]
+    settings = ", ".join(f"{k} = {v}" for k, v in sorted(tuning["best_settings"].items()))
+    if tuning["settings"]:
+        lines.append(f"  kept (+{tuning['gain']:.3f}): {settings}")
+    else:
+        lines.append(
+            f"  the current settings hold (the best gains {tuning['gain']:.3f} < {tuning['min_gain']}): kept none"
+        )
     return "\n".join(lines)

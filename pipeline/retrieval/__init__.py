@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -23,6 +23,7 @@ from pipeline.config import Fusion, RetrievalConfig
 from pipeline.errors import RaglineError
 from pipeline.filters import SearchFilter
 from pipeline.models.protocols import QueryEmbedder, Reranker
+from pipeline.retrieval import confidence
 from pipeline.retrieval.documents import cap_per_document, with_document_evidence
 from pipeline.retrieval.fusion import Fused, fuse, single
 from pipeline.stages import bm25
@@ -30,6 +31,9 @@ from pipeline.stores.base import Hit, Store
 from pipeline.types import ScoredChunk
 
 __all__ = ["MODES", "Fused", "HybridRetriever", "Mode", "Retrieved", "fuse", "rank", "rerank_head"]
+
+SIGNAL_DEPTH = 10
+"""The ranking's length the confidence signals are read from, whatever ``top_k`` is."""
 
 Mode = Literal["hybrid", "dense", "bm25"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "bm25")
@@ -39,6 +43,10 @@ MODES: tuple[Mode, ...] = ("hybrid", "dense", "bm25")
 class Retrieved:
     results: list[ScoredChunk]
     timings_ms: dict[str, float]
+    confidence: float | None = None
+    """How likely the first result is relevant (``confidence``); None when there is no result."""
+    signals: dict[str, float] = field(default_factory=dict)
+    """What ``confidence`` was computed from."""
 
 
 class HybridRetriever:
@@ -92,7 +100,11 @@ class HybridRetriever:
         documents = self.config.document_weight > 0 or self.config.max_per_document > 0
         dense, sparse = self.store.search(dense_vec, sparse_vec, depth, where, self.config.exact, documents)
         t2 = time.perf_counter()
-        ranked = rank(dense, sparse, mode, self.config, top_k, fusion)
+        # The confidence reads the first two documents, so the ranking is cut no shorter than that needs
+        # (a longer cut keeps the same head: cap_per_document fills in order).
+        ranked = rank(dense, sparse, mode, self.config, max(top_k, SIGNAL_DEPTH), fusion)
+        signals = confidence.features(dense, sparse, ranked, len(sparse_vec) if sparse_vec is not None else 0)
+        ranked = ranked[:top_k]
         t3 = time.perf_counter()
         chunks = self.store.chunks([f.id for f in ranked])
         results = [
@@ -102,7 +114,8 @@ class HybridRetriever:
         ]
         t4 = time.perf_counter()
         timings.update(embed=(t1 - t0) * 1e3, retrieve=(t2 - t1) * 1e3, fuse=(t3 - t2) * 1e3, payload=(t4 - t3) * 1e3)
-        return Retrieved(results, timings)
+        sure = confidence.confidence(signals, mode) if results else None
+        return Retrieved(results, timings, sure, signals)
 
 
 def rank(

@@ -44,6 +44,7 @@ class Prompt:
     token_count: int
     budget: int
     dropped_chunks: int
+    low_confidence: bool = False
 
 
 def _page_label(start: int | None, end: int | None) -> str | None:
@@ -91,10 +92,21 @@ def merge_adjacent(results: Sequence[ScoredChunk]) -> list[_Group]:
     return groups
 
 
+LOW_CONFIDENCE_NOTE = (
+    "(Retrieval confidence is low: these blocks may not contain the answer. If they do not, say you do not know.)"
+)
+
+
 def build_prompt(
-    question: str, results: Sequence[ScoredChunk], config: PromptConfig, tokens: TokenCounter, budget: int | None = None
+    question: str,
+    results: Sequence[ScoredChunk],
+    config: PromptConfig,
+    tokens: TokenCounter,
+    budget: int | None = None,
+    low_confidence: bool = False,
 ) -> Prompt:
-    """Fill the template with as many blocks, best first, as the context budget allows."""
+    """Fill the template with as many blocks, best first, as the context budget allows; when retrieval was
+    not confident, the context says so, so the model can decline rather than answer from weak context."""
     budget = budget or config.max_context_tokens
     groups = merge_adjacent(results) if config.merge_adjacent else [_Group([r.chunk], r.score) for r in results]
     blocks: list[ContextBlock] = []
@@ -121,7 +133,14 @@ def build_prompt(
     context = "\n\n".join(b.render() for b in blocks) or "(no context found)"
     if dropped:
         context += f"\n\n({dropped} more retrieved chunk(s) left out to fit the {budget}-token context budget)"
+    if low_confidence and blocks:
+        context = f"{LOW_CONFIDENCE_NOTE}\n\n{context}"
     text = config.template.format(context=context, question=question)
     return Prompt(
-        text=text, blocks=tuple(blocks), token_count=tokens.count(text), budget=budget, dropped_chunks=dropped
+        text=text,
+        blocks=tuple(blocks),
+        token_count=tokens.count(text),
+        budget=budget,
+        dropped_chunks=dropped,
+        low_confidence=low_confidence and bool(blocks),
     )

@@ -14,6 +14,7 @@ import numpy as np
 from pipeline.errors import ModelMismatchError, RaglineError
 from pipeline.filters import SearchFilter
 from pipeline.stores.schema import (
+    CHUNK_FIELDS,
     DENSE,
     DOC_STATE_FIELDS,
     SPARSE,
@@ -130,6 +131,18 @@ class Store(Protocol):
 
     def export_points(self, batch: int = 256) -> Iterator[list[StoredPoint]]:
         """Every chunk point with its vectors and payload, ``batch`` at a time."""
+        ...
+
+    def all_chunks(self) -> Iterator[list[Chunk]]:
+        """Every chunk, a page at a time, without vectors (what ``tune`` draws its pseudo-questions from)."""
+        ...
+
+    def save_tuning(self, tuning: dict[str, Any] | None) -> None:
+        """Keep the ranking settings ``ragline tune`` chose for this index (None: forget them)."""
+        ...
+
+    def tuning(self) -> dict[str, Any] | None:
+        """The settings ``ragline tune`` saved, with its report (None: never tuned)."""
         ...
 
     def import_points(self, points: Sequence[StoredPoint]) -> None:
@@ -326,6 +339,10 @@ class QdrantStore:
     def export_points(self, batch: int = 256) -> Iterator[list[StoredPoint]]:
         for records in self._pages(True, True, batch):
             yield [stored_point(r.id, r.vector, r.payload) for r in records]
+
+    def all_chunks(self) -> Iterator[list[Chunk]]:
+        for records in self._pages(sorted(CHUNK_FIELDS), False):
+            yield [chunk_from_payload(r.id, r.payload or {}) for r in records]
 
     def sources(self) -> list[str]:
         # An exact facet also lists values whose points were all deleted, with count 0.

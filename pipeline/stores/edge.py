@@ -15,10 +15,12 @@ from pipeline.stores.folder import (
     CONFIG_FILE,
     META_FILE,
     MIN_FREE_MB,
+    TUNING_FILE,
     FolderLock,
     check_space,
     engine_reason,
     read_config,
+    read_json,
     read_meta,
     write_json_atomic,
     writing,
@@ -122,6 +124,15 @@ class EdgeStore(QdrantStore):
 
     def saved_config(self) -> dict[str, Any] | None:
         return read_config(self.folder)
+
+    def save_tuning(self, tuning: dict[str, Any] | None) -> None:
+        if tuning is None:
+            (self.folder / TUNING_FILE).unlink(missing_ok=True)
+        else:
+            write_json_atomic(self.folder / TUNING_FILE, tuning)
+
+    def tuning(self) -> dict[str, Any] | None:
+        return read_json(self.folder / TUNING_FILE)
 
     def flush(self) -> None:
         with writing(self.folder):

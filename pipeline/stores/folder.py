@@ -4,6 +4,7 @@ Layout of an index folder::
 
     meta.json    model name and dimension, BM25 k1/b, tokenizer version
     config.json  the config the index was last synced with
+    tuned.json   the ranking settings ``ragline tune`` chose for it, with its report
     shard/       the Qdrant Edge shard (dense "dense" + sparse "bm25" with IDF)
     models/      ONNX exports of the onnx-int8 backend
     lock         held (flock) by the process that has the index open
@@ -30,6 +31,7 @@ BYTES_PER_POINT = 32 * 1024
 """A generous bound on the disk a written point takes (about 6 KiB measured: WAL, vectors, payload, indexes)."""
 META_FILE = "meta.json"
 CONFIG_FILE = "config.json"
+TUNING_FILE = "tuned.json"
 
 
 class FolderLock:
@@ -124,13 +126,17 @@ def read_meta(folder: Path) -> IndexMeta | None:
         raise IndexUnavailableError(f"index metadata {file} is damaged: {exc}") from None
 
 
-def read_config(folder: Path) -> dict[str, Any] | None:
-    """The config the index was last synced with (None: never saved)."""
-    file = folder / CONFIG_FILE
+def read_json(file: Path) -> dict[str, Any] | None:
+    """A JSON object the index folder keeps (None: not written); a damaged one is one clear error."""
     if not file.exists():
         return None
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise IndexUnavailableError(f"saved config {file} is damaged: {exc}") from None
+        raise IndexUnavailableError(f"{file} is damaged: {exc}") from None
     return data if isinstance(data, dict) else None
+
+
+def read_config(folder: Path) -> dict[str, Any] | None:
+    """The config the index was last synced with (None: never saved)."""
+    return read_json(folder / CONFIG_FILE)

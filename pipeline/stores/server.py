@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 MEMORY = ":memory:"
 META_KEY = "ragline_index"
 CONFIG_KEY = "ragline_config"
+TUNING_KEY = "ragline_tuned"
+"""The ranking settings `ragline tune` chose, as one JSON string (a null deletes it)."""
 
 
 def _make_client(config: QdrantConfig) -> QdrantClient:
@@ -255,14 +257,25 @@ class ServerStore(QdrantStore):
             self.client.update_collection(self.name, metadata={CONFIG_KEY: json.dumps(config, sort_keys=True)})
 
     def saved_config(self) -> dict[str, Any] | None:
-        with self._errors("read the config of"):
-            raw = self._metadata(self.client, self.config).get(CONFIG_KEY)
+        return self._metadata_json(CONFIG_KEY, "config")
+
+    def save_tuning(self, tuning: dict[str, Any] | None) -> None:
+        value = None if tuning is None else json.dumps(tuning, sort_keys=True)
+        with self._errors("save the tuning of"):
+            self.client.update_collection(self.name, metadata={TUNING_KEY: value})
+
+    def tuning(self) -> dict[str, Any] | None:
+        return self._metadata_json(TUNING_KEY, "tuning")
+
+    def _metadata_json(self, key: str, what: str) -> dict[str, Any] | None:
+        with self._errors(f"read the {what} of"):
+            raw = self._metadata(self.client, self.config).get(key)
         if raw is None:
             return None
         try:
             data = json.loads(raw) if isinstance(raw, str) else raw
         except json.JSONDecodeError as exc:
-            raise IndexUnavailableError(f"the saved config of {self.location} is damaged: {exc}") from None
+            raise IndexUnavailableError(f"the saved {what} of {self.location} is damaged: {exc}") from None
         return data if isinstance(data, dict) else None
 
     def flush(self) -> None:

@@ -473,6 +473,27 @@ def test_no_saved_config_until_saved(store_factory: StoreFactory) -> None:
     assert store_factory().saved_config() is None
 
 
+def test_tuning_is_kept_apart_from_the_config_and_can_be_forgotten(store_factory: StoreFactory) -> None:
+    store = fill(store_factory())
+    assert store.tuning() is None
+    store.save_tuning({"settings": {"dense_weight": 0.5}, "gain": 0.02})
+    store.save_config({"retrieval": {"top_k": 7}})  # every sync saves the config: the tuning survives it
+    store.close()
+    reopened = store_factory(None)
+    assert reopened.tuning() == {"settings": {"dense_weight": 0.5}, "gain": 0.02}
+    assert reopened.saved_config() == {"retrieval": {"top_k": 7}}
+    reopened.save_tuning(None)
+    assert reopened.tuning() is None
+
+
+def test_all_chunks_lists_every_chunk_once(store_factory: StoreFactory) -> None:
+    store = fill(store_factory())
+    listed = [c for page in store.all_chunks() for c in page]
+    wanted = {c.id: c for doc in DOCS for c in _chunks(doc)}
+    assert sorted(c.id for c in listed) == sorted(wanted)
+    assert all(c.text == wanted[c.id].text and c.document_id == wanted[c.id].document_id for c in listed)
+
+
 def test_export_import_round_trip(store_factory: StoreFactory, tmp_path: Path) -> None:
     """Points exported from an embedded index and imported here answer every query as the original does."""
     with EdgeStore.open(tmp_path / "source", META) as source:

@@ -1,0 +1,169 @@
+"""``ragline tune`` (issue 14, item 5): pseudo-questions drawn from an index's own chunks, and the settings
+it saves, which search then uses unless the config or ``--untuned`` says otherwise."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.app import Ragline
+from pipeline.config import TUNABLE, AppConfig, parse_config
+from pipeline.eval.tune import MIN_CHUNKS, pseudo_questions, settings_grid, tune
+from pipeline.faces.cli import main
+from pipeline.types import Chunk
+
+
+def _chunk(cid: str, document: str, text: str, heading: tuple[str, ...] = ()) -> Chunk:
+    return Chunk(cid, document, f"{document}.txt", text, 0, 0, len(text), heading=heading)
+
+
+PROSE = "The pump pushes hot water through the coffee puck at nine bar of pressure for thirty seconds."
+
+
+@pytest.mark.unit
+def test_headings_that_name_one_document_become_questions() -> None:
+    chunks = [
+        _chunk("a1", "A", "x", ("Descaling the boiler",)),
+        _chunk("b1", "B", "y", ("Examples",)),
+        _chunk("c1", "C", "z", ("Examples",)),  # shared by two documents: ambiguous, left out
+        _chunk("d1", "D", "w", ("Pump",)),  # one word says too little
+    ]
+    questions = pseudo_questions(chunks, count=10)
+    assert [(q.text, q.kind, q.document) for q in questions] == [("descaling the boiler", "heading", "A")]
+
+
+@pytest.mark.unit
+def test_a_sentence_question_hides_every_window_that_holds_it() -> None:
+    chunks = [
+        _chunk("a1", "A", f"Intro words here. {PROSE}"),
+        _chunk("a2", "A", f"{PROSE} More follows."),  # an overlapping neighbour holds it too
+        _chunk("a3", "A", "Cleaning the group head needs a brush and five minutes of patience every week."),
+        _chunk("b1", "B", PROSE),  # a one-window document: nothing would be left to find it by
+    ]
+    questions = [q for q in pseudo_questions(chunks, count=10) if q.text == PROSE]
+    assert questions and all(q.document == "A" and set(q.removed) == {"a1", "a2"} for q in questions)
+
+
+@pytest.mark.unit
+def test_questions_are_spread_over_documents_and_reproducible() -> None:
+    chunks = [
+        _chunk(f"{d}{i}", d, f"Sentence number {i} of document {d} talks about brewing coffee at home today.")
+        for d in "ABCDEFGHIJ"
+        for i in range(6)
+    ]
+    first = pseudo_questions(chunks, count=20, seed=3)
+    assert first == pseudo_questions(chunks, count=20, seed=3)
+    sentences = [q for q in first if q.kind == "sentence"]
+    assert len(sentences) == 10 and len({q.document for q in sentences}) == 10  # one per document first
+
+
+@pytest.mark.unit
+def test_the_grid_starts_with_the_current_settings_and_holds_only_tunable_keys() -> None:
+    from pipeline.config import RetrievalConfig
+
+    base = RetrievalConfig()
+    grid = settings_grid(base)
+    assert grid[0] == {**{k: getattr(base, k) for k in TUNABLE}, "fusion": base.fusion.value}
+    assert all(set(s) == set(TUNABLE) for s in grid)
+    assert len({json.dumps(s, sort_keys=True) for s in grid}) == len(grid)
+
+
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "po", "da", "fe"]
+WORDS = sorted({a + b + c for a in SYLLABLES for b in SYLLABLES for c in SYLLABLES[:3]})[:300]
+
+
+def _folder(root: Path, files: int, rng: random.Random) -> Path:
+    """Files of several windows each, with headed sections in words the tiny model's tokenizer splits."""
+    folder = root / "docs"
+    folder.mkdir()
+    for f in range(files):
+        sections = []
+        for s in range(3):
+            body = ". ".join("The " + " ".join(rng.choices(WORDS, k=12)) + " works well" for _ in range(6))
+            title = " ".join(rng.choices(WORDS, k=3)).capitalize()
+            sections.append(f"# {title}\n\n{body}.")
+        (folder / f"file{f:03d}.md").write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tuned_app(tmp_path_factory: pytest.TempPathFactory, tiny_embedder_folder: Path) -> Iterator[Ragline]:
+    root = tmp_path_factory.mktemp("tune")
+    folder = _folder(root, 120, random.Random(5))
+    app = Ragline(_config(root / "index", tiny_embedder_folder))
+    app.ingest(folder)
+    yield app
+    app.close()
+
+
+def _config(index: Path, model: Path, **retrieval: object) -> AppConfig:
+    return parse_config(
+        {
+            "index": {"path": str(index)},
+            "embedding": {"model": str(model)},
+            "chunking": {"chunk_tokens": 60, "overlap_tokens": 8},
+            "rerank": {"enabled": False},
+            **({"retrieval": retrieval} if retrieval else {}),
+        }
+    )
+
+
+@pytest.mark.integration
+def test_tune_saves_what_it_chose_and_search_uses_it(tuned_app: Ragline) -> None:
+    assert tuned_app.store().count() >= MIN_CHUNKS
+    report = tune(tuned_app, count=60)
+    saved = tuned_app.store().tuning()
+    assert saved == report.as_dict()
+    assert report.questions["heading"] > 0 and report.questions["sentence"] > 0
+    assert report.settings_tried == len(settings_grid(tuned_app.config.retrieval))
+    assert report.best["mean"] >= report.default["mean"]  # the current settings are in the grid
+    # Whatever it kept is what search now ranks with; force a choice to see it applied.
+    tuned_app.store().save_tuning({**saved, "settings": {"dense_weight": 0.35, "fusion": "rrf"}})
+    tuned_app.forget_retriever()
+    effective = tuned_app.retrieval_config
+    assert (effective.dense_weight, effective.fusion.value) == (0.35, "rrf")
+    assert tuned_app.retriever.config == effective
+
+
+@pytest.mark.integration
+def test_the_config_and_untuned_override_a_saved_tuning(tuned_app: Ragline, tiny_embedder_folder: Path) -> None:
+    tuned_app.store().save_tuning({"settings": {"dense_weight": 0.35, "candidates": 100}})
+    index = Path(tuned_app.config.index.path)
+    set_weight = Ragline(_config(index, tiny_embedder_folder, dense_weight=0.6), tuned_app.embedder)
+    untuned = Ragline(_config(index, tiny_embedder_folder, tuned=False), tuned_app.embedder)
+    tuned_app.close()  # one process owns an embedded index at a time
+    try:
+        config = set_weight.retrieval_config
+        assert (config.dense_weight, config.candidates) == (0.6, 100)  # the config's own value wins
+        set_weight.close()
+        assert untuned.retrieval_config == untuned.config.retrieval
+    finally:
+        untuned.close()
+
+
+@pytest.mark.integration
+def test_the_cli_reports_resets_and_refuses_a_tiny_index(tuned_app: Ragline, tmp_path: Path) -> None:
+    tuned_app.close()
+    index = tuned_app.config.index.path
+    runner = CliRunner()
+    model = tuned_app.config.embedding.model
+    config = tmp_path / "c.toml"
+    config.write_text(f'[embedding]\nmodel = "{model}"\n[chunking]\nchunk_tokens = 60\noverlap_tokens = 8\n')
+    done = runner.invoke(main, ["--config", str(config), "--index", index, "tune", "--questions", "40", "--json"])
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.output)
+    assert data["questions"]["heading"] + data["questions"]["sentence"] <= 40 and "gain" in data
+    reset = runner.invoke(main, ["--config", str(config), "--index", index, "tune", "--reset"])
+    assert reset.exit_code == 0 and "forgotten" in reset.output
+    small = tmp_path / "small"
+    (small / "docs").mkdir(parents=True)
+    (small / "docs" / "a.txt").write_text(PROSE * 3)
+    ingest = ["--config", str(config), "--index", str(small / "i"), "ingest", str(small / "docs")]
+    assert runner.invoke(main, ingest).exit_code == 0
+    refused = runner.invoke(main, ["--config", str(config), "--index", str(small / "i"), "tune"])
+    assert refused.exit_code == 1 and "too small to tune" in refused.output
