@@ -83,7 +83,7 @@ def _folder(root: Path, files: int, rng: random.Random) -> Path:
     folder.mkdir()
     for f in range(files):
         sections = []
-        for s in range(3):
+        for _ in range(3):
             body = ". ".join("The " + " ".join(rng.choices(WORDS, k=12)) + " works well" for _ in range(6))
             title = " ".join(rng.choices(WORDS, k=3)).capitalize()
             sections.append(f"# {title}\n\n{body}.")
