@@ -5,8 +5,8 @@ ranks them, and the confidence signals are read with the label "the first result
 a folder set; a relevant document on BEIR). One logistic regression per mode (scikit-learn) is fitted with
 each set weighed equally, and its coefficients are printed ready to paste into ``MODEL``. Reported per set
 and mode: the ROC AUC in-sample and with that set left out of the fit (how it carries to a folder it has
-never seen), and the share of questions flagged ``low_confidence`` at the chosen threshold, with how many of
-those flagged were in fact wrong.
+never seen), and the share of questions flagged ``low_confidence`` at the configured threshold
+(``retrieval.low_confidence``), with how many of those flagged were in fact wrong.
 
     python bench/fit_confidence.py --config int8.toml \\
         --folder /work/debian-docs=../shared/datasets/debian-dev/queries.tsv \\
@@ -108,24 +108,12 @@ def _probabilities(model: Any, s: Signals, mode: str) -> list[float]:
     return [float(p) for p in model.predict_proba(x)[:, 1]]
 
 
-def _threshold(probabilities: list[list[float]], labels: list[list[bool]]) -> float:
-    """The threshold with the best balanced accuracy (right kept, wrong flagged), averaged over the sets."""
-
-    def balanced(t: float) -> float:
-        scores = []
-        for p, y in zip(probabilities, labels, strict=True):
-            right = [pi >= t for pi, yi in zip(p, y, strict=True) if yi]
-            wrong = [pi < t for pi, yi in zip(p, y, strict=True) if not yi]
-            if right and wrong:
-                scores.append((sum(right) / len(right) + sum(wrong) / len(wrong)) / 2)
-        return float(np.mean(scores)) if scores else 0.0
-
-    return max((round(t, 2) for t in np.arange(0.05, 0.96, 0.05)), key=balanced)
-
-
-def report(sets: list[Signals]) -> dict[str, Any]:
-    out: dict[str, Any] = {"models": {}, "sets": {s.name: {} for s in sets}}
+def report(sets: list[Signals], threshold: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"models": {}, "sets": {s.name: {} for s in sets}, "low_confidence": threshold}
     for mode in MODES:
+        if len({r for s in sets for r in s.right[mode]}) < 2:
+            out["models"][mode] = None  # every first result right, or every one wrong: nothing to fit
+            continue
         model = _fit(sets, mode)
         names = FEATURES[mode]
         out["models"][mode] = {
@@ -133,11 +121,10 @@ def report(sets: list[Signals]) -> dict[str, Any]:
             "weights": {n: round(float(c), 4) for n, c in zip(names, model.coef_[0], strict=True)},
         }
         probabilities = [_probabilities(model, s, mode) for s in sets]
-        threshold = _threshold(probabilities, [s.right[mode] for s in sets])
-        out["models"][mode]["low_confidence_threshold"] = threshold
         for s, p in zip(sets, probabilities, strict=True):
             others = [o for o in sets if o is not s]
-            held_out = _probabilities(_fit(others, mode), s, mode) if others else p
+            both = len({r for o in others for r in o.right[mode]}) == 2
+            held_out = _probabilities(_fit(others, mode), s, mode) if others and both else p
             flagged = [y for pi, y in zip(p, s.right[mode], strict=True) if pi < threshold]
             auc, auc_out = roc_auc(p, s.right[mode]), roc_auc(held_out, s.right[mode])
             out["sets"][s.name][mode] = {
@@ -167,7 +154,8 @@ def main() -> None:
         sets.append(beir_signals(Path(args.beir), args.split, config))
     if not sets:
         sys.exit("give at least one --folder or --beir")
-    print(json.dumps({**report(sets), "seconds": round(time.perf_counter() - started, 1)}, indent=2))
+    threshold = config.retrieval.low_confidence
+    print(json.dumps({**report(sets, threshold), "seconds": round(time.perf_counter() - started, 1)}))
 
 
 if __name__ == "__main__":

@@ -96,8 +96,9 @@ class RetrievalConfig(_Section):
     max_per_document: int = Field(3, ge=0, le=1000)
     """At most this many chunks of one document in the results (more only when nothing else is left); 0: no cap."""
     exact: bool = False
-    low_confidence: float = Field(0.4, ge=0, le=1)
-    """A search whose confidence is under this says ``low_confidence: true``, and its prompt warns the model."""
+    low_confidence: float = Field(0.5, ge=0, le=1)
+    """A search whose confidence is under this says ``low_confidence: true``, and its prompt warns the model.
+    The confidence is a fitted probability, so 0.5 flags a first result more likely wrong than right."""
     tuned: bool = True
     """Use the settings ``ragline tune`` saved with the index for those of ``TUNABLE`` this config does not set."""
 

@@ -91,3 +91,21 @@ def test_ranking_sweep_and_latency_benches(tmp_path: Path) -> None:
     index = next((tmp_path / "ragline" / "eval").glob("folder-demo_docs-*"))
     latency = bench("ranking_latency.py", "--index", str(index), "--queries", "5", home=tmp_path)
     assert set(latency["hybrid"]) == {"plain", "document-aware"} and latency["chunks"] > 0
+
+
+def test_confidence_fit_reports_each_set_and_mode(tmp_path: Path) -> None:
+    questions = REPO / "bench" / "questions" / "demo_docs.tsv"
+    out = bench("fit_confidence.py", "--folder", f"{DEMO_DOCS}={questions}", home=tmp_path)
+    assert set(out["models"]) == {"hybrid", "dense", "bm25"}
+    assert set(out["models"]["hybrid"]["weights"]) == {
+        "dense_top",
+        "dense_gap",
+        "bm25_gap",
+        "fused_gap",
+        "agree_dense",
+        "agree_bm25",
+        "overlap",
+    }
+    (demo,) = out["sets"].values()
+    assert demo["hybrid"]["questions"] == 20 and 0.0 <= demo["hybrid"]["first_right"] <= 1.0
+    assert out["low_confidence"] == 0.5

@@ -167,3 +167,20 @@ def test_the_cli_reports_resets_and_refuses_a_tiny_index(tuned_app: Ragline, tmp
     assert runner.invoke(main, ingest).exit_code == 0
     refused = runner.invoke(main, ["--config", str(config), "--index", str(small / "i"), "tune"])
     assert refused.exit_code == 1 and "too small to tune" in refused.output
+
+
+@pytest.mark.integration
+def test_eval_tune_measures_untuned_and_tuned_side_by_side(tuned_app: Ragline, tmp_path: Path) -> None:
+    from pipeline.eval.folder import evaluate_folder
+
+    folder = Path(tuned_app.config.index.path).parent / "docs"
+    lines = []
+    for i in range(0, 120, 12):  # each file's first heading, asked
+        heading = (folder / f"file{i:03d}.md").read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
+        lines.append(f"q{i}\t{heading}\tfile{i:03d}")
+    queries = tmp_path / "q.tsv"
+    queries.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = evaluate_folder(folder, queries, tuned_app.config, ("bm25", "hybrid"), tmp_path / "index", tune=True)
+    assert set(report.modes) == {"bm25", "hybrid", "bm25@tuned", "hybrid@tuned"}
+    assert report.tuning is not None and report.tuning["settings_tried"] > 1
+    assert set(report.ranks["hybrid@tuned"]) == {f"q{i}" for i in range(0, 120, 12)}
