@@ -239,8 +239,11 @@ def ranking_configs(
         return {"": app.retrieval_config}, app.store().tuning()
     from pipeline.eval.tune import tune as tune_index
 
-    tuning = tune_index(app, progress=progress).as_dict()
     untuned = app.config.retrieval.model_copy(update={"tuned": False})
+    try:
+        tuning = tune_index(app, progress=progress).as_dict()
+    except RaglineError as exc:  # too small an index, or one-window documents: measured untuned, and why
+        return {"": untuned}, {"not_tuned": str(exc)}
     return {"": untuned, "@tuned": app.retrieval_config}, tuning
 
 

@@ -12,9 +12,13 @@ index questions whose answers it knows without anyone labelling them, two kinds,
 
 Each question's dense and BM25 candidates are fetched once; every setting of a small grid (fusion and its
 weight, depth, document evidence) is ranked from them in Python through the retriever's own ``rank()``,
-and scored by the mean reciprocal rank of the answering document. The best is kept only if it beats the
-defaults by ``MIN_GAIN``: a few hundred pseudo-questions cannot tell settings apart more finely than that,
-and the defaults hold up on real questions.
+and scored by the mean reciprocal rank of the answering document. The sentences decide and the headings
+only veto: the setting best on sentences among those that lose nothing on headings is kept if it beats the
+current settings on sentences by ``MIN_GAIN`` in ``SURE`` of paired bootstrap resamples (a few hundred
+pseudo-questions cannot tell settings apart more finely than that, and the defaults were chosen on real
+questions). Headings favour BM25, since a heading is in its section's indexed text word for word: on the
+Debian folder the best setting by the mean of both kinds (dense weight 0.3) won on headings, lost on
+sentences, and lost 0.08 Success@1 on the real questions.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from pipeline.types import Chunk
 Kind = Literal["heading", "sentence"]
 MIN_CHUNKS = 500
 """A smaller index is not tuned: a few dozen windows make too few independent questions."""
+MIN_PER_KIND = 10
 QUESTIONS = 300
 """Pseudo-questions asked (half of each kind, where the index has enough)."""
 MIN_GAIN = 0.01
@@ -92,7 +97,7 @@ class TuneReport:
             "default": self.default,
             "best": self.best,
             "best_settings": self.best_settings,
-            "gain": round(self.best["mean"] - self.default["mean"], 5),
+            "gain": round(self.best["sentence"] - self.default["sentence"], 5),
             "min_gain": MIN_GAIN,
             "sure": round(self.sure, 3),
             "min_sure": SURE,
@@ -135,8 +140,9 @@ def pseudo_questions(chunks: Iterable[Chunk], count: int = QUESTIONS, seed: int 
             if not sentences:
                 continue
             sentence = rng.choice(sentences)
-            # Out of every window that holds it (overlapping neighbours do), so no window matches it word for word.
-            holding = tuple(o.id for o in its if sentence in o.text)
+            # Out of every window that holds it (the overlapping neighbours may), so none matches it word for word.
+            near = [o for o in its if abs(o.ordinal - c.ordinal) <= 1]
+            holding = tuple(o.id for o in near if sentence in o.text)
             if len(holding) < len(its):
                 sentence_questions.append(PseudoQuestion(sentence, "sentence", document, holding))
     return _round_robin(heading_questions, count // 2, rng) + _round_robin(sentence_questions, count - count // 2, rng)
@@ -225,10 +231,12 @@ def tune(app: Ragline, count: int = QUESTIONS, seed: int = 0, progress: bool = F
             "tell settings apart, and the defaults stay"
         )
     questions = pseudo_questions(chunks, count, seed)
-    if len(questions) < 20:
+    asked: Counter[str] = Counter(q.kind for q in questions)
+    if min(asked["heading"], asked["sentence"]) < MIN_PER_KIND:
         raise RaglineError(
-            f"the index has too little text to tune on: {len(questions)} pseudo-questions (20 needed); "
-            "the defaults stay"
+            f"the index gives too few pseudo-questions to tune on: {asked['heading']} headings and "
+            f"{asked['sentence']} sentences ({MIN_PER_KIND} of each needed; a sentence needs a document of "
+            "several windows); the defaults stay"
         )
     base = app.config.retrieval
     grid = settings_grid(base)
@@ -241,12 +249,17 @@ def tune(app: Ragline, count: int = QUESTIONS, seed: int = 0, progress: bool = F
     kinds = np.array([q.kind for q in questions])
     scored = [_reciprocal_ranks(questions, lists, s, base) for s in _progress(grid, "settings", progress)]
     summaries = [_summary(kinds, r) for r in scored]
-    best_at = max(range(len(grid)), key=lambda i: summaries[i]["mean"])  # the first of equals: the current
+    # The sentences decide, the headings only veto: a sentence with its windows hidden is asked as a paraphrase
+    # is, while a heading is in its section's indexed text word for word, which favours BM25 whatever real
+    # questions need. So a setting must not lose on headings and must gain on sentences.
+    fair = [i for i in range(len(grid)) if summaries[i]["heading"] >= summaries[0]["heading"]]
+    best_at = max(fair, key=lambda i: summaries[i]["sentence"])  # the first of equals: the current
     default, best = summaries[0], summaries[best_at]
-    sure = _sure_gain(kinds, scored[0], scored[best_at], seed)
-    keep = best["mean"] >= default["mean"] + MIN_GAIN and sure >= SURE
+    sentences = kinds == "sentence"
+    sure = _sure_gain(kinds[sentences], scored[0][sentences], scored[best_at][sentences], seed)
+    keep = best["sentence"] >= default["sentence"] + MIN_GAIN and sure >= SURE
     report = TuneReport(
-        questions=dict(Counter(q.kind for q in questions)),
+        questions=dict(asked),
         default={k: round(v, 5) for k, v in default.items()},
         best={k: round(v, 5) for k, v in best.items()},
         chosen=grid[best_at] if keep else {},

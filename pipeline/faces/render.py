@@ -293,7 +293,11 @@ def render_folder_eval(report: FolderEvalReport) -> str:
 
 
 def _tuning_lines(tuning: dict[str, Any] | None) -> list[str]:
-    return ["tuning of the index:", *("  " + line for line in render_tune(tuning).splitlines())] if tuning else []
+    if not tuning:
+        return []
+    if "not_tuned" in tuning:
+        return [f"not tuned: {tuning['not_tuned']}"]
+    return ["tuning of the index:", *("  " + line for line in render_tune(tuning).splitlines())]
 
 
 def render_stats(stats: dict[str, Any]) -> str:
@@ -330,7 +334,7 @@ def render_tune(tuning: dict[str, Any]) -> str:
     ]
     settings = ", ".join(f"{k} = {v}" for k, v in sorted(tuning["best_settings"].items()))
     if tuning["settings"]:
-        lines.append(f"  kept (+{tuning['gain']:.3f}): {settings}")
+        lines.append(f"  kept (+{tuning['gain']:.3f} MRR@10 on sentences): {settings}")
     else:
         lines.append(
             f"  the current settings hold (the best gains {tuning['gain']:.3f} < {tuning['min_gain']}): kept none"

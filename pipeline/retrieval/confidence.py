@@ -23,10 +23,23 @@ FEATURES: dict[str, tuple[str, ...]] = {
 }
 
 MODEL: dict[str, tuple[float, dict[str, float]]] = {
-    # fitted by bench/fit_confidence.py (see docs/evaluation.md); intercept, then one weight per feature
-    "hybrid": (0.0, dict.fromkeys(FEATURES["hybrid"], 1.0)),
-    "dense": (0.0, dict.fromkeys(FEATURES["dense"], 1.0)),
-    "bm25": (0.0, dict.fromkeys(FEATURES["bm25"], 1.0)),
+    # Fitted by bench/fit_confidence.py on the Debian, demo, sample and SciFact-train questions (int8 embedder;
+    # docs/evaluation.md): intercept, then one weight per feature. The agreement weights are negative only
+    # beside the gaps and the overlap, which already carry most of what agreement says.
+    "hybrid": (
+        -1.6598,
+        {
+            "dense_top": 2.9845,
+            "dense_gap": 2.5719,
+            "bm25_gap": 1.0392,
+            "fused_gap": 3.1453,
+            "agree_dense": -0.7566,
+            "agree_bm25": -0.3703,
+            "overlap": 2.5712,
+        },
+    ),
+    "dense": (-1.8924, {"dense_top": 3.3553, "dense_gap": 3.8514, "fused_gap": 3.5268}),
+    "bm25": (-0.7229, {"bm25_gap": 3.1728, "bm25_per_term": 0.1886, "fused_gap": 2.1662}),
 }
 
 TOP_DOCUMENTS = 5
