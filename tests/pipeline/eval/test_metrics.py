@@ -55,3 +55,12 @@ def test_documents_rank_by_their_best_chunk() -> None:
     results = [_scored("b", 2, 0.9), _scored("a", 0, 0.8), _scored("b", 0, 0.7), _scored("c", 1, 0.1)]
     assert _documents_in_order(results, 10) == ["b", "a", "c"]
     assert _documents_in_order(results, 2) == ["b", "a"]
+
+
+def test_roc_auc_counts_pairs_and_ties_half() -> None:
+    from pipeline.eval.metrics import roc_auc
+
+    assert roc_auc([0.9, 0.8, 0.1], [True, True, False]) == 1.0
+    assert roc_auc([0.1, 0.8, 0.9], [True, True, False]) == 0.0
+    assert roc_auc([0.5, 0.5], [True, False]) == 0.5
+    assert roc_auc([0.3, 0.7], [True, True]) is None  # no wrong answer to tell apart
