@@ -66,9 +66,32 @@ SAMPLE_CHARS = 4000
 
 @lru_cache(maxsize=1)
 def _identifier() -> Any:
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    """py3langid's model, decompressed in memory: its own loader streams it through a temporary file, which
+    fails in the middle of a sync under a file-size limit or on a full /tmp."""
+    import io
+    import lzma
+    from array import array
+    from pathlib import Path
 
-    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    import numpy as np
+    from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+
+    def table(values: Any) -> array:  # what py3langid's loader hands the identifier: an unsigned array
+        out = array({2: "H", 4: "I", 8: "L"}[values.dtype.itemsize])
+        out.frombytes(np.ascontiguousarray(values).tobytes())
+        return out
+
+    path = Path(MODEL_FILE) if Path(MODEL_FILE).is_absolute() else Path(MODEL_DIR) / MODEL_FILE
+    with lzma.open(path) as packed, np.load(io.BytesIO(packed.read()), allow_pickle=False) as data:
+        identifier = LanguageIdentifier(
+            np.asarray(data["ptc"]),
+            np.asarray(data["pc"]),
+            data["classes"].tolist(),
+            table(data["nextmove"]),
+            data["out_feat"].tolist(),
+            norm_probs=True,
+            tk_row=table(data["nextmove_row"]),
+        )
     identifier.set_languages(sorted(LANGUAGES))
     return identifier
 
