@@ -17,7 +17,6 @@ never seen), and the share of questions flagged ``low_confidence`` at the config
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -26,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from devsets import development_sets
 
 from pipeline.app import Ragline
-from pipeline.config import AppConfig, load_config
+from pipeline.config import AppConfig
 from pipeline.eval.beir import load_beir
 from pipeline.eval.evaluate import eval_index
 from pipeline.eval.folder import file_stem, folder_index, load_queries
@@ -139,21 +139,8 @@ def report(sets: list[Signals], threshold: float) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="ragline config (TOML) the indexes are built with")
-    parser.add_argument("--folder", action="append", default=[], help="DIR=QUESTIONS.tsv (repeatable)")
-    parser.add_argument("--beir", help="a BEIR dataset folder")
-    parser.add_argument("--split", default="train")
-    args = parser.parse_args()
-    if args.split == "test":
-        sys.exit("fit on a training split, not on test")
-    config = load_config(args.config)
     started = time.perf_counter()
-    sets = [folder_signals(Path(d), Path(q), config) for d, q in (spec.split("=", 1) for spec in args.folder)]
-    if args.beir:
-        sets.append(beir_signals(Path(args.beir), args.split, config))
-    if not sets:
-        sys.exit("give at least one --folder or --beir")
+    _, config, sets = development_sets(__doc__.splitlines()[0], folder_signals, beir_signals)
     threshold = config.retrieval.low_confidence
     print(json.dumps({**report(sets, threshold), "seconds": round(time.perf_counter() - started, 1)}))
 

@@ -156,7 +156,9 @@ class Baseline:
         dense = [Hit(i, s) for i, s in self.dense_top(embed(query), depth)]
         sparse = [Hit(i, s) for i, s in self.bm25_top(query, depth)]
         retrieval = self.config.retrieval
-        fused = fuse(dense, sparse, retrieval.fusion, retrieval.rrf_k, retrieval.dense_weight, TOP_K)
+        fused = fuse(
+            dense, sparse, retrieval.fusion, retrieval.rrf_k, retrieval.dense_weight, TOP_K, retrieval.min_dense_range
+        )
         return [f.id for f in fused]
 
 

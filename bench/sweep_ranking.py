@@ -7,7 +7,7 @@ query terms counted once and as often as they occur; every setting (fusion metho
 candidate depth, document evidence) is then ranked in Python through the retriever's own ``rank()``.
 Score: MRR@10 of the first right file on a folder, nDCG@10 on BEIR; the default maximises their mean.
 
-    python bench/sweep_ranking.py --config int8.toml \\
+    python bench/sweep_ranking.py --config int8.toml [--vary dense_weight=0.5,0.7 --vary min_dense_range=0,0.1] \\
         --folder /work/debian-docs=../shared/datasets/debian-dev/queries.tsv \\
         --folder demo_docs=bench/questions/demo_docs.tsv \\
         --folder ../shared/datasets/sample_docs=bench/questions/sample_docs.tsv \\
@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devsets import development_sets
+
 from pipeline.app import Ragline
-from pipeline.config import AppConfig, RetrievalConfig, load_config
+from pipeline.config import AppConfig, RetrievalConfig
 from pipeline.eval.beir import load_beir
 from pipeline.eval.evaluate import DEPTH, eval_index
 from pipeline.eval.folder import first_right, folder_index, folder_metrics, load_queries
@@ -115,6 +117,7 @@ def settings() -> list[dict[str, Any]]:
             {
                 **fusion,
                 "dense_weight": weight,
+                "min_dense_range": 0.0,
                 "candidates": depth,
                 **document,
                 "query_tf": query_tf,
@@ -124,33 +127,42 @@ def settings() -> list[dict[str, Any]]:
     return grid
 
 
+def varied(default: dict[str, Any], vary: list[str]) -> list[dict[str, Any]]:
+    """The default with each ``KEY=V1,V2,...`` of ``--vary`` taken through its values (every combination)."""
+    axes: dict[str, list[Any]] = {}
+    for spec in vary:
+        key, _, values = spec.partition("=")
+        if key not in default or not values:
+            sys.exit(f"--vary {spec!r}: give KEY=V1,V2 with KEY one of {sorted(default)}")
+        axes[key] = [v if isinstance(default[key], str) else json.loads(v) for v in values.split(",")]
+    return [{**default, **dict(zip(axes, combo))} for combo in itertools.product(*axes.values())]
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="ragline config (TOML) the indexes are built with")
-    parser.add_argument("--folder", action="append", default=[], help="DIR=QUESTIONS.tsv (repeatable)")
-    parser.add_argument("--beir", help="a BEIR dataset folder")
-    parser.add_argument("--split", default="train")
-    args = parser.parse_args()
-    if args.split == "test":
-        sys.exit("choose defaults on a training split, not on test")
-    config = load_config(args.config)
     started = time.perf_counter()
-    sets = [folder_set(Path(d), Path(q), config) for d, q in (spec.split("=", 1) for spec in args.folder)]
-    if args.beir:
-        sets.append(beir_set(Path(args.beir), args.split, config))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        help="KEY=V1,V2 (repeatable): sweep only these settings around the default, not the whole grid",
+    )
+    args, config, sets = development_sets(parser.description or "", folder_set, beir_set, parser)
     fetched = time.perf_counter()
+    retrieval = config.retrieval
     default: dict[str, Any] = {
-        "fusion": config.retrieval.fusion.value,
-        "rrf_k": config.retrieval.rrf_k,
-        "dense_weight": config.retrieval.dense_weight,
-        "candidates": config.retrieval.candidates,
-        "document_weight": config.retrieval.document_weight,
-        "document_chunks": config.retrieval.document_chunks,
+        "fusion": retrieval.fusion.value,
+        "rrf_k": retrieval.rrf_k,
+        "dense_weight": retrieval.dense_weight,
+        "min_dense_range": retrieval.min_dense_range,
+        "candidates": retrieval.candidates,
+        "document_weight": retrieval.document_weight,
+        "document_chunks": retrieval.document_chunks,
         "query_tf": "once",
         "max_per_document": 0,
     }
     rows: list[dict[str, Any]] = []
-    for setting in [default, *settings()]:
+    for setting in [default, *(varied(default, args.vary) if args.vary else settings())]:
         per_set = {c.name: evaluate(c, setting, config.retrieval) for c in sets}
         mean = sum(m["primary"] for m in per_set.values()) / len(per_set)
         rows.append({"setting": setting, "mean": round(mean, 5), "sets": per_set})

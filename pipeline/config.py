@@ -88,11 +88,17 @@ class RetrievalConfig(_Section):
     fusion: Fusion = Fusion.WEIGHTED
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(0.7, ge=0, le=1)
+    min_dense_range: float = Field(0.0, ge=0, le=2)
+    """Weighted fusion scales the dense scores by their range, taken as at least this (cosine), so the
+    near-equal scores of near-identical documents are not stretched to outvote BM25's exact match."""
     document_weight: float = Field(0.25, ge=0)
     """How much a chunk gains from its document's other strong candidates (pipeline/retrieval/documents.py);
     0: each chunk on its own."""
     document_chunks: int = Field(3, ge=1, le=100)
     """How many of a document's best candidates make its evidence."""
+    document_candidates: int = Field(50, ge=1, le=10000)
+    """How many of the first fused candidates document-aware ranking weighs and caps (their document ids are
+    read from the store, a payload read each); those below follow in fused order."""
     max_per_document: int = Field(3, ge=0, le=1000)
     """At most this many chunks of one document in the results (more only when nothing else is left); 0: no cap."""
     exact: bool = False

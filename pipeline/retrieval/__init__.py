@@ -14,8 +14,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -35,7 +36,9 @@ __all__ = ["MODES", "Fused", "HybridRetriever", "Mode", "Retrieved", "fuse", "ra
 SIGNAL_DEPTH = 10
 """The ranking's length the confidence signals are read from, whatever ``top_k`` is."""
 
+
 Mode = Literal["hybrid", "dense", "bm25"]
+T = TypeVar("T", Hit, Fused)
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "bm25")
 
 
@@ -97,25 +100,60 @@ class HybridRetriever:
         dense_vec = self._embed(query) if mode != "bm25" else None
         sparse_vec = bm25.query_vector(query, tokenizer=self.store.meta.tokenizer) if mode != "dense" else None
         t1 = time.perf_counter()
-        documents = self.config.document_weight > 0 or self.config.max_per_document > 0
-        dense, sparse = self.store.search(dense_vec, sparse_vec, depth, where, self.config.exact, documents)
+        dense, sparse = self.store.search(dense_vec, sparse_vec, depth, where, self.config.exact)
         t2 = time.perf_counter()
-        # The confidence reads the first two documents, so the ranking is cut no shorter than that needs
-        # (a longer cut keeps the same head: cap_per_document fills in order).
-        ranked = rank(dense, sparse, mode, self.config, max(top_k, SIGNAL_DEPTH), fusion)
-        signals = confidence.features(dense, sparse, ranked, len(sparse_vec) if sparse_vec is not None else 0)
-        ranked = ranked[:top_k]
+        cut = max(top_k, SIGNAL_DEPTH)  # the confidence reads the first two documents, whatever top_k is
+        fused = first_stage(dense, sparse, mode, self.config, max(cut, self.config.document_candidates), fusion)
         t3 = time.perf_counter()
-        chunks = self.store.chunks([f.id for f in ranked])
+        # Only the candidates document-aware ranking and the confidence read need their document: one
+        # payload read of those few (which also holds most results' chunks), not one per candidate.
+        head = fused[: self.config.document_candidates]
+        listed = (dense[: confidence.LIST_HITS], sparse[: confidence.LIST_HITS])
+        chunks = self.store.chunks(list(dict.fromkeys([f.id for f in head] + [h.id for h in listed[0] + listed[1]])))
+        document = {cid: c.document_id for cid, c in chunks.items()}
+        t4 = time.perf_counter()
+        ranked = by_document(with_documents(head, document) + fused[len(head) :], self.config, cut)
+        dense_docs, sparse_docs = (with_documents(hits, document) for hits in listed)
+        signals = confidence.features(dense_docs, sparse_docs, ranked, len(sparse_vec) if sparse_vec is not None else 0)
+        ranked = ranked[:top_k]
+        t5 = time.perf_counter()
+        missing = [f.id for f in ranked if f.id not in chunks]  # results below the document-aware head
+        chunks.update(self.store.chunks(missing) if missing else {})
         results = [
             ScoredChunk(chunks[f.id], f.dense, f.bm25, f.fused if mode == "hybrid" else None)
             for f in ranked
             if f.id in chunks  # a point deleted by a concurrent sync since the search
         ]
-        t4 = time.perf_counter()
-        timings.update(embed=(t1 - t0) * 1e3, retrieve=(t2 - t1) * 1e3, fuse=(t3 - t2) * 1e3, payload=(t4 - t3) * 1e3)
+        t6 = time.perf_counter()
+        timings.update(
+            embed=(t1 - t0) * 1e3,
+            retrieve=(t2 - t1) * 1e3,
+            fuse=(t3 - t2 + t5 - t4) * 1e3,
+            payload=(t4 - t3 + t6 - t5) * 1e3,
+        )
         sure = confidence.confidence(signals, mode) if results else None
         return Retrieved(results, timings, sure, signals)
+
+
+def first_stage(
+    dense: list[Hit], sparse: list[Hit], mode: Mode, config: RetrievalConfig, limit: int, fusion: Fusion | None = None
+) -> list[Fused]:
+    """The first ``limit`` candidates in one order: fused (hybrid) or one list alone."""
+    if mode == "dense":
+        return single(dense, dense=True)[:limit]
+    if mode == "bm25":
+        return single(sparse, dense=False)[:limit]
+    method = fusion or config.fusion
+    return fuse(dense, sparse, method, config.rrf_k, config.dense_weight, limit, config.min_dense_range)
+
+
+def by_document(fused: list[Fused], config: RetrievalConfig, top_k: int) -> list[Fused]:
+    """The first ``config.document_candidates`` weighed by document evidence, with at most
+    ``config.max_per_document`` chunks of one document ahead of the others; those below follow as fused.
+    So a longer ``top_k`` keeps the same head, and only the head's documents need reading."""
+    head = with_document_evidence(fused[: config.document_candidates], config.document_weight, config.document_chunks)
+    head = cap_per_document(head, len(head), config.max_per_document)
+    return (head + fused[config.document_candidates :])[:top_k]
 
 
 def rank(
@@ -126,16 +164,14 @@ def rank(
     top_k: int,
     fusion: Fusion | None = None,
 ) -> list[Fused]:
-    """The first-stage ranking of candidates already fetched: fused (hybrid) or one list, weighed by
-    document evidence, cut to ``top_k`` with at most ``config.max_per_document`` chunks of one document."""
-    if mode == "dense":
-        fused = single(dense, dense=True)
-    elif mode == "bm25":
-        fused = single(sparse, dense=False)
-    else:
-        fused = fuse(dense, sparse, fusion or config.fusion, config.rrf_k, config.dense_weight)
-    ranked = with_document_evidence(fused, config.document_weight, config.document_chunks)
-    return cap_per_document(ranked, top_k, config.max_per_document)
+    """The first-stage ranking of candidates already fetched with their documents, as ``retrieve`` ranks."""
+    fused = first_stage(dense, sparse, mode, config, max(top_k, config.document_candidates), fusion)
+    return by_document(fused, config, top_k)
+
+
+def with_documents(items: Sequence[T], document: Mapping[str, str]) -> list[T]:
+    """Each hit or candidate naming its document, where ``document`` knows it."""
+    return [replace(h, document=document[h.id]) if h.id in document else h for h in items]
 
 
 def rerank_head(reranker: Reranker, query: str, results: list[ScoredChunk], depth: int) -> list[ScoredChunk]:

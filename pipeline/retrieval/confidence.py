@@ -44,6 +44,8 @@ MODEL: dict[str, tuple[float, dict[str, float]]] = {
 
 TOP_DOCUMENTS = 5
 """How many documents of each list ``overlap`` compares."""
+LIST_HITS = 30
+"""How many hits of each candidate list the signals read (the retriever reads their documents)."""
 
 
 def _documents(hits: Sequence[Hit | Fused]) -> list[tuple[str, float]]:
@@ -67,8 +69,10 @@ def _gap(documents: list[tuple[str, float]]) -> float:
 def features(
     dense: Sequence[Hit], sparse: Sequence[Hit], ranked: Sequence[Fused], query_terms: int
 ) -> dict[str, float]:
-    """The signals of one query's candidate lists (either list may be empty) and its final ranking."""
-    dense_docs, sparse_docs, ranked_docs = _documents(dense), _documents(sparse), _documents(ranked)
+    """The signals of one query's candidate lists (either list may be empty; only their first ``LIST_HITS``
+    are read) and its final ranking."""
+    dense_docs, sparse_docs = _documents(dense[:LIST_HITS]), _documents(sparse[:LIST_HITS])
+    ranked_docs = _documents(ranked)
     first = ranked_docs[0][0] if ranked_docs else None
     top_dense = {d for d, _ in dense_docs[:TOP_DOCUMENTS]}
     top_sparse = {d for d, _ in sparse_docs[:TOP_DOCUMENTS]}

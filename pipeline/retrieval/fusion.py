@@ -28,15 +28,18 @@ def _dbsf(hits: list[Hit]) -> dict[str, float]:
     return {h.id: float(np.clip((h.score - low) / (high - low), 0, 1)) for h in hits}
 
 
-def _minmax(hits: list[Hit]) -> dict[str, float]:
-    """Scale to [0, 1] by the list's own range; a single hit (no range) scores by its sign."""
+def _minmax(hits: list[Hit], min_range: float = 0.0) -> dict[str, float]:
+    """Scale to [0, 1] by the list's own range, taken as at least ``min_range``: a list of near-equal scores
+    tells its candidates apart by little, so it is not stretched over [0, 1] but stays near 0, as its
+    weakest candidate and a candidate it missed do. A single hit (no range) scores by its sign."""
     if not hits:
         return {}
     scores = [h.score for h in hits]
     low, high = min(scores), max(scores)
-    if high == low:
+    spread = max(high - low, min_range)
+    if spread == 0:
         return {h.id: 1.0 if high > 0 else 0.0 for h in hits}
-    return {h.id: (h.score - low) / (high - low) for h in hits}
+    return {h.id: (h.score - low) / spread for h in hits}
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,12 @@ def fuse(
     rrf_k: int = 60,
     dense_weight: float = 0.5,
     limit: int | None = None,
+    min_dense_range: float = 0.0,
 ) -> list[Fused]:
     """Combine two ranked lists. A chunk missing from one list gets nothing from it,
-    so an empty side never promotes the other side's weak candidates."""
+    so an empty side never promotes the other side's weak candidates. ``min_dense_range`` (weighted fusion):
+    the least cosine range the dense scores are scaled by, so near-identical documents, whose dense scores
+    differ by a hair, do not outvote BM25's exact match."""
     if method == Fusion.RRF:
         d_part, s_part = _rrf(dense, rrf_k), _rrf(sparse, rrf_k)
         wd, ws = 2 * dense_weight, 2 * (1 - dense_weight)
@@ -74,7 +80,7 @@ def fuse(
         d_part, s_part = _dbsf(dense), _dbsf(sparse)
         wd, ws = 2 * dense_weight, 2 * (1 - dense_weight)
     elif method == Fusion.WEIGHTED:
-        d_part, s_part = _minmax(dense), _minmax(sparse)
+        d_part, s_part = _minmax(dense, min_dense_range), _minmax(sparse)
         wd, ws = dense_weight, 1 - dense_weight
     else:  # pragma: no cover - the enum is closed
         raise RaglineError(f"unknown fusion {method!r}; choose one of {[f.value for f in Fusion]}")

@@ -10,6 +10,8 @@ from pipeline.app import Ragline
 from pipeline.config import Fusion
 from pipeline.filters import parse_filter
 from pipeline.models.embedder import SentenceTransformerEmbedder
+from pipeline.retrieval import SIGNAL_DEPTH, HybridRetriever, confidence, rank
+from pipeline.stages.bm25 import query_vector
 from tests.conftest import make_app
 
 pytestmark = pytest.mark.integration
@@ -157,3 +159,19 @@ def test_prompt_cites_pages_within_budget(demo_app: Ragline) -> None:
     context_tokens = sum(demo_app.embedder.tokens.count(b.render()) for b in prompt.blocks)
     assert context_tokens <= 400
     assert "prompt" in response.timings_ms
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+def test_search_ranks_as_rank_over_every_candidates_document(demo_app: Ragline, mode: str) -> None:
+    """Search reads the documents of the first candidates only; the sweep, tune and the confidence fit rank
+    from lists where every candidate names its document. Both must give the same results and confidence."""
+    store, config = demo_app.store(), demo_app.retrieval_config
+    retriever = HybridRetriever(store, demo_app.embedder, config.model_copy(update={"document_candidates": 5}))
+    for query in ("How often should I descale the machine?", "error E-0x4F2", "warranty period", "grind size"):
+        got = retriever.retrieve(query, top_k=8, mode=mode)  # type: ignore[arg-type]
+        terms = query_vector(query, tokenizer=store.meta.tokenizer)
+        dense, sparse = store.search(demo_app.embedder.embed_query(query), terms, 400, documents=True)
+        lists = (dense if mode != "bm25" else [], sparse if mode != "dense" else [])
+        ranked = rank(*lists, mode, retriever.config, SIGNAL_DEPTH)  # type: ignore[arg-type]
+        assert [r.chunk.id for r in got.results] == [f.id for f in ranked][:8]
+        assert got.signals == confidence.features(*lists, ranked, len(terms) if mode != "dense" else 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import RetrievalConfig
-from pipeline.retrieval import rank
+from pipeline.retrieval import by_document, rank
 from pipeline.retrieval.documents import cap_per_document, with_document_evidence
 from pipeline.retrieval.fusion import Fused, single
 from pipeline.stores.base import Hit
@@ -68,3 +68,14 @@ def test_rank_applies_fusion_evidence_and_cap_in_every_mode() -> None:
 def test_exact_ties_in_one_list_are_ordered_by_id() -> None:
     hits = [Hit("z", 1.0, "Z"), Hit("b", 2.0, "B"), Hit("a", 1.0, "A")]
     assert [f.id for f in single(hits, dense=False)] == ["b", "a", "z"]
+
+
+def test_only_the_head_is_weighed_and_a_longer_top_k_keeps_it() -> None:
+    fused = candidates(*[(f"a{i}", "A", 1 - i / 100) for i in range(6)], *[(f"x{i}", f"X{i}", 0.5) for i in range(4)])
+    config = RetrievalConfig(document_candidates=4, max_per_document=2)
+    ranked = by_document(fused, config, 10)
+    # The head (first four, all of A) is capped to two ahead of the rest of the head; below it, fused order.
+    assert [f.id for f in ranked] == ["a0", "a1", "a2", "a3", "a4", "a5", "x0", "x1", "x2", "x3"]
+    assert [f.id for f in by_document(fused, config, 3)] == [f.id for f in ranked[:3]]
+    wider = by_document(fused, RetrievalConfig(document_candidates=10, max_per_document=2), 4)
+    assert [f.id for f in wider] == ["a0", "a1", "x0", "x1"]

@@ -243,3 +243,17 @@ def test_fuse_with_unknown_method_lists_choices() -> None:
         fuse(DENSE, SPARSE, "max")  # type: ignore[arg-type]
     assert "'max'" in str(info.value)
     assert "['rrf', 'dbsf', 'weighted']" in str(info.value)
+
+
+def test_a_dense_range_floor_keeps_near_equal_dense_scores_from_outvoting_bm25() -> None:
+    # Near-identical sheets: dense tells them apart by 0.02, BM25 finds the exact code in "right".
+    dense = hits(("wrong", 0.32), ("right", 0.30))
+    sparse = hits(("right", 3.6), ("wrong", 0.2))
+    assert ids(fuse(dense, sparse, Fusion.WEIGHTED, dense_weight=0.7))[0] == "wrong"  # 0.02 stretched to 1
+    floored = by_id(fuse(dense, sparse, Fusion.WEIGHTED, dense_weight=0.7, min_dense_range=0.1))
+    assert ids(fuse(dense, sparse, Fusion.WEIGHTED, dense_weight=0.7, min_dense_range=0.1))[0] == "right"
+    assert floored["wrong"].fused == pytest.approx(0.7 * 0.02 / 0.1)
+    # A list wider than the floor is scaled by its own range, as without it.
+    assert ids(fuse(DENSE, SPARSE, Fusion.WEIGHTED, 60, 0.7, None, 0.1)) == ids(
+        fuse(DENSE, SPARSE, Fusion.WEIGHTED, 60, 0.7)
+    )
