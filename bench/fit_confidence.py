@@ -36,6 +36,7 @@ from pipeline.eval.metrics import roc_auc
 from pipeline.retrieval import MODES, SIGNAL_DEPTH, rank
 from pipeline.retrieval.confidence import FEATURES, features
 from pipeline.stages.bm25 import query_terms, query_vector
+from pipeline.types import document_key
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Signals:
 def _collect(app: Ragline, name: str, queries: dict[str, str], is_right: Any) -> Signals:
     """``is_right(query_id, source)``: whether a first result from ``source`` answers the question."""
     store, config = app.store(), app.config.retrieval
-    sources = {d.document_id: d.source for d in store.documents().values()}
+    sources = {document_key(d.document_id): d.source for d in store.documents().values()}
     out = Signals(name)
     for query_id, text in queries.items():
         sparse_vector = query_vector(text)

@@ -37,6 +37,7 @@ from pipeline.eval.metrics import evaluate_run
 from pipeline.retrieval import rank
 from pipeline.stages.bm25 import query_vector
 from pipeline.stores.base import Hit
+from pipeline.types import document_key
 
 FUSIONS = [{"fusion": "rrf", "rrf_k": k} for k in (20, 60)] + [{"fusion": "weighted"}, {"fusion": "dbsf"}]
 WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -76,7 +77,7 @@ def folder_set(folder: Path, questions: Path, config: AppConfig) -> Candidates:
     queries = load_queries(questions)
     with folder_index(folder.expanduser().resolve(), config, progress=sys.stderr.isatty()) as (app, _):
         lists = _fetch(app, {q.id: q.text for q in queries}, max(CANDIDATES))
-        sources = {d.document_id: d.source for d in app.store().documents().values()}
+        sources = {document_key(d.document_id): d.source for d in app.store().documents().values()}
 
     def score(run: dict[str, list[str]]) -> dict[str, float]:
         metrics = folder_metrics([first_right(run[q.id], q.stems) for q in queries])
@@ -89,7 +90,7 @@ def beir_set(folder: Path, split: str, config: AppConfig) -> Candidates:
     dataset = load_beir(folder, split)
     with eval_index(dataset, config, progress=sys.stderr.isatty()) as (app, _):
         lists = _fetch(app, dataset.queries, max(CANDIDATES))
-        sources = {d.document_id: d.source for d in app.store().documents().values()}
+        sources = {document_key(d.document_id): d.source for d in app.store().documents().values()}
 
     def score(run: dict[str, list[str]]) -> dict[str, float]:
         metrics = evaluate_run(dataset.qrels, run, 10, DEPTH)

@@ -24,7 +24,7 @@ from pipeline.models.reranker import CrossEncoderReranker
 from pipeline.retrieval import HybridRetriever, Mode, rerank_head
 from pipeline.stages.bm25 import TOKENIZER_VERSION, TOKENIZERS
 from pipeline.stages.prompt import Prompt, build_prompt
-from pipeline.stores import IndexMeta, Store, open_store
+from pipeline.stores import CHUNK_IDS, IndexMeta, Store, open_store
 from pipeline.stores.folder import check_space
 from pipeline.sync import Progress, Splitter, SyncReport, sync_documents, sync_folder
 from pipeline.types import Document, ScoredChunk
@@ -82,6 +82,7 @@ class Ragline:
             b=self.config.bm25.b,
             tokenizer=TOKENIZER_VERSION,
             avg_len=self.config.bm25.avg_len,
+            chunk_ids=CHUNK_IDS,
         )
 
     def store(self, create: bool = False, check_model: bool = True) -> Store:

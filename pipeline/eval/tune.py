@@ -40,7 +40,7 @@ from pipeline.errors import RaglineError
 from pipeline.retrieval import rank
 from pipeline.stages.bm25 import query_vector
 from pipeline.stores.base import Hit
-from pipeline.types import Chunk
+from pipeline.types import Chunk, document_key
 
 Kind = Literal["heading", "sentence"]
 MIN_CHUNKS = 500
@@ -198,8 +198,8 @@ def _reciprocal_ranks(
     for i, (q, (dense, sparse)) in enumerate(zip(questions, lists, strict=True)):
         ranked = rank(dense[:depth], sparse[:depth], "hybrid", config, DEPTH * max(config.max_per_document, 1))
         documents = list(dict.fromkeys(f.document for f in ranked))[:DEPTH]
-        if q.document in documents:
-            out[i] = 1.0 / (documents.index(q.document) + 1)
+        if (key := document_key(q.document)) in documents:
+            out[i] = 1.0 / (documents.index(key) + 1)
     return out
 
 

@@ -28,8 +28,8 @@ from pipeline.retrieval import confidence
 from pipeline.retrieval.documents import cap_per_document, with_document_evidence
 from pipeline.retrieval.fusion import Fused, fuse, single
 from pipeline.stages import bm25
-from pipeline.stores.base import Hit, Store
-from pipeline.types import ScoredChunk
+from pipeline.stores.base import CHUNK_IDS, Hit, Store
+from pipeline.types import Chunk, ScoredChunk, document_key
 
 __all__ = ["MODES", "Fused", "HybridRetriever", "Mode", "Retrieved", "fuse", "rank", "rerank_head"]
 
@@ -100,24 +100,29 @@ class HybridRetriever:
         dense_vec = self._embed(query) if mode != "bm25" else None
         sparse_vec = bm25.query_vector(query, tokenizer=self.store.meta.tokenizer) if mode != "dense" else None
         t1 = time.perf_counter()
-        dense, sparse = self.store.search(dense_vec, sparse_vec, depth, where, self.config.exact)
+        keyed = self.store.meta.chunk_ids == CHUNK_IDS  # candidates name their document from their id
+        dense, sparse = self.store.search(dense_vec, sparse_vec, depth, where, self.config.exact, documents=keyed)
         t2 = time.perf_counter()
         cut = max(top_k, SIGNAL_DEPTH)  # the confidence reads the first two documents, whatever top_k is
         fused = first_stage(dense, sparse, mode, self.config, max(cut, self.config.document_candidates), fusion)
         t3 = time.perf_counter()
-        # Only the candidates document-aware ranking and the confidence read need their document: one
-        # payload read of those few (which also holds most results' chunks), not one per candidate.
-        head = fused[: self.config.document_candidates]
-        listed = (dense[: confidence.LIST_HITS], sparse[: confidence.LIST_HITS])
-        chunks = self.store.chunks(list(dict.fromkeys([f.id for f in head] + [h.id for h in listed[0] + listed[1]])))
-        document = {cid: c.document_id for cid, c in chunks.items()}
+        chunks: dict[str, Chunk] = {}
+        if not keyed:
+            # An index from before CHUNK_IDS: only the candidates document-aware ranking and the confidence
+            # read need their document, one payload read of those few (which also holds most results' chunks).
+            head = fused[: self.config.document_candidates]
+            dense, sparse = dense[: confidence.LIST_HITS], sparse[: confidence.LIST_HITS]
+            ids = [f.id for f in head] + [h.id for h in (*dense, *sparse)]
+            chunks = self.store.chunks(list(dict.fromkeys(ids)))
+            key = {cid: document_key(c.document_id) for cid, c in chunks.items()}
+            fused = with_documents(head, key) + fused[len(head) :]
+            dense, sparse = with_documents(dense, key), with_documents(sparse, key)
         t4 = time.perf_counter()
-        ranked = by_document(with_documents(head, document) + fused[len(head) :], self.config, cut)
-        dense_docs, sparse_docs = (with_documents(hits, document) for hits in listed)
-        signals = confidence.features(dense_docs, sparse_docs, ranked, len(sparse_vec) if sparse_vec is not None else 0)
+        ranked = by_document(fused, self.config, cut)
+        signals = confidence.features(dense, sparse, ranked, len(sparse_vec) if sparse_vec is not None else 0)
         ranked = ranked[:top_k]
         t5 = time.perf_counter()
-        missing = [f.id for f in ranked if f.id not in chunks]  # results below the document-aware head
+        missing = [f.id for f in ranked if f.id not in chunks]  # results whose chunk was not read above
         chunks.update(self.store.chunks(missing) if missing else {})
         results = [
             ScoredChunk(chunks[f.id], f.dense, f.bm25, f.fused if mode == "hybrid" else None)
@@ -169,9 +174,9 @@ def rank(
     return by_document(fused, config, top_k)
 
 
-def with_documents(items: Sequence[T], document: Mapping[str, str]) -> list[T]:
-    """Each hit or candidate naming its document, where ``document`` knows it."""
-    return [replace(h, document=document[h.id]) if h.id in document else h for h in items]
+def with_documents(items: Sequence[T], key: Mapping[str, str]) -> list[T]:
+    """Each hit or candidate naming its document's key, where ``key`` knows it."""
+    return [replace(h, document=key[h.id]) if h.id in key else h for h in items]
 
 
 def rerank_head(reranker: Reranker, query: str, results: list[ScoredChunk], depth: int) -> list[ScoredChunk]:

@@ -17,7 +17,7 @@ from itertools import groupby
 from pathlib import PurePosixPath
 
 from pipeline.config import ChunkingConfig
-from pipeline.types import Chunk, Document, Section, TokenCounter
+from pipeline.types import Chunk, Document, Section, TokenCounter, document_key
 
 CHUNK_NAMESPACE = uuid.UUID("6f1c1f4e-52a4-4d0b-9a55-8c2f3f0b7a11")
 INDEXED_TEXT_VERSION = "title-filename-heading-page@1"
@@ -33,8 +33,11 @@ class _Span:
 
 
 def chunk_id(document_id: str, ordinal: int, text: str) -> str:
+    """A UUID whose first half is the document's key (``types.document_key``) and whose second half hashes
+    the chunk's place and text, so an unchanged chunk keeps its id and its document is read off the id."""
     digest = hashlib.sha1(text.encode("utf-8")).hexdigest()
-    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{document_id}:{ordinal}:{digest}"))
+    tail = uuid.uuid5(CHUNK_NAMESPACE, f"{document_id}:{ordinal}:{digest}").hex[16:]
+    return str(uuid.UUID(hex=document_key(document_id) + tail))
 
 
 def _hard_split(text: str, limit: int, tokens: TokenCounter) -> list[tuple[int, str]]:

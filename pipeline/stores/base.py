@@ -23,7 +23,7 @@ from pipeline.stores.schema import (
     chunk_payload,
     summarise_documents,
 )
-from pipeline.types import Chunk, SparseVector
+from pipeline.types import Chunk, SparseVector, document_key, id_document_key
 
 SCROLL_PAGE = 1024
 
@@ -40,6 +40,10 @@ class IndexMeta:
     avg_len: float = 0.0
     """BM25's fixed length pivot (``bm25.avg_len``); 0 in an index from before it had one, whose points were
     weighted with the collection's average chunk length when they were written (and still are)."""
+    chunk_ids: str = ""
+    """``CHUNK_IDS`` in an index whose every chunk id begins with its document's key (``types.document_key``),
+    so candidates name their document with no payload read; "" in an index from before, whose older points
+    do not (their key is read from the payload)."""
 
     def check_model(self, model: str, dimension: int) -> None:
         """The canonical model name, not the inference backend: ``embedding.backend = "onnx-int8"`` vectors
@@ -66,21 +70,25 @@ class StoredPoint:
 
 @dataclass(frozen=True)
 class Hit:
-    """A candidate: point id, score and document. Payloads are fetched for the final results only, so deep
-    candidate lists cost little (copying payloads dominated the search time); the document id comes with
-    each candidate, as document-aware ranking weighs a chunk by the other candidates of its document."""
+    """A candidate: point id, score and (when asked for) its document's key, ``types.document_key``, which
+    tells documents apart: document-aware ranking weighs a chunk by the other candidates of its document.
+    Payloads are fetched for the final results only, so deep candidate lists cost little."""
 
     id: str
     score: float
     document: str = ""
 
 
+CHUNK_IDS = "document-key@1"
+"""``IndexMeta.chunk_ids`` of an index whose chunk ids all begin with their document's key."""
 HIT_FIELD = "document_id"
-"""The one payload field a candidate carries."""
+"""The one payload field a candidate of an older index reads for its document key."""
 
 
 def hit(point_id: Any, score: float, payload: Mapping[str, Any] | None) -> Hit:
-    return Hit(str(point_id), float(score), str((payload or {}).get(HIT_FIELD, "")))
+    """A candidate as the engine returned it, with its document key where its payload came."""
+    document = (payload or {}).get(HIT_FIELD)
+    return Hit(str(point_id), float(score), document_key(str(document)) if document else "")
 
 
 class Store(Protocol):
@@ -121,8 +129,8 @@ class Store(Protocol):
         exact: bool = False,
         documents: bool = False,
     ) -> tuple[list[Hit], list[Hit]]:
-        """Dense and BM25 candidates, best first (``documents``: each names its document, which costs a
-        payload read per candidate)."""
+        """Dense and BM25 candidates, best first (``documents``: each names its document's key, read off
+        its id, or in an index from before ``CHUNK_IDS`` from its payload, a read per candidate)."""
         ...
 
     def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]: ...
@@ -375,12 +383,16 @@ class QdrantStore:
         if plan is not None and plan.matches_nothing:
             return [], []
         condition = self._condition(plan)
+        keyed = documents and self.meta.chunk_ids == CHUNK_IDS
+        read = documents and not keyed
         requests = []
         if dense is not None:
-            requests.append(self._request(DENSE, dense.tolist(), limit, condition, exact, documents))
+            requests.append(self._request(DENSE, dense.tolist(), limit, condition, exact, read))
         if sparse is not None and len(sparse):
-            requests.append(self._request(SPARSE, sparse, limit, condition, False, documents))
+            requests.append(self._request(SPARSE, sparse, limit, condition, False, read))
         hits = self._query(requests) if requests else []
+        if keyed:
+            hits = [[Hit(h.id, h.score, id_document_key(h.id)) for h in found] for found in hits]
         dense_hits = hits.pop(0) if dense is not None else []
         sparse_hits = hits.pop(0) if hits else []
         return dense_hits, sparse_hits

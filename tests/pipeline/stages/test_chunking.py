@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.config import ChunkingConfig
 from pipeline.stages.chunking import chunk, chunk_id, context_lines, file_words, indexed_text
-from pipeline.types import Chunk, Document, Section
+from pipeline.types import Chunk, Document, Section, document_key, id_document_key
 
 pytestmark = pytest.mark.unit
 
@@ -303,7 +303,7 @@ def test_ids_deterministic_across_runs(token_counter) -> None:
     assert [c.id for c in first] == [c.id for c in second]
     assert first == second
     assert len({c.id for c in first}) == len(first)
-    assert all(uuid.UUID(c.id).version == 5 for c in first)
+    assert all(str(uuid.UUID(c.id)) == c.id for c in first)  # a UUID, as Qdrant point ids must be
 
 
 def test_ids_differ_for_different_text(token_counter) -> None:
@@ -328,6 +328,10 @@ def test_chunk_id_depends_on_each_part() -> None:
     base = chunk_id("doc", 0, "text")
     assert base == chunk_id("doc", 0, "text")
     assert len({base, chunk_id("doc2", 0, "text"), chunk_id("doc", 1, "text"), chunk_id("doc", 0, "text!")}) == 4
+    # Its first half is the document's key, so candidates name their document with no payload read.
+    assert id_document_key(base) == document_key("doc") == id_document_key(chunk_id("doc", 7, "other"))
+    assert id_document_key(chunk_id("doc2", 0, "text")) != document_key("doc")
+    assert str(uuid.UUID(base)) == base
 
 
 # --- overlap ------------------------------------------------------------------------

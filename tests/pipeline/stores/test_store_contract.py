@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,11 @@ from pipeline.config import BM25Config, QdrantConfig
 from pipeline.errors import ConfigError, IndexUnavailableError, ModelMismatchError, RaglineError
 from pipeline.filters import SearchFilter
 from pipeline.stages import bm25
-from pipeline.stores.base import Hit, IndexMeta, Store
+from pipeline.stages.chunking import chunk_id
+from pipeline.stores.base import CHUNK_IDS, Hit, IndexMeta, Store
 from pipeline.stores.edge import EdgeStore
 from pipeline.stores.server import ServerStore
-from pipeline.types import Chunk
+from pipeline.types import Chunk, document_key
 
 pytestmark = pytest.mark.integration
 
@@ -345,8 +346,8 @@ def test_chunks_round_trip(store_factory: StoreFactory) -> None:
     wanted = {c.id: c for doc in DOCS for c in _chunks(doc)}
     got = store.chunks([*wanted, _id("never-written")])
     assert set(got) == set(wanted)
-    for chunk_id, original in wanted.items():
-        chunk = got[chunk_id]
+    for point_id, original in wanted.items():
+        chunk = got[point_id]
         assert (chunk.id, chunk.document_id, chunk.source, chunk.text, chunk.ordinal, chunk.start, chunk.end) == (
             original.id,
             original.document_id,
@@ -385,13 +386,32 @@ def test_hybrid_search_unfiltered(store_factory: StoreFactory) -> None:
     documents = {c.id: c.document_id for c in store.chunks([h.id for h in dense]).values()}
     assert all(h.document == "" for h in (*dense, *sparse))
     dense, sparse = store.search(np.array([0.0, 1.0, 0.0, 0.0]), bm25.query_vector("descale"), 10, documents=True)
-    assert all(h.document == documents[h.id] for h in (*dense, *sparse)) and len(set(documents.values())) > 1
+    assert all(h.document == document_key(documents[h.id]) for h in (*dense, *sparse))
+    assert len(set(documents.values())) > 1
 
     only_dense = store.search(np.array([0.0, 1.0, 0.0, 0.0]), None, 3)
     assert names(only_dense[0]) == ["setup-2", "legacy-1", "faq-1"] and only_dense[1] == []
     only_sparse = store.search(None, bm25.query_vector("grinder"), 3)
     assert only_sparse[0] == [] and names(only_sparse[1]) == ["manual-1"]
     assert store.search(None, bm25.SparseVector((), ()), 3) == ([], [])
+
+
+def test_candidates_of_a_keyed_index_name_their_document_from_the_id(store_factory: StoreFactory) -> None:
+    """An index created with CHUNK_IDS reads no payload for the document key: it is the id's first half. So
+    the chunk ids there must be sync's, and the key must be the same one an older index reads from payloads."""
+    store = store_factory(replace(META, chunk_ids=CHUNK_IDS))
+    for doc in DOCS:
+        chunks = [replace(c, id=chunk_id(doc.id, c.ordinal, c.text)) for c in _chunks(doc)]
+        sparse = [bm25.document_vector(bm25.tokenize(c.text), avg_len=8.0, config=BM25Config()) for c in chunks]
+        dense = np.array([vec for _, _, vec, _ in doc.chunks], dtype=np.float32)
+        store.upsert(chunks, dense, sparse, [{"root": ROOT} for _ in chunks])
+    store.flush()
+    dense_hits, sparse_hits = store.search(np.array([0.0, 1.0, 0.0, 0.0]), bm25.query_vector("descale"), 10, documents=True)
+    documents = {c.id: c.document_id for c in store.chunks([h.id for h in (*dense_hits, *sparse_hits)]).values()}
+    assert len(set(documents.values())) > 1 and len(sparse_hits) > 1
+    assert all(h.document == document_key(documents[h.id]) for h in (*dense_hits, *sparse_hits))
+    plain = store.search(np.array([0.0, 1.0, 0.0, 0.0]), bm25.query_vector("descale"), 10)
+    assert all(h.document == "" for h in (*plain[0], *plain[1]))
 
 
 DESCALE = (np.array([0.0, 1.0, 0.0, 0.0]), "descale boiler")
