@@ -406,7 +406,9 @@ def test_candidates_of_a_keyed_index_name_their_document_from_the_id(store_facto
         dense = np.array([vec for _, _, vec, _ in doc.chunks], dtype=np.float32)
         store.upsert(chunks, dense, sparse, [{"root": ROOT} for _ in chunks])
     store.flush()
-    dense_hits, sparse_hits = store.search(np.array([0.0, 1.0, 0.0, 0.0]), bm25.query_vector("descale"), 10, documents=True)
+    dense_hits, sparse_hits = store.search(
+        np.array([0.0, 1.0, 0.0, 0.0]), bm25.query_vector("descale"), 10, documents=True
+    )
     documents = {c.id: c.document_id for c in store.chunks([h.id for h in (*dense_hits, *sparse_hits)]).values()}
     assert len(set(documents.values())) > 1 and len(sparse_hits) > 1
     assert all(h.document == document_key(documents[h.id]) for h in (*dense_hits, *sparse_hits))
