@@ -27,7 +27,7 @@ def development_sets(
     parser.add_argument("--config", help="ragline config (TOML) the indexes are built with")
     parser.add_argument("--folder", action="append", default=[], help="DIR=QUESTIONS.tsv (repeatable)")
     parser.add_argument("--beir", help="a BEIR dataset folder")
-    parser.add_argument("--split", default="train")
+    parser.add_argument("--split", default="train", help="the BEIR split to choose on (not test)")
     args = parser.parse_args()
     if args.split == "test":
         sys.exit("choose on a training split, not on test")

@@ -159,6 +159,7 @@ def main() -> None:
         "candidates": retrieval.candidates,
         "document_weight": retrieval.document_weight,
         "document_chunks": retrieval.document_chunks,
+        "document_candidates": retrieval.document_candidates,
         "query_tf": "once",
         "max_per_document": 0,
     }

@@ -88,7 +88,7 @@ class RetrievalConfig(_Section):
     fusion: Fusion = Fusion.WEIGHTED
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(0.7, ge=0, le=1)
-    min_dense_range: float = Field(0.0, ge=0, le=2)
+    min_dense_range: float = Field(0.2, ge=0, le=2)
     """Weighted fusion scales the dense scores by their range, taken as at least this (cosine), so the
     near-equal scores of near-identical documents are not stretched to outvote BM25's exact match."""
     document_weight: float = Field(0.25, ge=0)
