@@ -79,12 +79,14 @@ def reembed(source: Store, target: Store, embedder: Embedder, progress: bool = F
 def _transfer(
     source: Store, target: Store, progress: bool, convert: Callable[[list[StoredPoint]], list[StoredPoint]]
 ) -> int:
-    """Write every point of ``source`` (converted) into ``target``, then the saved config."""
+    """Write every point of ``source`` (converted) into ``target``, then the saved config. The target is
+    optimized as a sync leaves it: an Edge index copied into unmerged segments searched ~2x slower."""
     written = 0
     for batch in _batches(source, progress):
         target.import_points(convert(batch))
         written += len(batch)
     target.flush()
+    target.optimize()
     config = source.saved_config()
     if config is not None:
         target.save_config(config)
