@@ -35,6 +35,9 @@ __all__ = ["MODES", "Fused", "HybridRetriever", "Mode", "Retrieved", "fuse", "ra
 
 SIGNAL_DEPTH = 10
 """The ranking's length the confidence signals are read from, whatever ``top_k`` is."""
+LEGACY_LIST_HITS = 30
+"""In an index from before ``CHUNK_IDS``, how many hits of each list get their document read for the
+confidence signals (a payload read each; the signals were fitted on whole lists, so these lose a little)."""
 
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -111,7 +114,7 @@ class HybridRetriever:
             # An index from before CHUNK_IDS: only the candidates document-aware ranking and the confidence
             # read need their document, one payload read of those few (which also holds most results' chunks).
             head = fused[: self.config.document_candidates]
-            dense, sparse = dense[: confidence.LIST_HITS], sparse[: confidence.LIST_HITS]
+            dense, sparse = dense[:LEGACY_LIST_HITS], sparse[:LEGACY_LIST_HITS]
             ids = [f.id for f in head] + [h.id for h in (*dense, *sparse)]
             chunks = self.store.chunks(list(dict.fromkeys(ids)))
             key = {cid: document_key(c.document_id) for cid, c in chunks.items()}

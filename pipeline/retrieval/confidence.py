@@ -27,25 +27,23 @@ MODEL: dict[str, tuple[float, dict[str, float]]] = {
     # docs/evaluation.md): intercept, then one weight per feature. The agreement weights are negative only
     # beside the gaps and the overlap, which already carry most of what agreement says.
     "hybrid": (
-        -1.6598,
+        -2.1198,
         {
-            "dense_top": 2.9845,
-            "dense_gap": 2.5719,
-            "bm25_gap": 1.0392,
-            "fused_gap": 3.1453,
-            "agree_dense": -0.7566,
-            "agree_bm25": -0.3703,
-            "overlap": 2.5712,
+            "dense_top": 3.0628,
+            "dense_gap": 2.5386,
+            "bm25_gap": 1.0043,
+            "fused_gap": 2.9279,
+            "agree_dense": -0.203,
+            "agree_bm25": -0.4399,
+            "overlap": 2.7092,
         },
     ),
-    "dense": (-1.8924, {"dense_top": 3.3553, "dense_gap": 3.8514, "fused_gap": 3.5268}),
-    "bm25": (-0.7229, {"bm25_gap": 3.1728, "bm25_per_term": 0.1886, "fused_gap": 2.1662}),
+    "dense": (-1.9864, {"dense_top": 3.4935, "dense_gap": 4.0413, "fused_gap": 3.418}),
+    "bm25": (-0.7269, {"bm25_gap": 3.0716, "bm25_per_term": 0.1877, "fused_gap": 2.2817}),
 }
 
 TOP_DOCUMENTS = 5
 """How many documents of each list ``overlap`` compares."""
-LIST_HITS = 30
-"""How many hits of each candidate list the signals read (the retriever reads their documents)."""
 
 
 def _documents(hits: Sequence[Hit | Fused]) -> list[tuple[str, float]]:
@@ -69,9 +67,8 @@ def _gap(documents: list[tuple[str, float]]) -> float:
 def features(
     dense: Sequence[Hit], sparse: Sequence[Hit], ranked: Sequence[Fused], query_terms: int
 ) -> dict[str, float]:
-    """The signals of one query's candidate lists (either list may be empty; only their first ``LIST_HITS``
-    are read) and its final ranking."""
-    dense_docs, sparse_docs = _documents(dense[:LIST_HITS]), _documents(sparse[:LIST_HITS])
+    """The signals of one query's candidate lists (either list may be empty) and its final ranking."""
+    dense_docs, sparse_docs = _documents(dense), _documents(sparse)
     ranked_docs = _documents(ranked)
     first = ranked_docs[0][0] if ranked_docs else None
     top_dense = {d for d, _ in dense_docs[:TOP_DOCUMENTS]}

@@ -163,8 +163,9 @@ def test_prompt_cites_pages_within_budget(demo_app: Ragline) -> None:
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
 def test_search_ranks_as_rank_over_every_candidates_document(demo_app: Ragline, mode: str) -> None:
-    """Search reads the documents of the first candidates only; the sweep, tune and the confidence fit rank
-    from lists where every candidate names its document. Both must give the same results and confidence."""
+    """Search weighs documents over the first ``document_candidates`` fused (here 5) and reads documents off
+    the chunk ids; the sweep, tune and the confidence fit rank through ``rank`` from lists the store fetched
+    with their documents. Both must give the same results and confidence."""
     store, config = demo_app.store(), demo_app.retrieval_config
     retriever = HybridRetriever(store, demo_app.embedder, config.model_copy(update={"document_candidates": 5}))
     for query in ("How often should I descale the machine?", "error E-0x4F2", "warranty period", "grind size"):
