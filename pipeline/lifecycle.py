@@ -18,8 +18,8 @@ from pathlib import Path
 from pipeline.config import AppConfig, QdrantConfig
 from pipeline.errors import ConfigError, RaglineError
 from pipeline.models.protocols import Embedder
-from pipeline.stages.chunking import indexed_text
-from pipeline.stores.base import Store, StoredPoint
+from pipeline.stages.chunking import chunk_id, indexed_text
+from pipeline.stores.base import CHUNK_IDS, Store, StoredPoint
 from pipeline.stores.schema import chunk_from_payload
 
 COPY_BATCH = 256
@@ -66,12 +66,16 @@ def copy_index(source: Store, target: Store, progress: bool = False, allow_nonem
 def reembed(source: Store, target: Store, embedder: Embedder, progress: bool = False) -> int:
     """Copy every chunk point with a new dense vector from ``embedder``, computed from the stored
     chunk text (and heading), as sync would have indexed it: no file is read or parsed again.
-    BM25 vectors and payloads are copied as they are."""
+    BM25 vectors and payloads are copied as they are; each point gets the id sync gives it now
+    (``chunk_id``: its document's key first), so ``target`` is created with ``chunk_ids = CHUNK_IDS``."""
 
     def with_new_vectors(batch: list[StoredPoint]) -> list[StoredPoint]:
         chunks = [chunk_from_payload(p.id, p.payload) for p in batch]
         vectors = embedder.embed([indexed_text(c, embedder.tokens, embedder.max_tokens) for c in chunks])
-        return [dataclasses.replace(p, dense=v.tolist()) for p, v in zip(batch, vectors, strict=True)]
+        return [
+            dataclasses.replace(p, id=chunk_id(c.document_id, c.ordinal, c.text), dense=v.tolist())
+            for p, c, v in zip(batch, chunks, vectors, strict=True)
+        ]
 
     return _transfer(source, target, progress, with_new_vectors)
 
@@ -152,7 +156,7 @@ def reindex(config: AppConfig, embedder: Embedder, progress: bool = False) -> Mo
     fresh = folder.with_name(folder.name + ".reindex")
     shutil.rmtree(fresh, ignore_errors=True)
     with EdgeStore.open(folder) as source:
-        meta = dataclasses.replace(source.meta, model=embedder.name, dimension=embedder.dimension)
+        meta = dataclasses.replace(source.meta, model=embedder.name, dimension=embedder.dimension, chunk_ids=CHUNK_IDS)
         with EdgeStore.open(fresh, meta) as target:
             points = reembed(source, target, embedder, progress=progress)
     swap_folder(folder, fresh)

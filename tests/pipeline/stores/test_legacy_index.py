@@ -16,10 +16,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pipeline import lifecycle
 from pipeline.app import Ragline
 from pipeline.config import parse_config
 from pipeline.filters import parse_filter
 from pipeline.models.embedder import SentenceTransformerEmbedder
+from pipeline.stores import CHUNK_IDS
+from pipeline.types import document_key, id_document_key
 from tests.conftest import DEMO_DOCS, REPO
 
 pytestmark = pytest.mark.integration
@@ -102,3 +105,31 @@ def test_the_old_index_is_its_own_sync_record(legacy: Any) -> None:
     assert (report.unchanged, report.chunks_written, report.added, report.removed) == (5, 0, (), ())
     assert set(app.store().documents()) == documents
     assert app.store().count() == len(fixture["points"])
+
+
+def test_reindex_gives_the_old_index_document_keyed_ids(
+    legacy: Any, tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """The old index names no document in its ids, so search reads payloads for it; a reindex rewrites every
+    point under the id sync writes now, and the index then ranks as before and re-syncs with nothing to do."""
+    app, fixture, docs = legacy
+    copy = tmp_path / "index"
+    build_legacy_index(copy, fixture)
+    config = parse_config({"index": {"path": str(copy)}, "rerank": {"enabled": False}})
+    with Ragline(config) as old:
+        old.embedder = embedder
+        assert old.store().meta.chunk_ids == ""
+        before = [(r.chunk.source, r.chunk.text) for r in old.search("how often to descale", top_k=5).results]
+    lifecycle.reindex(config, embedder)
+    with Ragline(config) as upgraded:
+        upgraded.embedder = embedder
+        store = upgraded.store()
+        assert store.meta.chunk_ids == CHUNK_IDS
+        points = [p for batch in store.export_points(64) for p in batch]
+        assert len(points) == len(fixture["points"])
+        assert {p.id for p in points}.isdisjoint(p["id"] for p in fixture["points"])
+        assert all(id_document_key(p.id) == document_key(p.payload["document_id"]) for p in points)
+        after = [(r.chunk.source, r.chunk.text) for r in upgraded.search("how often to descale", top_k=5).results]
+        assert after == before
+        report = upgraded.ingest(docs)
+        assert (report.unchanged, report.chunks_written) == (5, 0)
