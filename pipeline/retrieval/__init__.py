@@ -111,15 +111,7 @@ class HybridRetriever:
         t3 = time.perf_counter()
         chunks: dict[str, Chunk] = {}
         if not keyed:
-            # An index from before CHUNK_IDS: only the candidates document-aware ranking and the confidence
-            # read need their document, one payload read of those few (which also holds most results' chunks).
-            head = fused[: self.config.document_candidates]
-            dense, sparse = dense[:LEGACY_LIST_HITS], sparse[:LEGACY_LIST_HITS]
-            ids = [f.id for f in head] + [h.id for h in (*dense, *sparse)]
-            chunks = self.store.chunks(list(dict.fromkeys(ids)))
-            key = {cid: document_key(c.document_id) for cid, c in chunks.items()}
-            fused = with_documents(head, key) + fused[len(head) :]
-            dense, sparse = with_documents(dense, key), with_documents(sparse, key)
+            fused, dense, sparse, chunks = self._read_documents(fused, dense, sparse)
         t4 = time.perf_counter()
         ranked = by_document(fused, self.config, cut)
         signals = confidence.features(dense, sparse, ranked, len(sparse_vec) if sparse_vec is not None else 0)
@@ -141,6 +133,20 @@ class HybridRetriever:
         )
         sure = confidence.confidence(signals, mode) if results else None
         return Retrieved(results, timings, sure, signals)
+
+    def _read_documents(
+        self, fused: list[Fused], dense: list[Hit], sparse: list[Hit]
+    ) -> tuple[list[Fused], list[Hit], list[Hit], dict[str, Chunk]]:
+        """In an index from before ``CHUNK_IDS``, the documents of what document-aware ranking and the
+        confidence read (the fused head, each list's first hits), from one payload read of those few, which
+        also holds most results' chunks."""
+        head = fused[: self.config.document_candidates]
+        dense, sparse = dense[:LEGACY_LIST_HITS], sparse[:LEGACY_LIST_HITS]
+        ids = [f.id for f in head] + [h.id for h in (*dense, *sparse)]
+        chunks = self.store.chunks(list(dict.fromkeys(ids)))
+        key = {cid: document_key(c.document_id) for cid, c in chunks.items()}
+        fused = with_documents(head, key) + fused[len(head) :]
+        return fused, with_documents(dense, key), with_documents(sparse, key), chunks
 
 
 def first_stage(
