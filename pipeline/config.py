@@ -97,8 +97,8 @@ class RetrievalConfig(_Section):
     document_chunks: int = Field(3, ge=1, le=100)
     """How many of a document's best candidates make its evidence."""
     document_candidates: int = Field(50, ge=1, le=10000)
-    """How many of the first fused candidates document-aware ranking weighs and caps (their document ids are
-    read from the store, a payload read each); those below follow in fused order."""
+    """How many of the first fused candidates document-aware ranking weighs and caps; those below follow in
+    fused order (in an index from before document-keyed chunk ids, their documents cost a payload read each)."""
     max_per_document: int = Field(3, ge=0, le=1000)
     """At most this many chunks of one document in the results (more only when nothing else is left); 0: no cap."""
     exact: bool = False

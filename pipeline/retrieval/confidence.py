@@ -68,8 +68,7 @@ def features(
     dense: Sequence[Hit], sparse: Sequence[Hit], ranked: Sequence[Fused], query_terms: int
 ) -> dict[str, float]:
     """The signals of one query's candidate lists (either list may be empty) and its final ranking."""
-    dense_docs, sparse_docs = _documents(dense), _documents(sparse)
-    ranked_docs = _documents(ranked)
+    dense_docs, sparse_docs, ranked_docs = _documents(dense), _documents(sparse), _documents(ranked)
     first = ranked_docs[0][0] if ranked_docs else None
     top_dense = {d for d, _ in dense_docs[:TOP_DOCUMENTS]}
     top_sparse = {d for d, _ in sparse_docs[:TOP_DOCUMENTS]}
