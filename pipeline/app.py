@@ -58,8 +58,10 @@ class Ragline:
 
     def __init__(self, config: AppConfig | None = None, embedder: SentenceTransformerEmbedder | None = None) -> None:
         self.config = config or load_config()
-        self.embedder = embedder or SentenceTransformerEmbedder(self.config.embedding, self.model_cache)
-        self.reranker = CrossEncoderReranker(self.config.rerank, self.model_cache)
+        # The models' ONNX exports (fp32 and onnx-int8) go to the user cache, ~/.cache/ragline/onnx, keyed by the
+        # weights and the quantisation recipe: every index on this machine shares one export of a model.
+        self.embedder = embedder or SentenceTransformerEmbedder(self.config.embedding)
+        self.reranker = CrossEncoderReranker(self.config.rerank)
         self._store: Store | None = None
         self._retriever: HybridRetriever | None = None
         self._opening = threading.RLock()  # the HTTP API opens the index from worker threads
@@ -67,12 +69,6 @@ class Ragline:
     @property
     def index_path(self) -> Path:
         return Path(self.config.index.path).expanduser().resolve()
-
-    @property
-    def model_cache(self) -> Path | None:
-        """Where derived model files (the onnx-int8 exports) live: beside the embedded index, in
-        ``<index>/models``; None (the user cache) for a Qdrant server, which has no local folder."""
-        return None if self.config.qdrant.enabled else self.index_path / "models"
 
     def _meta(self) -> IndexMeta:
         return IndexMeta(

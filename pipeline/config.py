@@ -62,12 +62,25 @@ class EmbeddingConfig(_Section):
     model: str = DEFAULT_EMBEDDER
     batch_size: int = Field(32, ge=1, le=4096)
     device: str = "cpu"
-    backend: InferenceBackend = "torch"
+    backend: InferenceBackend = "onnx-int8"
+    """``onnx-int8`` on the CPU unless set: it ingests about 2.4x faster than PyTorch fp32 and ranks within
+    0.0035 of it on every development set (docs/evaluation.md). A GPU ``device`` with no backend set runs
+    ``torch``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _torch_on_a_gpu(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "backend" not in data and data.get("device", "cpu") != "cpu":
+            return {**data, "backend": "torch"}
+        return data
 
     @model_validator(mode="after")
     def _int8_on_cpu(self) -> EmbeddingConfig:
         if self.backend == "onnx-int8" and self.device != "cpu":
-            raise ValueError(f'backend "onnx-int8" runs on the CPU only; set device = "cpu" (got {self.device!r})')
+            raise ValueError(
+                f'backend "onnx-int8" runs on the CPU only: set backend = "torch" for device {self.device!r}, '
+                'or device = "cpu"'
+            )
         return self
 
 

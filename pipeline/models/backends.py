@@ -4,8 +4,8 @@
   (``~/.cache/ragline/onnx``), written the first time the PyTorch model loads on this machine. It gives the
   model's own outputs (checked), so it is a speed-up, never a requirement: a model the recipe does not cover,
   or an export that fails, stays on PyTorch with a log line.
-* ``backend = "onnx-int8"``: the export quantised to int8 for this CPU, beside the embedded index (or in the
-  user cache for a server store). The user asked for it, so a failure is a one-line
+* ``backend = "onnx-int8"`` (the embedder's default on the CPU): the export quantised to int8 for this CPU,
+  in the same user cache, so every index on the machine shares one export of a model. The user asked for it, so a failure is a one-line
   :class:`~pipeline.errors.ModelUnavailableError`. The loaded PyTorch model gets the int8 graph in place of
   its transformer (ingest embeds through it), and the folder gains the runner files when the recipe covers
   the model, so queries and reranking then run with no PyTorch import.
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
-    """Exports of models that have no index folder to sit beside (a Qdrant server store, reindex, tools)."""
+    """Where the models' exports live: one per model, backend and CPU recipe, shared by every index."""
     return cache_home() / "onnx"
 
 

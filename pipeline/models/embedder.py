@@ -51,8 +51,8 @@ def load_token_counter(model_path: str) -> ModelTokens:
 class SentenceTransformerEmbedder:
     """All-MiniLM-L6-v2 by default, from the packaged weights: no download.
 
-    ``model_cache`` is where the ``onnx-int8`` backend keeps its export (the app passes ``<index>/models``);
-    None means ``~/.cache/ragline/onnx``. The model name is the same for every backend: int8 vectors
+    ``model_cache`` is where the ``onnx-int8`` backend keeps its export; None (what the app passes) means
+    ``~/.cache/ragline/onnx``, one export per model and CPU recipe that every index on the machine shares. The model name is the same for every backend: int8 vectors
     approximate the fp32 ones, so an index built with either can be searched with the other.
     """
 

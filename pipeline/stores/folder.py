@@ -6,7 +6,6 @@ Layout of an index folder::
     config.json  the config the index was last synced with
     tuned.json   the ranking settings ``ragline tune`` chose for it, with its report
     shard/       the Qdrant Edge shard (dense "dense" + sparse "bm25" with IDF)
-    models/      ONNX exports of the onnx-int8 backend
     lock         held (flock) by the process that has the index open
 """
 

@@ -221,14 +221,14 @@ def test_a_failed_export_leaves_nothing_and_says_so(
 
 def test_vector_caches_key_on_the_backend(tmp_path: Path) -> None:
     """fp32 keys are unchanged (old caches stay valid); int8 gets its own, in the SQLite cache and eval index."""
-    fp32 = CachedEmbedder(EmbeddingConfig(), tmp_path / "c.sqlite")
+    fp32 = CachedEmbedder(EmbeddingConfig(backend="torch"), tmp_path / "c.sqlite")
     int8 = CachedEmbedder(EmbeddingConfig(backend="onnx-int8"), tmp_path / "c.sqlite")
     assert fp32.identity == model_identity(fp32.name, fp32.path).encode()
     assert int8.identity != fp32.identity
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text('{"_id": "1", "text": "x"}\n', encoding="utf-8")
-    config = parse_config({})
-    int8_config = parse_config({"embedding": {"backend": "onnx-int8"}})
+    config = parse_config({"embedding": {"backend": "torch"}})
+    int8_config = parse_config({})
     assert index_fingerprint(corpus, config, "m", "documents") != index_fingerprint(
         corpus, int8_config, "m", "documents"
     )
@@ -237,8 +237,13 @@ def test_vector_caches_key_on_the_backend(tmp_path: Path) -> None:
 def test_backend_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="embedding.backend"):
         parse_config({"embedding": {"backend": "onnx"}})
-    with pytest.raises(ConfigError, match="CPU only"):
+    with pytest.raises(ConfigError, match="CPU only: set backend = \"torch\" for device 'cuda'"):
         parse_config({"embedding": {"backend": "onnx-int8", "device": "cuda"}})
+    # int8 is the embedder's default on the CPU (item 8 of issue 14); a GPU with no backend set runs torch.
+    assert parse_config({}).embedding.backend == "onnx-int8"
+    assert parse_config({"embedding": {"device": "cuda"}}).embedding.backend == "torch"
+    assert parse_config({"embedding": {"device": "cpu"}}).embedding.backend == "onnx-int8"
+    assert parse_config({"embedding": {"backend": "torch"}}).embedding.backend == "torch"
     assert parse_config({"rerank": {"backend": "onnx-int8"}}).rerank.backend == "onnx-int8"
 
 
@@ -292,3 +297,31 @@ def test_backends_bench_smoke(tiny_cross_encoder: Path, tmp_path: Path) -> None:
     keys = {"embed_fp32_chunks_per_s", "embed_int8_chunks_per_s", "embed_speedup", "texts", "batch_size"}
     assert keys | {"rerank_fp32_top2_p50_ms", "rerank_int8_top3_p50_ms", "rerank_speedup"} <= set(out)
     assert out["texts"] == 8 and out["embed_cosine_int8_fp32"]["min"] >= 0.95
+
+
+def test_indexes_share_one_int8_export_in_the_user_cache(
+    tiny_embedder_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default backend: two indexes on one machine export the model once, into ~/.cache, not beside each."""
+    from pipeline.app import Ragline
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text(" ".join(SENTENCES), encoding="utf-8")
+    hits = []
+    for name in ("one", "two"):
+        config = parse_config(
+            {
+                "index": {"path": str(tmp_path / name)},
+                "embedding": {"model": str(tiny_embedder_folder)},
+                "chunking": {"chunk_tokens": 100},
+            }
+        )
+        assert config.embedding.backend == "onnx-int8"
+        with Ragline(config) as app:
+            app.ingest(docs)
+            hits.append([h.chunk.id for h in app.search("descale the machine", mode="dense", rerank=False).results])
+        assert not (tmp_path / name / "models").exists()
+    [export] = _exports(tmp_path / "cache" / "ragline" / "onnx")
+    assert (export / "spec.json").is_file() and hits[0] == hits[1] and hits[0]

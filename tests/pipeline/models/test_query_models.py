@@ -30,6 +30,14 @@ QUERIES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def embedder() -> SentenceTransformerEmbedder:
+    """The torch backend (the default is onnx-int8): its queries run on the fp32 export of the torch model."""
+    model = SentenceTransformerEmbedder(EmbeddingConfig(backend="torch"))
+    model.embed(["warm up"])
+    return model
+
+
 def _cli(cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The real CLI in a new process, with its own user cache; prints whether torch was ever imported."""
     code = (
@@ -54,13 +62,25 @@ def test_query_vectors_are_the_torch_models_own(embedder: SentenceTransformerEmb
 
 
 def test_search_process_never_imports_torch_and_ranks_as_torch_does(tmp_path: Path, tiny_cross_encoder: Path) -> None:
-    cache, index = tmp_path / "cache", tmp_path / "index"
-    ingest = _cli(cache, "--index", str(index), "ingest", str(DEMO_DOCS), "--progress", "none")
+    cache, index, torch_config = tmp_path / "cache", tmp_path / "index", tmp_path / "torch.toml"
+    torch_config.write_text('[embedding]\nbackend = "torch"\n', encoding="utf-8")
+    ingest = _cli(
+        cache, "--config", str(torch_config), "--index", str(index), "ingest", str(DEMO_DOCS), "--progress", "none"
+    )
     assert "torch imported: True" in ingest.stdout
     [export] = (cache / "ragline" / "onnx").glob("all-MiniLM-L6-v2-onnx-fp32-*")
     assert sorted(p.name for p in export.iterdir()) == ["model.onnx", "source.json", "spec.json", "tokenizer.json"]
 
-    search = ["--index", str(index), "search", "How often should I descale?", "--no-rerank", "--json"]
+    search = [
+        "--config",
+        str(torch_config),
+        "--index",
+        str(index),
+        "search",
+        "How often should I descale?",
+        "--no-rerank",
+        "--json",
+    ]
     lean = _cli(cache, *search)
     assert lean.stdout.rstrip().endswith("torch imported: False")
     (export / "spec.json").unlink()  # no usable export: PyTorch embeds the query (and exports again)
@@ -78,8 +98,11 @@ def test_search_process_never_imports_torch_and_ranks_as_torch_does(tmp_path: Pa
 
     # Reranked: the first search loads the cross-encoder with PyTorch and exports it; later ones do not.
     config = tmp_path / "ragline.toml"
-    config.write_text(f'[rerank]\nmodel = "{tiny_cross_encoder}"\non_failure = "stop"\n', encoding="utf-8")
-    reranked = ["--config", str(config), *search[:-2], "--json"]
+    config.write_text(
+        f'[embedding]\nbackend = "torch"\n[rerank]\nmodel = "{tiny_cross_encoder}"\non_failure = "stop"\n',
+        encoding="utf-8",
+    )
+    reranked = ["--config", str(config), *search[2:-2], "--json"]
     first, second = _cli(cache, *reranked), _cli(cache, *reranked)
     assert first.stdout.rstrip().endswith("torch imported: True")
     assert second.stdout.rstrip().endswith("torch imported: False")
@@ -98,13 +121,13 @@ def test_model_outside_the_recipe_keeps_pytorch(
     transformer = models.Transformer(str(tiny_embedder_folder.parent / "hf"), max_seq_length=128)
     max_pooled = SentenceTransformer(modules=[transformer, models.Pooling(32, pooling_mode="max")], device="cpu")
     max_pooled.save(str(tmp_path / "max"))
-    embedder = SentenceTransformerEmbedder(EmbeddingConfig(model=str(tmp_path / "max")))
+    embedder = SentenceTransformerEmbedder(EmbeddingConfig(model=str(tmp_path / "max"), backend="torch"))
     vector = embedder.embed_query("descale")
     assert embedder.query_encoder is None
     assert not list((tmp_path / "cache").rglob("spec.json"))
     np.testing.assert_allclose(vector, embedder.embed(["descale"])[0], atol=1e-6)
 
-    mean = SentenceTransformerEmbedder(EmbeddingConfig(model=str(tiny_embedder_folder)))
+    mean = SentenceTransformerEmbedder(EmbeddingConfig(model=str(tiny_embedder_folder), backend="torch"))
     mean.embed(["load the model"])
     assert mean.query_encoder is not None  # the same tiny transformer with mean pooling is covered
     np.testing.assert_allclose(mean.query_encoder.embed(QUERIES), mean.embed(QUERIES), atol=1e-4)
@@ -125,7 +148,7 @@ def test_damaged_export_falls_back_with_a_warning(
     for file in ("spec.json", "tokenizer.json"):
         (folder / file).write_bytes((good / file).read_bytes())
     (folder / "model.onnx").write_bytes((good / "model.onnx").read_bytes()[:5000])
-    fresh = SentenceTransformerEmbedder()
+    fresh = SentenceTransformerEmbedder(EmbeddingConfig(backend="torch"))
     assert fresh.query_encoder is None
     assert "cannot be loaded" in caplog.text and str(folder) in caplog.text
     np.testing.assert_allclose(fresh.embed_query("descale"), embedder.embed(["descale"])[0], atol=1e-6)
