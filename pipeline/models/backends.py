@@ -5,8 +5,9 @@
   model's own outputs (checked), so it is a speed-up, never a requirement: a model the recipe does not cover,
   or an export that fails, stays on PyTorch with a log line.
 * ``backend = "onnx-int8"`` (the embedder's default on the CPU): the export quantised to int8 for this CPU,
-  in the same user cache, so every index on the machine shares one export of a model. The user asked for it, so a failure is a one-line
-  :class:`~pipeline.errors.ModelUnavailableError`. The loaded PyTorch model gets the int8 graph in place of
+  in the same user cache, so every index on the machine shares one export of a model. Its vectors are what
+  the index holds, so a failure is a one-line :class:`~pipeline.errors.ModelUnavailableError` that names
+  ``backend = "torch"`` as the way out, not a silent switch to other vectors. The loaded PyTorch model gets the int8 graph in place of
   its transformer (ingest embeds through it), and the folder gains the runner files when the recipe covers
   the model, so queries and reranking then run with no PyTorch import.
 * A GPU device: PyTorch, no export.

@@ -52,8 +52,9 @@ class SentenceTransformerEmbedder:
     """All-MiniLM-L6-v2 by default, from the packaged weights: no download.
 
     ``model_cache`` is where the ``onnx-int8`` backend keeps its export; None (what the app passes) means
-    ``~/.cache/ragline/onnx``, one export per model and CPU recipe that every index on the machine shares. The model name is the same for every backend: int8 vectors
-    approximate the fp32 ones, so an index built with either can be searched with the other.
+    ``~/.cache/ragline/onnx``, one export per model and CPU recipe that every index on the machine shares.
+    The model name is the same for every backend: int8 vectors approximate the fp32 ones, so an index built
+    with either can be searched with the other.
     """
 
     def __init__(self, config: EmbeddingConfig | None = None, model_cache: Path | None = None) -> None:
