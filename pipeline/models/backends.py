@@ -7,9 +7,9 @@
 * ``backend = "onnx-int8"`` (the embedder's default on the CPU): the export quantised to int8 for this CPU,
   in the same user cache, so every index on the machine shares one export of a model. Its vectors are what
   the index holds, so a failure is a one-line :class:`~pipeline.errors.ModelUnavailableError` that names
-  ``backend = "torch"`` as the way out, not a silent switch to other vectors. The loaded PyTorch model gets the int8 graph in place of
-  its transformer (ingest embeds through it), and the folder gains the runner files when the recipe covers
-  the model, so queries and reranking then run with no PyTorch import.
+  ``backend = "torch"`` as the way out, not a silent switch to other vectors. The loaded PyTorch model gets
+  the int8 graph in place of its transformer (ingest embeds through it), and the folder gains the runner
+  files when the recipe covers the model, so queries and reranking then run with no PyTorch import.
 * A GPU device: PyTorch, no export.
 
 Before a model loads, :func:`find_runner` opens a complete export (its spec written last) with no PyTorch;
