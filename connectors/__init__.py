@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from ._text import Parsed
 from .folder import FolderSource, ScanResult, SourceFile
-from .formats import SUPPORTED_EXTENSIONS
+from .formats import PARSERS_VERSION, SUPPORTED_EXTENSIONS
 from .loader import load_document, parse_bytes
 
 __all__ = [
+    "PARSERS_VERSION",
     "SUPPORTED_EXTENSIONS",
     "FolderSource",
     "Parsed",

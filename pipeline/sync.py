@@ -347,7 +347,7 @@ def _prepare(document: Document, split: Splitter, embedder: Embedder, tokenizer:
     texts = [indexed_text(c, embedder.tokens, embedder.max_tokens) for c in chunks]
     if tokenizer == bm25.ENGLISH_ONLY_VERSION:
         return _Pending(document, chunks, texts, [bm25.tokenize_english(t) for t in texts])
-    languages = language.chunk_languages(document.text, texts)
+    languages = language.chunk_languages(document.text, [c.text for c in chunks])
     return _Pending(document, chunks, texts, [bm25.tokenize(t, lang) for t, lang in zip(texts, languages, strict=True)])
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from connectors import PARSERS_VERSION
 from pipeline.app import Ragline, SyncReport
 from pipeline.config import AppConfig, QdrantConfig, cache_home, with_index
 from pipeline.errors import RaglineError
@@ -146,6 +147,7 @@ def folder_fingerprint(folder: Path, config: AppConfig) -> str:
         "bm25": config.bm25.model_dump(),
         "tokenizer": TOKENIZER_VERSION,
         "indexed_text": INDEXED_TEXT_VERSION,
+        "parsers": PARSERS_VERSION,
         "embedding_backend": backend_tag(config.embedding.backend),
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

@@ -175,6 +175,66 @@ def test_utf8_bom_and_crlf_text(tmp_path: Path) -> None:
     assert doc.text == "Line one\nLine two\n\nEnd"
 
 
+RST_TEXT = """\
+==========================================
+:mod:`logging` --- Logging facility
+==========================================
+
+.. module:: logging
+
+--------------
+
+This module defines a flexible event logging system.
+
+Logger Objects
+--------------
+
+Loggers have the following attributes.
+
+   An indented literal block
+   -------------------------
+
+Handler Objects
+---------------
+
+Handlers send records.
+
+Rotating files
+^^^^^^^^^^^^^^
+
+Rotation by size.
+
+Thread Safety
+-------------
+
+The module is thread-safe.
+text right after a heading line
+-------
+"""
+
+
+def test_underlined_headings_split_plain_text_into_sections(tmp_path: Path) -> None:
+    """The Python docs' .rst.txt sources: an overlined title, levels in the order their styles appear, a
+    transition and an indented underline that are not headings, inline roles taken off the heading."""
+    doc = load(tmp_path, "logging.rst.txt", RST_TEXT)
+    assert doc.metadata["title"] == "logging --- Logging facility"
+    title = ("logging --- Logging facility",)
+    assert [s.heading for s in doc.sections] == [
+        title,
+        (*title, "Logger Objects"),
+        (*title, "Handler Objects"),
+        (*title, "Handler Objects", "Rotating files"),
+        (*title, "Thread Safety"),
+    ]
+    assert (
+        doc.sections[0].text
+        == ".. module:: logging\n\n--------------\n\nThis module defines a flexible event logging system."
+    )
+    assert "An indented literal block\n   -------------------------" in doc.sections[1].text
+    assert doc.sections[-1].text.endswith("text right after a heading line\n-------")
+    assert not any("====" in s.text or "^^^^" in s.text for s in doc.sections)
+
+
 def test_double_encoded_utf8_is_repaired(tmp_path: Path) -> None:
     mojibake = "1986–1990 Watford".encode().decode("latin-1").encode()
     assert load(tmp_path, "m.txt", mojibake).text == "1986–1990 Watford"
