@@ -78,7 +78,18 @@ def _own_user_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(scope="session")
 def embedder() -> SentenceTransformerEmbedder:
+    """The default embedder, as a user gets it: MiniLM on its onnx-int8 export."""
     model = SentenceTransformerEmbedder()
+    model.embed(["warm up"])
+    return model
+
+
+@pytest.fixture(scope="session")
+def torch_embedder() -> SentenceTransformerEmbedder:
+    """MiniLM on PyTorch fp32 (``backend = "torch"``), for what is pinned to its vectors or its own export."""
+    from pipeline.config import EmbeddingConfig
+
+    model = SentenceTransformerEmbedder(EmbeddingConfig(backend="torch"))
     model.embed(["warm up"])
     return model
 

@@ -85,10 +85,14 @@ HIT_FIELD = "document_id"
 """The one payload field a candidate of an older index reads for its document key."""
 
 
-def hit(point_id: Any, score: float, payload: Mapping[str, Any] | None) -> Hit:
-    """A candidate as the engine returned it, with its document key where its payload came."""
+def hit(point_id: Any, score: float, payload: Mapping[str, Any] | None, keyed: bool = False) -> Hit:
+    """A candidate as the engine returned it, with its document key: read off its id (``keyed``: an index
+    whose ids begin with it) or from its payload where one came."""
+    point = str(point_id)
+    if keyed:
+        return Hit(point, float(score), id_document_key(point))
     document = (payload or {}).get(HIT_FIELD)
-    return Hit(str(point_id), float(score), document_key(str(document)) if document else "")
+    return Hit(point, float(score), document_key(str(document)) if document else "")
 
 
 class Store(Protocol):
@@ -273,8 +277,9 @@ class QdrantStore:
         """Every value of a keyword field, with its point count."""
         raise NotImplementedError
 
-    def _query(self, requests: list[Any]) -> list[list[Hit]]:
-        """Run candidate requests in one batched call: one hit list per request, best first."""
+    def _query(self, requests: list[Any], keyed: bool) -> list[list[Hit]]:
+        """Run candidate requests in one batched call: one hit list per request, best first (``keyed``: each
+        names its document from its id, :func:`hit`)."""
         raise NotImplementedError
 
     def _request(self, using: str, vector: Any, limit: int, condition: Any, exact: bool, documents: bool) -> Any:
@@ -390,9 +395,7 @@ class QdrantStore:
             requests.append(self._request(DENSE, dense.tolist(), limit, condition, exact, read))
         if sparse is not None and len(sparse):
             requests.append(self._request(SPARSE, sparse, limit, condition, False, read))
-        hits = self._query(requests) if requests else []
-        if keyed:
-            hits = [[Hit(h.id, h.score, id_document_key(h.id)) for h in found] for found in hits]
+        hits = self._query(requests, keyed) if requests else []
         dense_hits = hits.pop(0) if dense is not None else []
         sparse_hits = hits.pop(0) if hits else []
         return dense_hits, sparse_hits

@@ -198,11 +198,11 @@ class EdgeStore(QdrantStore):
             limit=limit, query=query, filter=condition, with_payload=[HIT_FIELD] if documents else False, params=params
         )
 
-    def _query(self, requests: list[Any]) -> list[list[Hit]]:
+    def _query(self, requests: list[Any], keyed: bool) -> list[list[Hit]]:
         import qdrant_edge as q
 
         return [
-            [hit(p.id, p.score, p.payload) for p in found]
+            [hit(p.id, p.score, p.payload, keyed) for p in found]
             for found in self._shard.query_batch(q.QueryBatchRequest(requests))
         ]
 

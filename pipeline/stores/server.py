@@ -333,10 +333,10 @@ class ServerStore(QdrantStore):
             params=models.SearchParams(exact=True) if exact else None,
         )
 
-    def _query(self, requests: list[Any]) -> list[list[Hit]]:
+    def _query(self, requests: list[Any], keyed: bool) -> list[list[Hit]]:
         with self._errors("search"):
             results = self.client.query_batch_points(self.name, requests=requests)
-        return [[hit(p.id, p.score, p.payload) for p in r.points] for r in results]
+        return [[hit(p.id, p.score, p.payload, keyed) for p in r.points] for r in results]
 
     def _retrieve(self, ids: list[str]) -> list[Any]:
         with self._errors("read"):

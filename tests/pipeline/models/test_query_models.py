@@ -30,12 +30,10 @@ QUERIES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def embedder() -> SentenceTransformerEmbedder:
+@pytest.fixture
+def embedder(torch_embedder: SentenceTransformerEmbedder) -> SentenceTransformerEmbedder:
     """The torch backend (the default is onnx-int8): its queries run on the fp32 export of the torch model."""
-    model = SentenceTransformerEmbedder(EmbeddingConfig(backend="torch"))
-    model.embed(["warm up"])
-    return model
+    return torch_embedder
 
 
 def _cli(cache: Path, *args: str) -> subprocess.CompletedProcess[str]:

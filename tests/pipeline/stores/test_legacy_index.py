@@ -60,7 +60,7 @@ def build_legacy_index(folder: Path, fixture: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def legacy(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder) -> Any:
+def legacy(tmp_path_factory: pytest.TempPathFactory, torch_embedder: SentenceTransformerEmbedder) -> Any:
     fixture = json.loads(FIXTURE.read_text(encoding="utf-8"))
     assert {p["payload"]["root"] for p in fixture["points"]} == {ROOT.as_uri()}
     shutil.rmtree(ROOT.parent, ignore_errors=True)
@@ -70,7 +70,7 @@ def legacy(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransform
     # The ranking settings of the day the searches were pinned (issue 14 changed the defaults on purpose).
     before = {"dense_weight": 0.4, "document_weight": 0.0, "max_per_document": 0}
     app = Ragline(parse_config({"index": {"path": str(index)}, "rerank": {"enabled": False}, "retrieval": before}))
-    app.embedder = embedder
+    app.embedder = torch_embedder
     yield app, fixture, ROOT
     app.close()
     shutil.rmtree(ROOT.parent, ignore_errors=True)
@@ -108,7 +108,7 @@ def test_the_old_index_is_its_own_sync_record(legacy: Any) -> None:
 
 
 def test_reindex_gives_the_old_index_document_keyed_ids(
-    legacy: Any, tmp_path: Path, embedder: SentenceTransformerEmbedder
+    legacy: Any, tmp_path: Path, torch_embedder: SentenceTransformerEmbedder
 ) -> None:
     """The old index names no document in its ids, so search reads payloads for it; a reindex rewrites every
     point under the id sync writes now, and the index then ranks as before and re-syncs with nothing to do."""
@@ -117,12 +117,12 @@ def test_reindex_gives_the_old_index_document_keyed_ids(
     build_legacy_index(copy, fixture)
     config = parse_config({"index": {"path": str(copy)}, "rerank": {"enabled": False}})
     with Ragline(config) as old:
-        old.embedder = embedder
+        old.embedder = torch_embedder
         assert old.store().meta.chunk_ids == ""
         before = [(r.chunk.source, r.chunk.text) for r in old.search("how often to descale", top_k=5).results]
-    lifecycle.reindex(config, embedder)
+    lifecycle.reindex(config, torch_embedder)
     with Ragline(config) as upgraded:
-        upgraded.embedder = embedder
+        upgraded.embedder = torch_embedder
         store = upgraded.store()
         assert store.meta.chunk_ids == CHUNK_IDS
         points = [p for batch in store.export_points(64) for p in batch]
