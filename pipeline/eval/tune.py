@@ -5,10 +5,11 @@ index questions whose answers it knows without anyone labelling them, two kinds,
 
 * **headings**: a section heading (or a title) that names one document only, asked as a question; the
   answer is its document. Users ask for what a heading says.
-* **sentences**: a sentence taken out of a chunk, asked as a question, with that chunk removed from the
-  candidates; the answer is the rest of its document. This is the inverse cloze task (Lee et al., 2019):
-  the question's own words are no longer there to match, so what finds the document is what finds it for a
-  paraphrase: its other windows, its title and headings, the dense side.
+* **sentences**: a sentence taken out of a chunk, asked as a question, with the windows that hold it removed
+  from the candidates (or, in a one-window document, scored without it); the answer is the rest of its
+  document. This is the inverse cloze task (Lee et al., 2019): the question's own words are no longer there
+  to match, so what finds the document is what finds it for a paraphrase: its other windows or the rest of
+  its one, its title and headings, the dense side. ``pipeline.eval.pseudo`` draws both kinds.
 
 Each question's dense and BM25 candidates are fetched once; every setting of a small grid (fusion and its
 weight, depth, document evidence) is ranked from them in Python through the retriever's own ``rank()``,
@@ -24,25 +25,23 @@ sentences, and lost 0.08 Success@1 on the real questions.
 from __future__ import annotations
 
 import itertools
-import random
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from pipeline.app import Ragline
 from pipeline.config import TUNABLE, RetrievalConfig
 from pipeline.errors import RaglineError
+from pipeline.eval.pseudo import PseudoQuestion, cut_scores, pseudo_questions, put_back
 from pipeline.retrieval import rank
 from pipeline.stages.bm25 import query_vector
 from pipeline.stores.base import Hit
-from pipeline.types import Chunk, document_key
+from pipeline.types import document_key
 
-Kind = Literal["heading", "sentence"]
 MIN_CHUNKS = 500
 """A smaller index is not tuned: a few dozen windows make too few independent questions."""
 MIN_PER_KIND = 10
@@ -57,19 +56,6 @@ BOOTSTRAP = 1000
 DEPTH = 10
 """Reciprocal rank is counted over the first ``DEPTH`` documents."""
 TUNING_VERSION = 1
-
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-_WORD = re.compile(r"\w+")
-
-
-@dataclass(frozen=True)
-class PseudoQuestion:
-    text: str
-    kind: Kind
-    document: str
-    """The answering document's id."""
-    removed: tuple[str, ...] = ()
-    """The chunks taken out of the candidates (sentence questions): the windows that hold the question's words."""
 
 
 @dataclass(frozen=True)
@@ -105,66 +91,6 @@ class TuneReport:
             "chunks": self.chunks,
             "seconds": round(self.seconds, 1),
         }
-
-
-def _is_prose(text: str, low: int, high: int) -> bool:
-    words = _WORD.findall(text)
-    letters = sum(c.isalpha() for c in text)
-    return low <= len(words) <= high and letters >= 0.7 * len(text.replace(" ", ""))
-
-
-def pseudo_questions(chunks: Iterable[Chunk], count: int = QUESTIONS, seed: int = 0) -> list[PseudoQuestion]:
-    """Questions whose answers the index itself knows: headings naming one document, and sentences taken
-    out of chunks of documents that have other chunks to be found by."""
-    by_document: dict[str, list[Chunk]] = {}
-    for c in chunks:
-        by_document.setdefault(c.document_id, []).append(c)
-    headings: dict[str, set[str]] = {}
-    for document, its in by_document.items():
-        for c in its:
-            for h in (*c.heading, str(c.metadata.get("title") or "")):
-                if _is_prose(h, 2, 12):
-                    headings.setdefault(h.strip().lower(), set()).add(document)
-    heading_questions = [
-        PseudoQuestion(text, "heading", next(iter(documents)))
-        for text, documents in sorted(headings.items())
-        if len(documents) == 1  # "Examples", "Description": every reference page has one
-    ]
-    rng = random.Random(seed)
-    sentence_questions = []
-    for document, its in sorted(by_document.items()):
-        if len(its) < 2:
-            continue
-        for c in its:  # one sentence of a chunk at most: questions from one window would not be independent
-            sentences = [s.strip() for s in _SENTENCE.split(c.text) if _is_prose(s, 8, 30)]
-            if not sentences:
-                continue
-            sentence = rng.choice(sentences)
-            # Out of every window that holds it (the overlapping neighbours may), so none matches it word for word.
-            near = [o for o in its if abs(o.ordinal - c.ordinal) <= 1]
-            holding = tuple(o.id for o in near if sentence in o.text)
-            if len(holding) < len(its):
-                sentence_questions.append(PseudoQuestion(sentence, "sentence", document, holding))
-    return _round_robin(heading_questions, count // 2, rng) + _round_robin(sentence_questions, count - count // 2, rng)
-
-
-def _round_robin(pool: list[PseudoQuestion], count: int, rng: random.Random) -> list[PseudoQuestion]:
-    """``count`` questions drawn one per document in turn (shuffled), so that one long manual does not
-    decide, while a folder of a few documents still yields enough."""
-    by_document: dict[str, list[PseudoQuestion]] = {}
-    for q in pool:
-        by_document.setdefault(q.document, []).append(q)
-    queues = list(by_document.values())
-    rng.shuffle(queues)
-    for queue in queues:
-        rng.shuffle(queue)
-    picked: list[PseudoQuestion] = []
-    while queues and len(picked) < count:
-        for queue in queues:
-            if queue and len(picked) < count:
-                picked.append(queue.pop())
-        queues = [q for q in queues if q]
-    return picked
 
 
 def settings_grid(base: RetrievalConfig) -> list[dict[str, Any]]:
@@ -232,34 +158,30 @@ def tune(app: Ragline, count: int = QUESTIONS, seed: int = 0, progress: bool = F
         )
     questions = pseudo_questions(chunks, count, seed)
     asked: Counter[str] = Counter(q.kind for q in questions)
-    if min(asked["heading"], asked["sentence"]) < MIN_PER_KIND:
+    if asked["sentence"] < MIN_PER_KIND:
         raise RaglineError(
-            f"the index gives too few pseudo-questions to tune on: {asked['heading']} headings and "
-            f"{asked['sentence']} sentences ({MIN_PER_KIND} of each needed; a sentence needs a document of "
-            "several windows); the defaults stay"
+            f"the index gives too few pseudo-questions to tune on: {asked['sentence']} sentences "
+            f"({MIN_PER_KIND} needed); the defaults stay"
         )
     base = app.config.retrieval
     grid = settings_grid(base)
-    depth = max(s["candidates"] for s in grid)
-    lists = []
-    for q in _progress(questions, "asking", progress):
-        limit = depth + len(q.removed)
-        dense, sparse = store.search(app.embedder.embed_query(q.text), query_vector(q.text), limit, documents=True)
-        lists.append(([h for h in dense if h.id not in q.removed], [h for h in sparse if h.id not in q.removed]))
+    questions, lists = _ask(app, questions, max(s["candidates"] for s in grid), progress)
     kinds = np.array([q.kind for q in questions])
     scored = [_reciprocal_ranks(questions, lists, s, base) for s in _progress(grid, "settings", progress)]
     summaries = [_summary(kinds, r) for r in scored]
     # The sentences decide, the headings only veto: a sentence with its windows hidden is asked as a paraphrase
     # is, while a heading is in its section's indexed text word for word, which favours BM25 whatever real
     # questions need. So a setting must not lose on headings and must gain on sentences.
-    fair = [i for i in range(len(grid)) if summaries[i]["heading"] >= summaries[0]["heading"]]
+    # An index with too few headings to veto (a corpus of untitled entries) is tuned on sentences alone.
+    vetoed = asked["heading"] >= MIN_PER_KIND
+    fair = [i for i in range(len(grid)) if not vetoed or summaries[i]["heading"] >= summaries[0]["heading"]]
     best_at = max(fair, key=lambda i: summaries[i]["sentence"])  # the first of equals: the current
     default, best = summaries[0], summaries[best_at]
     sentences = kinds == "sentence"
     sure = _sure_gain(kinds[sentences], scored[0][sentences], scored[best_at][sentences], seed)
     keep = best["sentence"] >= default["sentence"] + MIN_GAIN and sure >= SURE
     report = TuneReport(
-        questions=dict(asked),
+        questions=dict(Counter(q.kind for q in questions)),
         default={k: round(v, 5) for k, v in default.items()},
         best={k: round(v, 5) for k, v in best.items()},
         chosen=grid[best_at] if keep else {},
@@ -272,6 +194,29 @@ def tune(app: Ragline, count: int = QUESTIONS, seed: int = 0, progress: bool = F
     store.save_tuning(report.as_dict())
     app.forget_retriever()
     return report
+
+
+def _ask(
+    app: Ragline, questions: list[PseudoQuestion], depth: int, progress: bool
+) -> tuple[list[PseudoQuestion], list[tuple[list[Hit], list[Hit]]]]:
+    """Each question's dense and BM25 candidates to ``depth``, its hidden windows removed and a cut window put
+    back with the scores of its rest; a cut question whose rest cannot be scored exactly is dropped."""
+    store = app.store()
+    cut = store.chunks([q.cut_from for q in questions if q.cut_from])
+    kept, lists = [], []
+    for q in _progress(questions, "asking", progress):
+        query = app.embedder.embed_query(q.text)
+        limit = depth + len(q.removed)
+        dense, sparse = store.search(query, query_vector(q.text), limit, documents=True)
+        dense, sparse = ([h for h in hits if h.id not in q.removed][:depth] for hits in (dense, sparse))
+        if q.cut_from:
+            chunk = cut[q.cut_from]
+            if (scores := cut_scores(q, query, chunk, store, app.embedder)) is None:
+                continue
+            dense, sparse = put_back(dense, chunk, scores.dense, depth), put_back(sparse, chunk, scores.sparse, depth)
+        kept.append(q)
+        lists.append((dense, sparse))
+    return kept, lists
 
 
 def _progress(items: Sequence[Any], what: str, shown: bool) -> Iterable[Any]:

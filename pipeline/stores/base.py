@@ -14,7 +14,6 @@ import numpy as np
 from pipeline.errors import ModelMismatchError, RaglineError
 from pipeline.filters import SearchFilter
 from pipeline.stores.schema import (
-    CHUNK_FIELDS,
     DENSE,
     DOC_STATE_FIELDS,
     SPARSE,
@@ -146,7 +145,8 @@ class Store(Protocol):
         ...
 
     def all_chunks(self) -> Iterator[list[Chunk]]:
-        """Every chunk, a page at a time, without vectors (what ``tune`` draws its pseudo-questions from)."""
+        """Every chunk with its whole payload (the document's metadata, as a search result's chunk has it), a
+        page at a time, without vectors: what ``tune`` draws its pseudo-questions from, titles included."""
         ...
 
     def save_tuning(self, tuning: dict[str, Any] | None) -> None:
@@ -354,7 +354,7 @@ class QdrantStore:
             yield [stored_point(r.id, r.vector, r.payload) for r in records]
 
     def all_chunks(self) -> Iterator[list[Chunk]]:
-        for records in self._pages(sorted(CHUNK_FIELDS), False):
+        for records in self._pages(True, False):
             yield [chunk_from_payload(r.id, r.payload or {}) for r in records]
 
     def sources(self) -> list[str]:

@@ -13,53 +13,10 @@ from click.testing import CliRunner
 
 from pipeline.app import Ragline
 from pipeline.config import TUNABLE, AppConfig, parse_config
-from pipeline.eval.tune import MIN_CHUNKS, pseudo_questions, settings_grid, tune
+from pipeline.eval.tune import MIN_CHUNKS, settings_grid, tune
 from pipeline.faces.cli import main
-from pipeline.types import Chunk
-
-
-def _chunk(cid: str, document: str, text: str, heading: tuple[str, ...] = ()) -> Chunk:
-    return Chunk(cid, document, f"{document}.txt", text, 0, 0, len(text), heading=heading)
-
 
 PROSE = "The pump pushes hot water through the coffee puck at nine bar of pressure for thirty seconds."
-
-
-@pytest.mark.unit
-def test_headings_that_name_one_document_become_questions() -> None:
-    chunks = [
-        _chunk("a1", "A", "x", ("Descaling the boiler",)),
-        _chunk("b1", "B", "y", ("Examples",)),
-        _chunk("c1", "C", "z", ("Examples",)),  # shared by two documents: ambiguous, left out
-        _chunk("d1", "D", "w", ("Pump",)),  # one word says too little
-    ]
-    questions = pseudo_questions(chunks, count=10)
-    assert [(q.text, q.kind, q.document) for q in questions] == [("descaling the boiler", "heading", "A")]
-
-
-@pytest.mark.unit
-def test_a_sentence_question_hides_every_window_that_holds_it() -> None:
-    chunks = [
-        _chunk("a1", "A", f"Intro words here. {PROSE}"),
-        _chunk("a2", "A", f"{PROSE} More follows."),  # an overlapping neighbour holds it too
-        _chunk("a3", "A", "Cleaning the group head needs a brush and five minutes of patience every week."),
-        _chunk("b1", "B", PROSE),  # a one-window document: nothing would be left to find it by
-    ]
-    questions = [q for q in pseudo_questions(chunks, count=10) if q.text == PROSE]
-    assert questions and all(q.document == "A" and set(q.removed) == {"a1", "a2"} for q in questions)
-
-
-@pytest.mark.unit
-def test_questions_are_spread_over_documents_and_reproducible() -> None:
-    chunks = [
-        _chunk(f"{d}{i}", d, f"Sentence number {i} of document {d} talks about brewing coffee at home today.")
-        for d in "ABCDEFGHIJ"
-        for i in range(6)
-    ]
-    first = pseudo_questions(chunks, count=20, seed=3)
-    assert first == pseudo_questions(chunks, count=20, seed=3)
-    sentences = [q for q in first if q.kind == "sentence"]
-    assert len(sentences) == 10 and len({q.document for q in sentences}) == 10  # one per document first
 
 
 @pytest.mark.unit

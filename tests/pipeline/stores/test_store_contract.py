@@ -514,6 +514,8 @@ def test_all_chunks_lists_every_chunk_once(store_factory: StoreFactory) -> None:
     wanted = {c.id: c for doc in DOCS for c in _chunks(doc)}
     assert sorted(c.id for c in listed) == sorted(wanted)
     assert all(c.text == wanted[c.id].text and c.document_id == wanted[c.id].document_id for c in listed)
+    # With the document's metadata and sync state, as written: tune recomputes a chunk's terms from them.
+    assert all(c.metadata["n_tokens"] == len(bm25.tokenize(c.text)) and c.metadata["root"] == ROOT for c in listed)
 
 
 def test_export_import_round_trip(store_factory: StoreFactory, tmp_path: Path) -> None:
