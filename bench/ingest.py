@@ -9,6 +9,7 @@ are reported; peak RSS includes the parser worker processes.
     ../shared/corpora/debian-docs.sh /tmp/debian-docs
     python bench/ingest.py /tmp/debian-docs
     python bench/ingest.py /tmp/debian-docs --every 10   # a 10 % sample of the same mix, in minutes
+    python bench/ingest.py /tmp/debian-docs --every 50 --backend onnx-int8
 """
 
 from __future__ import annotations
@@ -89,12 +90,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="Alternating runs of each (median reported).")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--every", type=int, default=1, help="Index every K-th file only (path order).")
+    parser.add_argument("--backend", help="embedding.backend (default: the config's); the same for both sides")
     args = parser.parse_args()
 
     from pipeline.config import parse_config
     from pipeline.models.embedder import SentenceTransformerEmbedder
 
-    embedder = SentenceTransformerEmbedder(parse_config({"embedding": {"batch_size": args.batch_size}}).embedding)
+    chosen = {"batch_size": args.batch_size, **({"backend": args.backend} if args.backend else {})}
+    embedder = SentenceTransformerEmbedder(parse_config({"embedding": chosen}).embedding)
     embedder.embed(["warm up the model before any clock starts"])
     ours: list[dict[str, Any]] = []
     theirs: list[dict[str, float]] = []
