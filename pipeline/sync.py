@@ -174,6 +174,8 @@ def sync_folder(
                 yield parsed.document
         parsing.close()
 
+    if store.meta.tokenizer != bm25.ENGLISH_ONLY_VERSION and any(known is None for _, known in jobs):
+        language.warm_up()  # new files will need it; it loads while the parser workers start
     split = _default_splitter(config, embedder)
     _commit(documents(), split, outcome, indexed, present, _Target(store, embedder, config, root_uri, progress))
     return _report(str(folder), outcome, indexed, started)

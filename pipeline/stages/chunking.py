@@ -13,6 +13,7 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import groupby
 from pathlib import PurePosixPath
 
@@ -54,10 +55,12 @@ def _hard_split(text: str, limit: int, tokens: TokenCounter) -> list[tuple[int, 
 def _split(text: str, config: ChunkingConfig, tokens: TokenCounter) -> list[tuple[int, str]]:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+    # The splitter measures every piece at least twice (when splitting, when merging): counting each once
+    # halves the chunk stage, which runs beside the embedder on the same cores.
     splitter = RecursiveCharacterTextSplitter(
         chunk_size=config.chunk_tokens,
         chunk_overlap=config.overlap_tokens,
-        length_function=tokens.count,
+        length_function=lru_cache(maxsize=None)(tokens.count),
     )
     pieces: list[tuple[int, str]] = []
     cursor = 0
@@ -71,7 +74,7 @@ def _split(text: str, config: ChunkingConfig, tokens: TokenCounter) -> list[tupl
         piece_offsets = tokens.offsets(piece)
         back = config.overlap_tokens + 8
         cursor = start + (piece_offsets[-back][0] if len(piece_offsets) > back else 1)
-        if tokens.count(piece) <= config.chunk_tokens:
+        if len(piece_offsets) <= config.chunk_tokens:
             pieces.append((start, piece))
         else:
             pieces.extend((start + s, t) for s, t in _hard_split(piece, config.chunk_tokens, tokens))

@@ -10,6 +10,7 @@ a code listing or a table of numbers in an English manual is not re-analysed as 
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -68,8 +69,25 @@ with the text, and at ingest it ran on every chunk, 2 ms each, a tenth of the in
 sample of the Debian folder (1,702 chunks) 300 characters already called every chunk as the whole did."""
 
 
-@lru_cache(maxsize=1)
+_LOADING = threading.Lock()
+
+
 def _identifier() -> Any:
+    """The model, loaded once even when a warm-up thread and the first detection ask for it together."""
+    with _LOADING:
+        return _load_identifier()
+
+
+def warm_up() -> threading.Thread:
+    """Load the model in the background (0.6 s, a decompression that releases the GIL), so the first
+    document of a sync does not wait for it while the parser workers start."""
+    thread = threading.Thread(target=_identifier, name="ragline-langid", daemon=True)
+    thread.start()
+    return thread
+
+
+@lru_cache(maxsize=1)
+def _load_identifier() -> Any:
     """py3langid's model, decompressed in memory: its own loader streams it through a temporary file, which
     fails in the middle of a sync under a file-size limit or on a full /tmp."""
     import io

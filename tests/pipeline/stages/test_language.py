@@ -83,3 +83,11 @@ def test_an_english_question_is_read_as_english_only() -> None:
     assert query_terms("How often should I descale the machine?") == tokenize_english(
         "How often should I descale the machine?"
     )
+
+
+def test_a_warm_up_and_a_detection_that_race_load_the_model_once() -> None:
+    language._load_identifier.cache_clear()
+    warming = language.warm_up()
+    assert language.detect("Der Hund schläft im Garten, und die Katze sitzt auf dem Dach.") == "de"
+    warming.join()
+    assert language._load_identifier.cache_info().misses == 1
