@@ -80,7 +80,7 @@ def parse_files(
     queue = list(reversed(files))
     pending: dict[Future[ParseOutcome], SourceFile] = {}
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["connectors.parse_pool"])
+    context.set_forkserver_preload(["connectors.parse_pool", "connectors.worker_main"])
     pool = ProcessPool(max_workers=min(workers, len(files)), context=context)
     try:
         while queue or pending:

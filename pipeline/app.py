@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from connectors import worker_main
 from pipeline import lifecycle
 from pipeline.config import TUNABLE, AppConfig, Fusion, RetrievalConfig, config_to_dict, load_config
 from pipeline.errors import IndexUnavailableError, ModelUnavailableError, RaglineError
@@ -57,6 +58,7 @@ class Ragline:
     """Index folders, search them, and build cited prompts, on one index."""
 
     def __init__(self, config: AppConfig | None = None, embedder: SentenceTransformerEmbedder | None = None) -> None:
+        worker_main.stop_if_rerun()  # a parser worker re-running an unguarded script goes back to parsing here
         self.config = config or load_config()
         # The models' ONNX exports (fp32 and onnx-int8) go to the user cache, ~/.cache/ragline/onnx, keyed by the
         # weights and the quantisation recipe: every index on this machine shares one export of a model.
