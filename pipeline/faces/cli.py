@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import click
@@ -185,6 +185,17 @@ def ingest(app: Any, path: str, strict: bool, as_json: bool, progress: str) -> N
         sys.exit(EXIT_SKIPPED)
 
 
+_notified: set[str] = set()
+
+
+def _notify(notices: Iterable[str]) -> None:
+    """A notice (the reranker cannot be loaded, ...) goes to stderr, once per process: stdout stays the answer."""
+    for notice in notices:
+        if notice not in _notified:
+            _notified.add(notice)
+            click.echo(f"notice: {notice}", err=True)
+
+
 @main.command()
 @click.argument("query")
 @_search_options
@@ -195,6 +206,7 @@ def search(app: Any, query: str, as_json: bool, **kwargs: Any) -> None:
     if as_json:
         click.echo(json.dumps(render.search_dict(response), ensure_ascii=False))
     else:
+        _notify(response.notices)
         click.echo(render.render_results(response))
 
 
@@ -209,6 +221,7 @@ def ask(app: Any, question: str, as_json: bool, budget: int | None, **kwargs: An
     if as_json:
         click.echo(json.dumps(render.answer_dict(result), ensure_ascii=False))
     else:
+        _notify(result.search.notices)
         click.echo(render.render_answer(result, llm_configured=app.config.llm.configured))
 
 

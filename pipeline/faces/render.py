@@ -110,7 +110,8 @@ def render_sync_report(report: SyncReport) -> str:
 
 
 def render_results(response: SearchResponse) -> str:
-    lines = [f"notice: {n}" for n in response.notices]
+    """The ranked chunks; the response's notices are not part of them (the CLI writes them to stderr)."""
+    lines: list[str] = []
     if not response.results:
         lines.append("no results")
     for rank, r in enumerate(response.results, start=1):

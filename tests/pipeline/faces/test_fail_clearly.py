@@ -224,3 +224,15 @@ def test_index_answers_as_before(built: Built) -> None:
     """After all of the above, the same search gives the same chunks with the same scores."""
     built.assert_unchanged()
     assert dense_results(built.index, built.docs) == built.results
+
+
+@pytest.mark.parametrize("command", ["search", "ask"])
+def test_a_reranker_that_cannot_load_is_one_notice_on_stderr(built: Built, tmp_path: Path, command: str) -> None:
+    """stdout stays the results (a script may read them); the notice says once why they are not reranked."""
+    config = tmp_path / "ragline.toml"
+    config.write_text('[rerank]\nmodel = "cross-encoder/not-here"\n', encoding="utf-8")
+    proc = ragline("--config", config, "--index", built.index, command, QUERY)
+    assert proc.returncode == 0, proc.stderr
+    assert "notice" not in proc.stdout and "not reranked" in proc.stdout
+    notices = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(notices) == 1 and notices[0].startswith("notice: reranker model 'cross-encoder/not-here'")
