@@ -40,12 +40,13 @@ def _hub_cache() -> Path:
 
 
 def _cached_snapshot(model_id: str) -> Path | None:
-    if not (_hub_cache() / f"models--{model_id.replace('/', '--')}").is_dir():
+    cache = _hub_cache()
+    if not (cache / f"models--{model_id.replace('/', '--')}").is_dir():
         return None  # not downloaded: known without importing huggingface_hub (0.2 s on every CLI search)
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(model_id, local_files_only=True))
+        return Path(snapshot_download(model_id, cache_dir=cache, local_files_only=True))
     except Exception:  # noqa: BLE001 - not cached (or no hub client): the caller tries the next source
         return None
 
