@@ -12,6 +12,7 @@ bounded number in flight so memory stays flat on large folders.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing
 import os
 import time
@@ -60,6 +61,36 @@ def allowed_s(file: SourceFile, timeout_s: float) -> float:
     return round(timeout_s * max(1.0, file.size / 1_000_000), 1)
 
 
+LoggingSetup = tuple[int, dict[str, int], str | None]
+"""The root logger's level, the levels set on named loggers, and the format of the root's first handler
+(None: the process has configured no handler)."""
+
+
+def logging_setup() -> LoggingSetup:
+    """This process's logging, to be set up the same in the workers (a forkserver child inherits none of it,
+    so ``pypdf`` set to ERROR in the CLI still printed a warning per odd font in every worker)."""
+    manager = logging.Logger.manager
+    levels = {
+        name: logger.level
+        for name, logger in manager.loggerDict.items()
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET
+    }
+    handlers = logging.getLogger().handlers
+    formatter = handlers[0].formatter if handlers else None
+    fmt = getattr(formatter, "_fmt", None) or ("%(levelname)s:%(name)s:%(message)s" if handlers else None)
+    return logging.getLogger().level, levels, fmt
+
+
+def inherit_logging(setup: LoggingSetup) -> None:
+    """Run in each worker as it starts: take the parent's logging (see :func:`logging_setup`)."""
+    root_level, levels, fmt = setup
+    if fmt is not None:
+        logging.basicConfig(level=root_level, format=fmt, force=True)
+    logging.getLogger().setLevel(root_level)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
 def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 1)))
 
@@ -81,7 +112,9 @@ def parse_files(
     pending: dict[Future[ParseOutcome], SourceFile] = {}
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["connectors.parse_pool", "connectors.worker_main"])
-    pool = ProcessPool(max_workers=min(workers, len(files)), context=context)
+    pool = ProcessPool(
+        max_workers=min(workers, len(files)), context=context, initializer=inherit_logging, initargs=(logging_setup(),)
+    )
     try:
         while queue or pending:
             while queue and len(pending) < in_flight:

@@ -25,7 +25,8 @@ from pipeline.models.reranker import CrossEncoderReranker
 from pipeline.retrieval import HybridRetriever, Mode, rerank_head
 from pipeline.stages.bm25 import TOKENIZER_VERSION, TOKENIZERS
 from pipeline.stages.prompt import Prompt, build_prompt
-from pipeline.stores import CHUNK_IDS, IndexMeta, Store, open_store
+from pipeline.stores import CHUNK_IDS, IndexMeta, Store, open_store, roots
+from pipeline.stores.base import is_under
 from pipeline.stores.folder import check_space
 from pipeline.sync import Progress, Splitter, SyncReport, sync_documents, sync_folder
 from pipeline.types import Document, ScoredChunk
@@ -106,14 +107,77 @@ class Ragline:
         self.close()
 
     # -- writing ---------------------------------------------------------------------------
-    def ingest(self, path: str | Path, progress: Progress = False) -> SyncReport:
-        folder = Path(path).expanduser()
-        if not folder.is_dir():
-            raise RaglineError(f"cannot ingest {str(path)!r}: not a folder")
+    def ingest(self, path: str | Path, progress: Progress = False, allow_empty: bool = False) -> SyncReport:
+        """Sync a folder, or one file (into the indexed folder that holds it, else its own folder).
+
+        ``allow_empty``: a folder with no file left may remove all its documents (else that is refused)."""
+        target = Path(path).expanduser()
+        if not target.exists():
+            raise RaglineError(f"cannot ingest {str(path)!r}: no such file or folder")
+        if not (target.is_dir() or target.is_file()):
+            raise RaglineError(f"cannot ingest {str(path)!r}: not a file or folder")
         store = self._writable_store()
-        report = sync_folder(folder, store, self.embedder, self.config, progress=progress)
+        folder, only = target, None
+        if target.is_file():
+            holder = roots.holding(target.resolve(), roots.known(store.roots()))
+            folder = Path(holder.folder) if holder and holder.folder else target.resolve().parent
+            only = target.resolve().relative_to(folder.resolve()).as_posix()
+        report = sync_folder(folder, store, self.embedder, self.config, progress, allow_empty, only)
         store.save_config(config_to_dict(self.config))
         return report
+
+    def remove(self, target: str) -> list[str]:
+        """Remove from the index a root (by label or folder), or a file or folder under one; returns the
+        sources removed, as ``label/path``. The files themselves are not touched."""
+        store = self._writable_store()
+        everything = store.documents()
+        known = roots.known(store.roots(), {s.root for s in everything.values()})
+        root, prefix = roots.locate(target, known, must_exist=True)
+        assert root is not None
+        gone = sorted(
+            (s for s in everything.values() if s.root == root.uri and (not prefix or is_under(s.source, prefix))),
+            key=lambda s: s.source,
+        )
+        if not gone:
+            raise RaglineError(f"the index holds nothing under {target!r} ({root.label}/{prefix})")
+        for state in gone:
+            store.delete_document(state.document_id)
+        store.flush()
+        store.optimize()
+        if not prefix or len(gone) == sum(1 for s in everything.values() if s.root == root.uri):
+            store.save_roots(roots.to_record({u: r for u, r in known.items() if u != root.uri}))
+        return [f"{root.label}/{s.source}" for s in gone]
+
+    def _roots(self) -> dict[str, roots.Root]:
+        """The roots the index records; in an index from before they were recorded, those its points name."""
+        store = self.store(check_model=False)
+        saved = store.roots()
+        return roots.known(saved) if saved else roots.known({}, {s.root for s in store.documents().values()})
+
+    def label_path(self, path: str) -> str:
+        """A path typed at a shell (``./faq.txt``, ``demo_docs/faq.txt`` beside ``demo_docs``, an absolute path)
+        as the ``label/path`` citations use; a path that is no file or folder here comes back as it was."""
+        if any(c in path for c in "*?["):
+            return path
+        root, under = roots.locate(path, self._roots())
+        return f"{root.label}/{under}".rstrip("/") if root is not None else under
+
+    def sources(self) -> list[dict[str, Any]]:
+        """The folders the index holds: label, folder, documents, chunks, last sync, whether the folder is there."""
+        store = self.store(check_model=False)
+        everything = store.documents()
+        known = roots.known(store.roots(), {s.root for s in everything.values()})
+        return [
+            {
+                "label": r.label,
+                "folder": r.folder or r.uri,
+                "documents": sum(1 for s in everything.values() if s.root == uri),
+                "chunks": sum(s.points for s in everything.values() if s.root == uri),
+                "last_sync": r.last_sync,
+                "present": r.present,
+            }
+            for uri, r in sorted(known.items(), key=lambda item: item[1].label)
+        ]
 
     def ingest_documents(
         self,
@@ -190,6 +254,8 @@ class Ragline:
         top_k = top_k or self.config.retrieval.top_k
         use_rerank = self.config.rerank.enabled if rerank is None else rerank
         depth = max(top_k, self.config.rerank.candidates) if use_rerank else top_k
+        known = roots.known(self.store().roots())
+        where = _scoped(where, known)
         retrieved = self.retriever.retrieve(query, top_k=depth, where=where, fusion=fusion, mode=mode)
         timings = dict(retrieved.timings_ms)
         results = retrieved.results
@@ -207,7 +273,8 @@ class Ragline:
             timings["rerank"] = (time.perf_counter() - t0) * 1e3
         sure = retrieved.confidence
         low = sure is None or sure < self.config.retrieval.low_confidence
-        return SearchResponse(query, results[:top_k], timings, reranked, tuple(notices), sure, low)
+        labelled = [_labelled(r, known) for r in results[:top_k]]
+        return SearchResponse(query, labelled, timings, reranked, tuple(notices), sure, low)
 
     def context(self, question: str, budget: int | None = None, **search_args: Any) -> tuple[Prompt, SearchResponse]:
         response = self.search(question, **search_args)
@@ -233,14 +300,15 @@ class Ragline:
 
     def stats(self) -> dict[str, Any]:
         store = self.store(check_model=False)
-        documents = store.documents()
+        held = self.sources()
         return {
-            "documents": len(documents),
+            "documents": sum(r["documents"] for r in held),
             "chunks": store.count(),
             "model": store.meta.model,
             "dimension": store.meta.dimension,
             "store": store.kind,
             "location": store.location,
+            "roots": held,
         }
 
     # -- whole-index operations (pipeline.lifecycle) ---------------------------------------
@@ -253,3 +321,22 @@ class Ragline:
         self.close()  # the index is re-opened, and replaced, by the operation
         model = SentenceTransformerEmbedder(self.config.embedding.model_copy(update={"model": embedder}))
         return lifecycle.reindex(self.config, model, progress)
+
+
+def _scoped(where: SearchFilter | None, known: dict[str, roots.Root]) -> SearchFilter | None:
+    """``where`` with a path that begins with a root's label (``teamA/notes.md``) split into that root and the
+    path under it; a path that names none stays a path under any root. Never a look at this machine's files:
+    the path may come from an HTTP client (the CLI turns a path on disk into a label first:
+    :meth:`Ragline.label_path`)."""
+    if where is None or not where.path:
+        return where
+    root, under = roots.locate(where.path, known, files=False)
+    return dataclasses.replace(where, path=under or None, root=root.uri if root else None)
+
+
+def _labelled(result: ScoredChunk, known: dict[str, roots.Root]) -> ScoredChunk:
+    uri = str(result.chunk.metadata.get("root") or "")
+    if not uri:
+        return result
+    label = known[uri].label if uri in known else roots.default_label(uri)
+    return dataclasses.replace(result, chunk=dataclasses.replace(result.chunk, root_label=label))

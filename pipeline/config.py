@@ -269,6 +269,10 @@ def load_config(path: str | Path | None = None) -> AppConfig:
             raise ConfigError(f"{file}: not valid TOML: {exc}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"{file}: not UTF-8 text (TOML files are UTF-8)") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {file} is a folder, not a TOML file") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from None
     config = parse_config(data, origin)
     env_index = os.environ.get("RAGLINE_INDEX")
     if env_index:

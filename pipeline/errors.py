@@ -19,6 +19,10 @@ class UnreadableFileError(RaglineError):
     """A source file cannot be parsed; the sync skips it and reports the reason."""
 
 
+class EmptyFolderError(RaglineError):
+    """A sync found no file in a folder whose documents the index holds, and left them."""
+
+
 class ModelMismatchError(RaglineError):
     """The index was built with another embedding model than the one configured."""
 

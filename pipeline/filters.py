@@ -26,12 +26,14 @@ INT64 = (-(2**63), 2**63 - 1)
 
 @dataclass(frozen=True)
 class SearchFilter:
-    """``path``: a folder/file prefix or a glob over source paths; ``file_types``: extensions;
-    ``fields``: exact matches on any payload field (all must hold)."""
+    """``path``: a folder/file prefix or a glob over source paths (under their root); ``file_types``:
+    extensions; ``fields``: exact matches on any payload field (all must hold)."""
 
     path: str | None = None
     file_types: tuple[str, ...] = ()
     fields: tuple[tuple[str, Any], ...] = ()
+    root: str | None = None
+    """Only the documents of this root (its URI): what a path that begins with a root's label selects."""
 
     def __post_init__(self) -> None:
         for key, value in self.fields:
@@ -67,7 +69,7 @@ class SearchFilter:
 
     @property
     def empty(self) -> bool:
-        return not (self.path or self.file_types or self.fields)
+        return not (self.path or self.file_types or self.fields or self.root)
 
     @property
     def is_glob(self) -> bool:

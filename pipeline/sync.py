@@ -14,7 +14,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,15 @@ from typing import Any
 import numpy as np
 
 from connectors import FolderSource
+from connectors.folder import ScanResult, SourceFile
 from connectors.parse_pool import parse_files
 from pipeline.config import AppConfig
-from pipeline.errors import ConfigError, UnreadableFileError
+from pipeline.errors import ConfigError, EmptyFolderError, RaglineError, UnreadableFileError
 from pipeline.models.protocols import Embedder
 from pipeline.stages import bm25, language
-from pipeline.stages.chunking import chunk, indexed_text
-from pipeline.stores.base import Store
+from pipeline.stages.chunking import chunk, chunk_id, indexed_text
+from pipeline.stores import roots
+from pipeline.stores.base import Store, StoredPoint
 from pipeline.stores.schema import DocumentState, document_fields
 from pipeline.types import Chunk, Document, SkippedFile, document_id
 
@@ -46,6 +48,10 @@ class SyncReport:
     removed: tuple[str, ...] = ()
     skipped: tuple[SkippedFile, ...] = ()
     chunks_written: int = 0
+    reused: tuple[str, ...] = ()
+    """Added files whose chunks and vectors were copied from the same file under another root, not embedded."""
+    moved_from: tuple[str, ...] = ()
+    """Roots whose folder is gone and whose files turned up here: their documents were re-pointed to this root."""
     seconds: float = 0.0
     stages_s: dict[str, float] = field(default_factory=dict)
     """Time in each stage: parse (summed over the worker processes), chunk, embed, bm25, upsert, optimize.
@@ -64,6 +70,8 @@ class _Outcome:
     unchanged: int = 0
     pending: list[_Pending] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    copies: list[tuple[SourceFile, DocumentState]] = field(default_factory=list)
+    moved_from: list[str] = field(default_factory=list)
     written: int = 0
     stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
@@ -134,12 +142,19 @@ def sync_folder(
     embedder: Embedder,
     config: AppConfig,
     progress: Progress = False,
+    allow_empty: bool = False,
+    only: str | None = None,
 ) -> SyncReport:
     """Bring the index in step with ``root``: add, update and remove documents.
 
     Files are read, hashed and parsed in worker processes (see
     ``connectors.parse_pool``) while this process chunks and embeds what has
-    arrived, so parsing overlaps with embedding instead of adding to it.
+    arrived, so parsing overlaps with embedding instead of adding to it. A file
+    that another root holds at the same path with the same content is copied
+    from there, vectors and all (a moved folder costs no embedding). A folder
+    with no file left while the index holds its documents is refused unless
+    ``allow_empty``: an unmounted share must not empty the index. ``only``: sync this one file of ``root`` (its
+    path under it) and leave the root's other documents as they are.
     """
     started = time.perf_counter()
     _check_chunk_size(config, embedder)
@@ -150,23 +165,32 @@ def sync_folder(
         exclude=config.source.exclude,
         max_file_bytes=int(config.source.max_file_mb * 1_000_000),
     ).scan()
+    if only is not None:
+        scan = ScanResult([f for f in scan.files if f.source == only], [f for f in scan.skipped if f.source == only])
+        if not (scan.files or scan.skipped):
+            raise RaglineError(f"{folder / only} is not a file ragline indexes (see source.include and exclude)")
     root_uri = folder.as_uri()
-    indexed = _indexed(store, root_uri)
+    everything = store.documents()
+    indexed = {d: s for d, s in everything.items() if s.root == root_uri and only in (None, s.source)}
+    if not (scan.files or scan.skipped or allow_empty) and indexed:
+        raise EmptyFolderError(
+            f"{folder} has no file to index, but the index holds {len(indexed)} documents from it: nothing was "
+            "removed (a share that is not mounted?); if the files are gone for good, sync with --allow-empty"
+        )
     present = {document_id(root_uri, f.source) for f in scan.files} | {
         document_id(root_uri, s.source) for s in scan.skipped
     }
     outcome = _Outcome(skipped=list(scan.skipped))
-    jobs = []
-    for file in scan.files:
-        state = indexed.get(document_id(root_uri, file.source))
-        jobs.append((file, state.content_hash if state is not None and state.complete else None))
+    jobs, copies = _jobs(scan.files, indexed, everything, root_uri)
 
     def documents() -> Generator[Document, None, None]:
         parsing = _Phase(progress, "parsing", len(jobs), "file")
         for parsed in parse_files(jobs, config.source.parse_workers, config.source.parse_timeout_s):
             parsing.advance()
             outcome.stages["parse"] += parsed.seconds
-            if parsed.unchanged:
+            if parsed.unchanged and parsed.file.source in copies:
+                outcome.copies.append((parsed.file, copies[parsed.file.source]))
+            elif parsed.unchanged:
                 outcome.unchanged += 1
             elif parsed.document is None:
                 outcome.skipped.append(SkippedFile(parsed.file.source, parsed.error or "cannot parse"))
@@ -178,7 +202,77 @@ def sync_folder(
         language.warm_up()  # new files will need it; it loads while the parser workers start
     split = _default_splitter(config, embedder)
     _commit(documents(), split, outcome, indexed, present, _Target(store, embedder, config, root_uri, progress))
+    with outcome.timed("upsert"):
+        _copy_documents(store, root_uri, outcome.copies)
+        outcome.moved_from = _record_sync(
+            store, root_uri, everything, outcome.copies, holds_any=bool(present) or only is not None
+        )
     return _report(str(folder), outcome, indexed, started)
+
+
+def _jobs(
+    files: Sequence[SourceFile], indexed: dict[str, DocumentState], everything: dict[str, DocumentState], root_uri: str
+) -> tuple[list[tuple[SourceFile, str | None]], dict[str, DocumentState]]:
+    """What to parse, each file with the hash that lets a worker skip it: its own indexed version's, or for a
+    file new here that another root holds at the same path, that one's (the copies to make, by source)."""
+    elsewhere = {s.source: s for s in everything.values() if s.root != root_uri and s.complete}
+    jobs: list[tuple[SourceFile, str | None]] = []
+    copies: dict[str, DocumentState] = {}
+    for file in files:
+        state = indexed.get(document_id(root_uri, file.source))
+        donor = elsewhere.get(file.source) if state is None else None
+        if donor is not None:
+            copies[file.source] = donor
+        known = donor if donor is not None else state
+        jobs.append((file, known.content_hash if known is not None and known.complete else None))
+    return jobs, copies
+
+
+def _copy_documents(store: Store, root_uri: str, copies: Sequence[tuple[SourceFile, DocumentState]]) -> None:
+    """Write each file's copy of the same file under another root: its points, re-keyed to this root."""
+    for file, donor in copies:
+        new_id = document_id(root_uri, file.source)
+        points = [
+            StoredPoint(
+                chunk_id(new_id, int(p.payload["ordinal"]), str(p.payload["text"])),
+                p.dense,
+                p.sparse,
+                {**p.payload, "document_id": new_id, "root": root_uri, "mtime": file.mtime},
+            )
+            for p in store.document_points(donor.document_id)
+        ]
+        store.import_points(points)
+    if copies:
+        store.flush()
+
+
+def _record_sync(
+    store: Store,
+    root_uri: str,
+    before: dict[str, DocumentState],
+    copies: Sequence[tuple[SourceFile, DocumentState]] = (),
+    holds_any: bool = True,
+) -> list[str]:
+    """Record this sync of ``root_uri`` (``holds_any`` False: it no longer holds a document) with the index.
+
+    Roots whose folder is gone and whose files were found here are removed: the folder moved. This root takes
+    over the label of the one it replaces, so citations keep their names. Returns the moved roots' folders."""
+    saved = roots.known(store.roots(), {s.root for s in before.values()})
+    moved = sorted({donor.root for _, donor in copies if not saved[donor.root].present})
+    for state in before.values():
+        if state.root in moved:
+            store.delete_document(state.document_id)
+    label = saved[moved[0]].label if len(moved) == 1 and root_uri not in saved else None
+    kept = {uri: r for uri, r in saved.items() if uri not in moved}
+    if holds_any:
+        kept = roots.synced(kept, root_uri, label)
+    else:
+        kept.pop(root_uri, None)
+    store.save_roots(roots.to_record(kept))
+    if moved:
+        store.flush()
+        store.optimize()
+    return [saved[uri].folder or uri for uri in moved]
 
 
 def sync_documents(
@@ -214,6 +308,7 @@ def sync_documents(
                 yield document
 
     _commit(changed(), split, outcome, indexed, present, _Target(store, embedder, config, root_uri, progress))
+    _record_sync(store, root_uri, indexed, holds_any=bool(present))
     return _report(root_uri, outcome, indexed, started)
 
 
@@ -329,14 +424,17 @@ def _embed_as_they_arrive(
 
 
 def _report(root: str, outcome: _Outcome, indexed: dict[str, DocumentState], started: float) -> SyncReport:
+    copied = [file.source for file, _ in outcome.copies]
     return SyncReport(
         root=root,
-        added=tuple(sorted(p.document.source for p in outcome.pending if p.document.id not in indexed)),
+        added=tuple(sorted([p.document.source for p in outcome.pending if p.document.id not in indexed] + copied)),
         updated=tuple(sorted(p.document.source for p in outcome.pending if p.document.id in indexed)),
         unchanged=outcome.unchanged,
         removed=tuple(outcome.removed),
         skipped=tuple(sorted(outcome.skipped, key=lambda s: s.source)),
         chunks_written=outcome.written,
+        reused=tuple(sorted(file.source for file, _ in outcome.copies)),
+        moved_from=tuple(outcome.moved_from),
         seconds=time.perf_counter() - started,
         stages_s=dict(outcome.stages),
     )

@@ -95,6 +95,13 @@ class Chunk:
     page_end: int | None = None
     heading: tuple[str, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=_frozen_map)
+    root_label: str = ""
+    """The short name of the folder the document was synced from ("": not known here)."""
+
+    @property
+    def path(self) -> str:
+        """The source under its root's label, ``teamA/notes.md``: what tells two folders' ``notes.md`` apart."""
+        return f"{self.root_label}/{self.source}" if self.root_label else self.source
 
     @property
     def page(self) -> str | None:
@@ -107,7 +114,7 @@ class Chunk:
 
     @property
     def citation(self) -> str:
-        parts = [self.source]
+        parts = [self.path]
         if self.page is not None:
             parts.append(f"p. {self.page}")
         if self.heading:

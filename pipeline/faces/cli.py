@@ -1,7 +1,9 @@
 """The ``ragline`` command: a thin click shell over :class:`pipeline.app.Ragline`.
 
-Exit codes (scripts rely on them): 0 done; 1 a clear error (one line on
-stderr, no traceback); 2 bad usage; 3 ``ingest --strict`` skipped a file.
+Every failure is one line on stderr, ``error: ...``, with no traceback. Exit codes (scripts rely on them):
+0 done; 1 an error in what the command was given or met (a missing folder or config, an index that is a
+file, an unreadable file); 2 the command line itself is wrong (an unknown option, a missing argument);
+3 ``ingest --strict`` skipped a file.
 """
 
 from __future__ import annotations
@@ -18,21 +20,35 @@ from pipeline.errors import RaglineError
 from pipeline.faces import render
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXIT_ERROR, EXIT_SKIPPED = 1, 3
+EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 1, 2, 3
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = EXIT_ERROR) -> None:
     one_line = " ".join(line.strip() for line in message.splitlines() if line.strip())
     click.echo(f"error: {one_line}", err=True)
-    sys.exit(EXIT_ERROR)
+    sys.exit(code)
+
+
+def _usage(exc: click.UsageError) -> None:
+    command = exc.ctx.command_path if exc.ctx is not None else "ragline"
+    _fail(f"{exc.format_message()} (see {command} --help)", EXIT_USAGE)
 
 
 class _Group(click.Group):
-    """Turns domain errors into one line and exit code 1."""
+    """Turns domain errors into one line and exit code 1, and usage errors into one line and exit code 2."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            _usage(exc)
+            raise  # unreachable: _usage exits
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            _usage(exc)
         except RaglineError as exc:
             _fail(str(exc))
         except OSError as exc:  # the disk, a file or the network, outside what the domain errors name
@@ -43,20 +59,8 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
-@click.option(
-    "--index",
-    "index",
-    envvar="RAGLINE_INDEX",
-    type=click.Path(file_okay=False),
-    help="Index folder (env RAGLINE_INDEX).",
-)
-@click.option(
-    "--config",
-    "config_file",
-    envvar="RAGLINE_CONFIG",
-    type=click.Path(dir_okay=False),
-    help="TOML config file (env RAGLINE_CONFIG).",
-)
+@click.option("--index", "index", envvar="RAGLINE_INDEX", help="Index folder (env RAGLINE_INDEX).")
+@click.option("--config", "config_file", envvar="RAGLINE_CONFIG", help="TOML config file (env RAGLINE_CONFIG).")
 @click.option(
     "--qdrant-url",
     envvar="RAGLINE_QDRANT_URL",
@@ -68,12 +72,26 @@ class _Group(click.Group):
     is_flag=True,
     help="Rank with the config's settings alone, not those `ragline tune` saved with the index.",
 )
+@click.option("-v", "--verbose", count=True, help="Log more on stderr: -v info, -vv debug (parser warnings included).")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default=None,
+    help="Log level on stderr (default: warning, with the PDF and Office parsers' warnings left out).",
+)
 @click.version_option(package_name="ragline")
 @click.pass_context
-def main(ctx: click.Context, index: str | None, config_file: str | None, qdrant_url: str | None, untuned: bool) -> None:
+def main(
+    ctx: click.Context,
+    index: str | None,
+    config_file: str | None,
+    qdrant_url: str | None,
+    untuned: bool,
+    verbose: int,
+    log_level: str | None,
+) -> None:
     """ragline: hybrid (BM25 + dense) retrieval with citations, on Qdrant."""
     import contextlib
-    import logging
     import signal
 
     # Over a file size limit (ulimit -f) a write then fails with EFBIG, reported in one line,
@@ -83,8 +101,7 @@ def main(ctx: click.Context, index: str | None, config_file: str | None, qdrant_
 
     from pipeline.app import Ragline
 
-    # pypdf logs a warning per oddity in a damaged PDF; the sync report already names the file and why.
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    _setup_logging(verbose, log_level)
     config = load_config(config_file)
     if index:
         config = with_index(config, index)
@@ -95,6 +112,23 @@ def main(ctx: click.Context, index: str | None, config_file: str | None, qdrant_
     app = Ragline(config)
     ctx.obj = app
     ctx.call_on_close(lambda: _close(app))
+
+
+PARSER_LOGGERS = ("pypdf", "fontTools", "PIL", "docx", "pptx")
+"""Parser libraries that log a warning per oddity in a file (pypdf: one per unusual font, 57 lines on the
+sample documents); the sync report already names a file that could not be read, and why."""
+
+
+def _setup_logging(verbose: int, log_level: str | None) -> None:
+    """Log to stderr at the level asked; the parser worker processes take the same setup (connectors.parse_pool)."""
+    import logging
+
+    level = (log_level or {0: "warning", 1: "info"}.get(verbose, "debug")).upper()
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger().setLevel(level)
+    if log_level is None and not verbose:
+        for name in PARSER_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _close(app: Any) -> None:
@@ -124,6 +158,7 @@ def _search_options(func: F) -> F:
 
 
 def _search_args(
+    app: Any,
     top_k: int | None,
     fusion: str | None,
     mode: str,
@@ -139,7 +174,7 @@ def _search_args(
         "fusion": Fusion(fusion) if fusion else None,
         "mode": mode,
         "rerank": rerank,
-        "where": parse_filter(path, file_types, fields),
+        "where": parse_filter(app.label_path(path) if path else None, file_types, fields),
     }
 
 
@@ -160,8 +195,13 @@ class _LogProgress:
 
 
 @main.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.argument("path")
 @click.option("--strict", is_flag=True, help="Exit 3 if any file was skipped.")
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Let a folder with no file left remove all its documents (without it, that sync is refused).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option(
     "--progress",
@@ -171,12 +211,17 @@ class _LogProgress:
     help="Progress on stderr: bars (auto: when stderr is a terminal), or one line per step for logs.",
 )
 @click.pass_obj
-def ingest(app: Any, path: str, strict: bool, as_json: bool, progress: str) -> None:
-    """Sync a folder into the index: add new, update changed, remove deleted files."""
+def ingest(app: Any, path: str, strict: bool, allow_empty: bool, as_json: bool, progress: str) -> None:
+    """Sync a folder into the index: add new, update changed, remove deleted files.
+
+    PATH may also be one file: it is synced into the indexed folder that holds it (else its own folder),
+    and nothing else changes. A folder whose files all vanished (an unmounted share) is refused unless
+    --allow-empty; a folder moved elsewhere is recognised by its files' contents and not embedded again.
+    """
     shown: Any = (
         _LogProgress() if progress == "log" else {"auto": _progress_enabled(), "bar": True}.get(progress, False)
     )
-    report = app.ingest(path, progress=shown)
+    report = app.ingest(path, progress=shown, allow_empty=allow_empty)
     if as_json:
         click.echo(json.dumps(render.sync_dict(report), ensure_ascii=False))
     else:
@@ -202,7 +247,7 @@ def _notify(notices: Iterable[str]) -> None:
 @click.pass_obj
 def search(app: Any, query: str, as_json: bool, **kwargs: Any) -> None:
     """Hybrid search: ranked chunks with citations and per-stage scores."""
-    response = app.search(query, **_search_args(**kwargs))
+    response = app.search(query, **_search_args(app, **kwargs))
     if as_json:
         click.echo(json.dumps(render.search_dict(response), ensure_ascii=False))
     else:
@@ -217,7 +262,7 @@ def search(app: Any, query: str, as_json: bool, **kwargs: Any) -> None:
 @click.pass_obj
 def ask(app: Any, question: str, as_json: bool, budget: int | None, **kwargs: Any) -> None:
     """Retrieve, build the cited prompt, and answer if an LLM endpoint is configured."""
-    result = app.ask(question, budget=budget, **_search_args(**kwargs))
+    result = app.ask(question, budget=budget, **_search_args(app, **kwargs))
     if as_json:
         click.echo(json.dumps(render.answer_dict(result), ensure_ascii=False))
     else:
@@ -251,6 +296,30 @@ def tune(app: Any, questions: int, seed: int, reset: bool, as_json: bool) -> Non
 
     report = tune_index(app, questions, seed, _progress_enabled())
     click.echo(json.dumps(report.as_dict()) if as_json else render.render_tune(report.as_dict()))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def sources(app: Any, as_json: bool) -> None:
+    """The folders the index holds: label (what citations and --path start with), folder, documents, chunks,
+    last sync."""
+    held = app.sources()
+    click.echo(json.dumps({"sources": held}) if as_json else render.render_sources(held))
+
+
+@main.command()
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def remove(app: Any, target: str, as_json: bool) -> None:
+    """Remove a folder's documents from the index (the files stay on disk).
+
+    TARGET is a label from `ragline sources`, an indexed folder, or a file or folder under one
+    (teamA/notes.md, ./docs/old). A whole folder also leaves `ragline sources`.
+    """
+    gone = app.remove(target)
+    click.echo(json.dumps({"removed": gone}) if as_json else render.render_removed(gone))
 
 
 @main.command()
@@ -488,4 +557,4 @@ def train_reranker_command(
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="ragline")

@@ -31,6 +31,8 @@ def sync_dict(report: SyncReport) -> dict[str, Any]:
         "removed": len(report.removed),
         "skipped": [{"source": s.source, "reason": s.reason} for s in report.skipped],
         "chunks_written": report.chunks_written,
+        "reused": len(report.reused),
+        "moved_from": list(report.moved_from),
         "seconds": round(report.seconds, 3),
         "stages_s": {k: round(v, 3) for k, v in report.stages_s.items()},
         "changed": report.changed,
@@ -49,6 +51,8 @@ def search_dict(response: SearchResponse) -> dict[str, Any]:
                 "rank": rank,
                 "chunk_id": r.chunk.id,
                 "source": r.chunk.source,
+                "root": r.chunk.root_label,
+                "path": r.chunk.path,
                 "page": r.chunk.page,
                 "heading": " > ".join(r.chunk.heading) or None,
                 "text": r.chunk.text,
@@ -104,6 +108,10 @@ def render_sync_report(report: SyncReport) -> str:
     ]
     for skipped in report.skipped:
         lines.append(f"  skipped {skipped.source}: {skipped.reason}")
+    if report.reused:
+        lines.append(f"  {len(report.reused)} added files copied from the same files under another root, not embedded")
+    for folder in report.moved_from:
+        lines.append(f"  {folder} is gone and its files are here: its documents now point to this folder")
     if not report.changed:
         lines.append("  index is up to date: nothing changed")
     return "\n".join(lines)
@@ -302,7 +310,28 @@ def _tuning_lines(tuning: dict[str, Any] | None) -> list[str]:
 
 
 def render_stats(stats: dict[str, Any]) -> str:
-    return "\n".join(f"{key:>10}: {value}" for key, value in stats.items())
+    lines = [f"{key:>10}: {value}" for key, value in stats.items() if key != "roots"]
+    held = stats.get("roots") or []
+    lines.append(f"{'roots':>10}: {len(held)}")
+    lines.extend(f"            {line}" for line in _root_lines(held))
+    return "\n".join(lines)
+
+
+def render_sources(held: list[dict[str, Any]]) -> str:
+    """``ragline sources``: one line per folder the index holds."""
+    return "\n".join(_root_lines(held)) if held else "the index holds no folder yet"
+
+
+def render_removed(gone: list[str]) -> str:
+    return "\n".join([f"removed {len(gone)} documents from the index:"] + [f"  {source}" for source in gone])
+
+
+def _root_lines(held: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"{r['label']}: {r['folder']}, {r['documents']} documents, {r['chunks']} chunks, "
+        f"last sync {r['last_sync'] or 'unknown'}" + ("" if r["present"] else " (folder missing)")
+        for r in held
+    ]
 
 
 def render_migrate(moved: Moved) -> str:

@@ -117,7 +117,7 @@ def build_prompt(
         pages = [p for c in group.chunks for p in (c.page_start, c.page_end) if p is not None]
         block = ContextBlock(
             number=len(blocks) + 1,
-            source=first.source,
+            source=first.path,
             page=_page_label(min(pages), max(pages)) if pages else None,
             heading=first.heading,
             text=group.text(),

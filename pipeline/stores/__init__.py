@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.config import AppConfig
+from pipeline.errors import IndexUnavailableError
 from pipeline.stores.base import CHUNK_IDS, Hit, IndexMeta, Store, StoredPoint
 from pipeline.stores.folder import META_FILE
 
@@ -32,5 +33,7 @@ def open_store(config: AppConfig, meta: Callable[[], IndexMeta], create: bool, c
     from pipeline.stores.edge import EdgeStore
 
     folder = Path(config.index.path).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise IndexUnavailableError(f"the index {folder} is a file, not an index folder: give a folder")
     wanted = create or (check_model and (folder / META_FILE).exists())
     return EdgeStore.open(folder, meta() if wanted else None, config.index.min_free_mb)

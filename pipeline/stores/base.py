@@ -157,8 +157,20 @@ class Store(Protocol):
         """The settings ``ragline tune`` saved, with its report (None: never tuned)."""
         ...
 
+    def save_roots(self, roots: dict[str, dict[str, Any]]) -> None:
+        """Keep the record of the folders synced into the index: root URI -> label, folder, last sync."""
+        ...
+
+    def roots(self) -> dict[str, dict[str, Any]]:
+        """What :meth:`save_roots` kept ({}: nothing yet, or an index from before roots were recorded)."""
+        ...
+
     def import_points(self, points: Sequence[StoredPoint]) -> None:
         """Write points as exported by a store with the same :class:`IndexMeta`."""
+        ...
+
+    def document_points(self, document_id: str) -> list[StoredPoint]:
+        """One document's points with their vectors: what a moved folder's copy of it is made from."""
         ...
 
     def flush(self) -> None: ...
@@ -213,7 +225,8 @@ def plan_filter(
                 source_under = prefix
             else:
                 source_in = tuple(sorted(s for s in sources() if is_under(s, prefix)))
-    return FilterPlan(source_in, source_under, tuple(where.file_types), tuple(where.fields))
+    fields = tuple(where.fields) + ((("root", where.root),) if where.root else ())
+    return FilterPlan(source_in, source_under, tuple(where.file_types), fields)
 
 
 def check_shape(dense: np.ndarray, rows: int, dimension: int) -> None:
@@ -268,7 +281,7 @@ class QdrantStore:
         raise NotImplementedError
 
     def _scroll_page(
-        self, offset: Any, limit: int, with_payload: list[str] | bool, vectors: bool
+        self, offset: Any, limit: int, with_payload: list[str] | bool, vectors: bool, condition: Any = None
     ) -> tuple[list[Any], Any]:
         """One page of records (each with ``id``, ``payload``, ``vector``) and the next offset (None: done)."""
         raise NotImplementedError
@@ -337,10 +350,12 @@ class QdrantStore:
         self._delete(self._all([self._match_value("document_id", document_id)], must_not))
 
     # -- reads ----------------------------------------------------------------------------------
-    def _pages(self, with_payload: list[str] | bool, vectors: bool, limit: int = SCROLL_PAGE) -> Iterator[list[Any]]:
+    def _pages(
+        self, with_payload: list[str] | bool, vectors: bool, limit: int = SCROLL_PAGE, condition: Any = None
+    ) -> Iterator[list[Any]]:
         offset: Any = None
         while True:
-            records, offset = self._scroll_page(offset, limit, with_payload, vectors)
+            records, offset = self._scroll_page(offset, limit, with_payload, vectors, condition)
             if records:
                 yield records
             if offset is None:
@@ -352,6 +367,14 @@ class QdrantStore:
     def export_points(self, batch: int = 256) -> Iterator[list[StoredPoint]]:
         for records in self._pages(True, True, batch):
             yield [stored_point(r.id, r.vector, r.payload) for r in records]
+
+    def document_points(self, document_id: str) -> list[StoredPoint]:
+        condition = self._all([self._match_value("document_id", document_id)])
+        return [
+            stored_point(r.id, r.vector, r.payload)
+            for page in self._pages(True, True, condition=condition)
+            for r in page
+        ]
 
     def all_chunks(self) -> Iterator[list[Chunk]]:
         for records in self._pages(True, False):

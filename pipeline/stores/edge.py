@@ -15,6 +15,7 @@ from pipeline.stores.folder import (
     CONFIG_FILE,
     META_FILE,
     MIN_FREE_MB,
+    ROOTS_FILE,
     TUNING_FILE,
     FolderLock,
     check_space,
@@ -134,6 +135,12 @@ class EdgeStore(QdrantStore):
     def tuning(self) -> dict[str, Any] | None:
         return read_json(self.folder / TUNING_FILE)
 
+    def save_roots(self, roots: dict[str, dict[str, Any]]) -> None:
+        write_json_atomic(self.folder / ROOTS_FILE, roots)
+
+    def roots(self) -> dict[str, dict[str, Any]]:
+        return read_json(self.folder / ROOTS_FILE) or {}
+
     def flush(self) -> None:
         with writing(self.folder):
             self._shard.flush()
@@ -174,11 +181,13 @@ class EdgeStore(QdrantStore):
             self._shard.update(q.UpdateOperation.delete_points_by_filter(condition))
 
     def _scroll_page(
-        self, offset: Any, limit: int, with_payload: list[str] | bool, vectors: bool
+        self, offset: Any, limit: int, with_payload: list[str] | bool, vectors: bool, condition: Any = None
     ) -> tuple[list[Any], Any]:
         import qdrant_edge as q
 
-        request = q.ScrollRequest(offset=offset, limit=limit, with_payload=with_payload, with_vector=vectors)
+        request = q.ScrollRequest(
+            offset=offset, limit=limit, with_payload=with_payload, with_vector=vectors, filter=condition
+        )
         records, offset = self._shard.scroll(request)
         return list(records), offset
 

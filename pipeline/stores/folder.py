@@ -5,6 +5,7 @@ Layout of an index folder::
     meta.json    model name and dimension, BM25 k1/b, tokenizer version
     config.json  the config the index was last synced with
     tuned.json   the ranking settings ``ragline tune`` chose for it, with its report
+    roots.json   the folders synced into it: label, path, last sync
     shard/       the Qdrant Edge shard (dense "dense" + sparse "bm25" with IDF)
     lock         held (flock) by the process that has the index open
 """
@@ -31,6 +32,7 @@ BYTES_PER_POINT = 32 * 1024
 META_FILE = "meta.json"
 CONFIG_FILE = "config.json"
 TUNING_FILE = "tuned.json"
+ROOTS_FILE = "roots.json"
 
 
 class FolderLock:

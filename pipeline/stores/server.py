@@ -46,6 +46,7 @@ MEMORY = ":memory:"
 META_KEY = "ragline_index"
 CONFIG_KEY = "ragline_config"
 TUNING_KEY = "ragline_tuned"
+ROOTS_KEY = "ragline_roots"
 """The ranking settings `ragline tune` chose, as one JSON string (a null deletes it)."""
 
 
@@ -267,6 +268,13 @@ class ServerStore(QdrantStore):
     def tuning(self) -> dict[str, Any] | None:
         return self._metadata_json(TUNING_KEY, "tuning")
 
+    def save_roots(self, roots: dict[str, dict[str, Any]]) -> None:
+        with self._errors("save the roots of"):
+            self.client.update_collection(self.name, metadata={ROOTS_KEY: json.dumps(roots, sort_keys=True)})
+
+    def roots(self) -> dict[str, dict[str, Any]]:
+        return self._metadata_json(ROOTS_KEY, "roots") or {}
+
     def _metadata_json(self, key: str, what: str) -> dict[str, Any] | None:
         with self._errors(f"read the {what} of"):
             raw = self._metadata(self.client, self.config).get(key)
@@ -306,11 +314,16 @@ class ServerStore(QdrantStore):
             self.client.delete(self.name, points_selector=models.FilterSelector(filter=condition), wait=True)
 
     def _scroll_page(
-        self, offset: Any, limit: int, with_payload: list[str] | bool, vectors: bool
+        self, offset: Any, limit: int, with_payload: list[str] | bool, vectors: bool, condition: Any = None
     ) -> tuple[list[Any], Any]:
         with self._errors("read"):
             records, offset = self.client.scroll(
-                self.name, limit=limit, offset=offset, with_payload=with_payload, with_vectors=vectors
+                self.name,
+                limit=limit,
+                offset=offset,
+                with_payload=with_payload,
+                with_vectors=vectors,
+                scroll_filter=condition,
             )
         return list(records), offset
 

@@ -30,7 +30,7 @@ import pytest
 
 from pipeline.faces.cli import EXIT_ERROR
 from pipeline.stores.edge import EdgeStore
-from tests.conftest import DEMO_DOCS, REPO
+from tests.conftest import DEMO_DOCS, REPO, SAMPLE_DOCS
 
 pytestmark = pytest.mark.integration
 
@@ -236,3 +236,73 @@ def test_a_reranker_that_cannot_load_is_one_notice_on_stderr(built: Built, tmp_p
     assert "notice" not in proc.stdout and "not reranked" in proc.stdout
     notices = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(notices) == 1 and notices[0].startswith("notice: reranker model 'cross-encoder/not-here'")
+
+
+def test_what_a_command_is_given_fails_in_one_line_with_exit_1(built: Built, tmp_path: Path) -> None:
+    """A missing folder, an index that is a file, a config that is a folder or not text: one line, exit 1
+    (they were click's three-line usage error with exit 2, and a missing config one line with exit 1)."""
+    missing = tmp_path / "no-such-folder"
+    assert "no such file or folder" in one_line_error(ragline("--index", built.index, "ingest", missing), missing)
+    a_file = tmp_path / "index-file"
+    a_file.write_text("not an index", encoding="utf-8")
+    assert "is a file, not an index folder" in one_line_error(ragline("--index", a_file, "stats"), a_file)
+    assert "is a file, not an index folder" in one_line_error(ragline("--index", a_file, "ingest", built.docs))
+    folder_config = tmp_path / "conf.d"
+    folder_config.mkdir()
+    says = one_line_error(ragline("--config", folder_config, "--index", built.index, "stats"), folder_config)
+    assert "is a folder, not a TOML file" in says
+    binary = tmp_path / "ragline.toml"
+    binary.write_bytes(b"\xff\xfe\x00index")
+    assert "not UTF-8" in one_line_error(ragline("--config", binary, "--index", built.index, "stats"), binary)
+    absent = tmp_path / "absent.toml"
+    assert "not found" in one_line_error(ragline("--config", absent, "--index", built.index, "stats"), absent)
+    built.assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["search"], "Missing argument 'QUERY'"),
+        (["search", QUERY, "--top-k", "0"], "Invalid value for '--top-k'"),
+        (["--no-such-option", "stats"], "No such option '--no-such-option'"),
+        (["serch", QUERY], "No such command 'serch'"),
+    ],
+)
+def test_a_wrong_command_line_is_one_line_with_exit_2(built: Built, args: list[str], says: str) -> None:
+    proc = ragline("--index", built.index, *args)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and says in lines[0] and "(see ragline" in lines[0]
+
+
+def test_parser_workers_log_at_the_level_the_cli_sets(tmp_path: Path) -> None:
+    """pypdf warns once per odd font in each worker process; the CLI's level reaches the workers."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(SAMPLE_DOCS / "senate-expenditures.pdf", docs)
+    quiet = ragline("--index", tmp_path / "quiet", "ingest", docs)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    loud = ragline("--log-level", "warning", "--index", tmp_path / "loud", "ingest", docs)
+    warned = [line for line in loud.stderr.splitlines() if line.startswith("WARNING pypdf")]
+    assert loud.returncode == 0 and len(warned) >= 2, loud.stderr
+    assert "fontTools is required" in warned[0]
+
+
+def test_sources_remove_and_paths_from_the_shell(tmp_path: Path) -> None:
+    for team in ("teamA", "teamB"):
+        (tmp_path / team).mkdir()
+        (tmp_path / team / "notes.md").write_text(f"# Notes\n\nThe {team} launch code is in here.\n", "utf-8")
+        assert ragline("--index", tmp_path / "index", "ingest", tmp_path / team).returncode == 0
+    listed = json.loads(ragline("--index", tmp_path / "index", "sources", "--json").stdout)["sources"]
+    assert [(s["label"], s["documents"]) for s in listed] == [("teamA", 1), ("teamB", 1)]
+    text = ragline("--index", tmp_path / "index", "sources").stdout
+    assert f"teamB: {(tmp_path / 'teamB').resolve()}, 1 documents" in text
+    found = ragline("--index", tmp_path / "index", "search", "launch code", "--path", tmp_path / "teamB", "--json")
+    assert [r["path"] for r in json.loads(found.stdout)["results"]] == ["teamB/notes.md"]
+    removed = ragline("--index", tmp_path / "index", "remove", "teamA", "--json")
+    assert json.loads(removed.stdout) == {"removed": ["teamA/notes.md"]}
+    stats = json.loads(ragline("--index", tmp_path / "index", "stats", "--json").stdout)
+    assert stats["documents"] == 1 and [r["label"] for r in stats["roots"]] == ["teamB"]
+    assert "names no folder the index holds" in one_line_error(
+        ragline("--index", tmp_path / "index", "remove", "teamA")
+    )
