@@ -31,8 +31,8 @@ demo: install
 # The house's import contracts (pyproject.toml), lint, formatting and types fail the test command too.
 test: install-test
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/ruff check pipeline connectors tests bench
-	$(VENV)/bin/ruff format --check pipeline connectors tests bench
+	$(VENV)/bin/ruff check pipeline connectors ragline tests bench
+	$(VENV)/bin/ruff format --check pipeline connectors ragline tests bench
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from connectors import worker_main
+from connectors.formats import SUPPORTED_EXTENSIONS
 from pipeline import lifecycle
 from pipeline.config import TUNABLE, AppConfig, Fusion, RetrievalConfig, config_to_dict, load_config
 from pipeline.errors import IndexUnavailableError, ModelUnavailableError, RaglineError
-from pipeline.filters import SearchFilter
+from pipeline.filters import SearchFilter, check_filter
 from pipeline.lifecycle import Moved
 from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.models.reranker import CrossEncoderReranker
@@ -28,8 +29,12 @@ from pipeline.stages.prompt import Prompt, build_prompt
 from pipeline.stores import CHUNK_IDS, IndexMeta, Store, open_store, roots
 from pipeline.stores.base import is_under
 from pipeline.stores.folder import check_space
+from pipeline.stores.schema import PAYLOAD_FIELDS
 from pipeline.sync import Progress, Splitter, SyncReport, sync_documents, sync_folder
 from pipeline.types import Document, ScoredChunk
+
+FILE_TYPES = frozenset(ext.lstrip(".") for ext in SUPPORTED_EXTENSIONS)
+"""What ``--type`` can ask for: the payload's ``ext`` of each file type ragline reads."""
 
 __all__ = ["Answer", "Moved", "Prompt", "Ragline", "SearchResponse", "SyncReport"]
 
@@ -254,6 +259,8 @@ class Ragline:
         top_k = top_k or self.config.retrieval.top_k
         use_rerank = self.config.rerank.enabled if rerank is None else rerank
         depth = max(top_k, self.config.rerank.candidates) if use_rerank else top_k
+        if where is not None:
+            check_filter(where, FILE_TYPES, PAYLOAD_FIELDS)
         known = roots.known(self.store().roots())
         where = _scoped(where, known)
         retrieved = self.retriever.retrieve(query, top_k=depth, where=where, fusion=fusion, mode=mode)
@@ -271,9 +278,12 @@ class Ragline:
                     raise
                 notices.append(f"{exc}; results are not reranked (rerank.on_failure = continue)")
             timings["rerank"] = (time.perf_counter() - t0) * 1e3
+        if not results and where is not None and where.fields:
+            asked = ", ".join(f"{key} = {value!r}" for key, value in where.fields)
+            notices.append(f"no chunk has {asked}: --where matches a field's whole value, exactly")
         sure = retrieved.confidence
         low = sure is None or sure < self.config.retrieval.low_confidence
-        labelled = [_labelled(r, known) for r in results[:top_k]]
+        labelled = [_labelled(r, known) for r in results[:top_k]] if len(known) > 1 else results[:top_k]
         return SearchResponse(query, labelled, timings, reranked, tuple(notices), sure, low)
 
     def context(self, question: str, budget: int | None = None, **search_args: Any) -> tuple[Prompt, SearchResponse]:

@@ -104,5 +104,25 @@ def parse_filter(
         if not sep:
             raise RaglineError(f"filter {item!r} must look like key=value")
         pairs.append((key.strip(), _parse_value(raw.strip())))
-    types = tuple(t.lower().lstrip(".") for t in file_types if t)
-    return SearchFilter(path=path or None, file_types=types, fields=tuple(pairs))
+    return SearchFilter(path=path or None, file_types=normal_types(file_types), fields=tuple(pairs))
+
+
+def normal_types(file_types: Iterable[str]) -> tuple[str, ...]:
+    """``["pdf,md", ".TXT"]`` as ``("pdf", "md", "txt")``: a comma list, a dot or capitals are what users type."""
+    return tuple(t.strip().lower().lstrip(".") for item in file_types for t in item.split(",") if t.strip())
+
+
+def check_filter(where: SearchFilter, file_types: Iterable[str], fields: Iterable[str]) -> None:
+    """A type or field that no document can have is a mistake, not an empty answer: name it, and the choices."""
+    import difflib
+
+    types, names = sorted(set(file_types)), sorted(set(fields))
+    for kind, given, valid in (
+        ("file type", where.file_types, types),
+        ("filter field", [k for k, _ in where.fields], names),
+    ):
+        for value in given:
+            if value not in valid and not (kind == "filter field" and value.split(".")[0] in valid):
+                close = difflib.get_close_matches(value, valid, n=2, cutoff=0.5)
+                hint = f"did you mean {' or '.join(close)}? " if close else ""
+                raise RaglineError(f"unknown {kind} {value!r}: {hint}the {kind}s are {', '.join(valid)}")

@@ -136,6 +136,12 @@ class _Phase:
 Splitter = Callable[[Document], list[Chunk]]
 
 
+_EMPTIED = (
+    "{folder} has no file to index, but the index holds {n} documents from it: nothing was removed "
+    "(a share that is not mounted?); if the files are gone for good, sync with --allow-empty"
+)
+
+
 def sync_folder(
     root: str | Path,
     store: Store,
@@ -159,24 +165,12 @@ def sync_folder(
     started = time.perf_counter()
     _check_chunk_size(config, embedder)
     folder = Path(root).expanduser().resolve()
-    scan = FolderSource(
-        folder,
-        include=config.source.include,
-        exclude=config.source.exclude,
-        max_file_bytes=int(config.source.max_file_mb * 1_000_000),
-    ).scan()
-    if only is not None:
-        scan = ScanResult([f for f in scan.files if f.source == only], [f for f in scan.skipped if f.source == only])
-        if not (scan.files or scan.skipped):
-            raise RaglineError(f"{folder / only} is not a file ragline indexes (see source.include and exclude)")
+    scan = _scan(folder, config, only)
     root_uri = folder.as_uri()
     everything = store.documents()
     indexed = {d: s for d, s in everything.items() if s.root == root_uri and only in (None, s.source)}
     if not (scan.files or scan.skipped or allow_empty) and indexed:
-        raise EmptyFolderError(
-            f"{folder} has no file to index, but the index holds {len(indexed)} documents from it: nothing was "
-            "removed (a share that is not mounted?); if the files are gone for good, sync with --allow-empty"
-        )
+        raise EmptyFolderError(_EMPTIED.format(folder=folder, n=len(indexed)))
     present = {document_id(root_uri, f.source) for f in scan.files} | {
         document_id(root_uri, s.source) for s in scan.skipped
     }
@@ -208,6 +202,36 @@ def sync_folder(
             store, root_uri, everything, outcome.copies, holds_any=bool(present) or only is not None
         )
     return _report(str(folder), outcome, indexed, started)
+
+
+def _scan(folder: Path, config: AppConfig, only: str | None) -> ScanResult:
+    """The folder's files to index and those skipped, with reasons (``only``: just that one file)."""
+    scan = FolderSource(
+        folder,
+        include=config.source.include,
+        exclude=(*config.source.exclude, *_index_inside(folder, config)),
+        max_file_bytes=int(config.source.max_file_mb * 1_000_000),
+    ).scan()
+    if only is None:
+        return scan
+    scan = ScanResult([f for f in scan.files if f.source == only], [f for f in scan.skipped if f.source == only])
+    if not (scan.files or scan.skipped):
+        raise RaglineError(f"{folder / only} is not a file ragline indexes (see source.include and exclude)")
+    return scan
+
+
+def _index_inside(folder: Path, config: AppConfig) -> tuple[str, ...]:
+    """Globs that leave out the embedded index when it lies in the folder it indexes (its own shard files
+    would be listed as skipped, or worse, indexed); the index folder itself cannot be a source."""
+    if config.qdrant.enabled:
+        return ()
+    index = Path(config.index.path).expanduser().resolve()
+    if index == folder:
+        raise RaglineError(f"{folder} is the index folder itself: ingest the folder of your documents")
+    if not index.is_relative_to(folder):
+        return ()
+    inside = index.relative_to(folder).as_posix()
+    return (inside, f"{inside}/**")
 
 
 def _jobs(

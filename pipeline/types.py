@@ -96,11 +96,12 @@ class Chunk:
     heading: tuple[str, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=_frozen_map)
     root_label: str = ""
-    """The short name of the folder the document was synced from ("": not known here)."""
+    """The short name of the folder the document was synced from, set when the index holds several ("": one)."""
 
     @property
     def path(self) -> str:
-        """The source under its root's label, ``teamA/notes.md``: what tells two folders' ``notes.md`` apart."""
+        """The source under its root's label, ``teamA/notes.md``: what tells two folders' ``notes.md`` apart
+        (just the source in an index of one folder)."""
         return f"{self.root_label}/{self.source}" if self.root_label else self.source
 
     @property

@@ -109,3 +109,9 @@ def test_confidence_fit_reports_each_set_and_mode(tmp_path: Path) -> None:
     (demo,) = out["sets"].values()
     assert demo["hybrid"]["questions"] == 20 and 0.0 <= demo["hybrid"]["first_right"] <= 1.0
     assert out["low_confidence"] == 0.5
+
+
+def test_noop_sync_bench(tmp_path: Path) -> None:
+    out = bench("noop_sync.py", "--repeat", "1", "--baseline", str(REPO), home=tmp_path)
+    assert set(out["noop_sync_s"]) == {"now", "baseline"} and out["stats_s"] > 0
+    assert all(len(runs) == 1 for runs in out["noop_sync_runs_s"].values())

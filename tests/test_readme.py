@@ -41,3 +41,32 @@ def test_the_readme_snippet_runs_as_written(how: str, tmp_path: Path, embedder: 
     assert "added=('LICENSE.txt', 'aurora-2-manual.pdf'" in done.stdout
     assert re.search(r"^\[1\]", done.stdout, re.M)  # the prompt's first cited block
     assert (tmp_path / "my-index").is_dir()
+
+
+def test_the_filter_docs_list_every_payload_field() -> None:
+    from pipeline.app import FILE_TYPES
+    from pipeline.stores.schema import PAYLOAD_FIELDS
+
+    text = (REPO / "docs" / "filters.md").read_text(encoding="utf-8")
+    assert all(f"| `{name}` | {what} |" in text for name, what in PAYLOAD_FIELDS.items())
+    assert f"The types: {', '.join(sorted(FILE_TYPES))}." in text
+
+
+def test_ragline_is_the_import_name_and_a_shadowing_module_is_named(tmp_path: Path) -> None:
+    """``import ragline`` loads no model or engine; a user's own pipeline.py is named, not a bare ModuleNotFoundError."""
+    code = "import sys, ragline; from ragline import Ragline, parse_filter; print(Ragline.__module__, 'torch' in sys.modules)"
+    ok = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert ok.returncode == 0 and ok.stdout.split() == ["pipeline.app", "False"], ok.stderr
+    (tmp_path / "pipeline.py").write_text("STEPS = []\n", encoding="utf-8")
+    (tmp_path / "app.py").write_text("from ragline import Ragline\n", encoding="utf-8")
+    shadowed = subprocess.run([sys.executable, "app.py"], capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert shadowed.returncode == 1
+    assert (
+        f"your module {tmp_path / 'pipeline.py'} hides ragline's own package 'pipeline': rename it" in shadowed.stderr
+    )
+
+
+def test_ragline_exports_what_all_names() -> None:
+    import ragline
+
+    assert all(getattr(ragline, name) is not None for name in ragline.__all__)

@@ -34,7 +34,7 @@ from pipeline.app import Ragline
 from pipeline.config import AppConfig, QdrantConfig, RetrievalConfig, cache_home, with_index
 from pipeline.errors import RaglineError
 from pipeline.eval.beir import BeirDataset, load_beir
-from pipeline.eval.metrics import evaluate_run, roc_auc
+from pipeline.eval.metrics import evaluate_run, per_query, roc_auc
 from pipeline.models.backends import backend_tag
 from pipeline.models.reranker import CrossEncoderReranker
 from pipeline.models.vector_cache import CachedEmbedder
@@ -55,6 +55,8 @@ class ModeResult:
     metrics: dict[str, float]
     latency_ms: dict[str, dict[str, float]]
     """Per stage (embed, retrieve, fuse, rerank, total): p50 and p95 over the queries."""
+    per_query: tuple[dict[str, Any], ...] = ()
+    """Each query's result: its id and text, its scores or rank, what ranked first (``eval --per-query``)."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,28 @@ def run_mode(
     return run
 
 
+def beir_per_query(dataset: BeirDataset, run: ModeRun) -> tuple[dict[str, Any], ...]:
+    """Each judged query: its scores, the rank of its first relevant document (None: not in the top 10), the
+    first three documents and the relevant ones, so a user sees which questions fail and what won instead."""
+    scores = per_query(dataset.qrels, run.ranked, 10, DEPTH)
+    rows = []
+    for query_id in sorted(scores):
+        relevant = sorted(d for d, grade in dataset.qrels[query_id].items() if grade > 0)
+        ranked = run.ranked.get(query_id, [])
+        rank = next((n for n, d in enumerate(ranked[:10], start=1) if d in relevant), None)
+        rows.append(
+            {
+                "id": query_id,
+                "query": dataset.queries.get(query_id, ""),
+                "rank": rank,
+                **{name: round(value, 4) for name, value in scores[query_id].items()},
+                "top": ranked[:3],
+                "relevant": relevant,
+            }
+        )
+    return tuple(rows)
+
+
 def confidence_auc(run: ModeRun, right: Collection[str]) -> dict[str, float]:
     """``confidence_auc``: the ROC AUC of the searches' confidence against their first result being right
     (left out when every first result is right, or every one wrong); ``right``: the queries whose is."""
@@ -297,7 +321,7 @@ def evaluate_beir(
             metrics = evaluate_run(dataset.qrels, run.ranked, 10, DEPTH)
             right = {q for q, docs in run.ranked.items() if docs and dataset.qrels.get(q, {}).get(docs[0], 0) > 0}
             metrics |= confidence_auc(run, right)
-            results[mode + suffix] = ModeResult(metrics, latency_of(run.timings))
+            results[mode + suffix] = ModeResult(metrics, latency_of(run.timings), beir_per_query(dataset, run))
     return EvalReport(
         dataset=dataset.name,
         split=split,

@@ -205,7 +205,18 @@ def evaluate_folder(
             if sections[name]:
                 at = folder_metrics(list(sections[name].values()))
                 metrics.update({"section_success@1": at["success@1"], "section_mrr@10": at["mrr@10"]})
-            results[name] = ModeResult(metrics, latency_of(run.timings))
+            per_query = tuple(
+                {
+                    "id": q.id,
+                    "query": q.text,
+                    "rank": ranks[name][q.id],
+                    **({"place_rank": sections[name][q.id]} if q.where else {}),
+                    "top": run.ranked[q.id][:3],
+                    "right": sorted(q.stems),
+                }
+                for q in queries
+            )
+            results[name] = ModeResult(metrics, latency_of(run.timings), per_query)
         documents = len(app.store().documents())
     return FolderEvalReport(
         root, Path(queries_file), queries, documents, app.index_path, report, results, ranks, sections, tuning

@@ -19,6 +19,13 @@ def _scored(run: Run, depth: int) -> dict[str, dict[str, float]]:
 
 def evaluate_run(qrels: Qrels, run: Run, k: int = 10, recall_depth: int = 100) -> dict[str, float]:
     """Mean nDCG@k, Recall@recall_depth and MRR@k over every query in ``qrels``."""
+    scores = per_query(qrels, run, k, recall_depth)
+    names = (f"ndcg@{k}", f"recall@{recall_depth}", f"mrr@{k}")
+    return {name: sum(s[name] for s in scores.values()) / len(scores) for name in names}
+
+
+def per_query(qrels: Qrels, run: Run, k: int = 10, recall_depth: int = 100) -> dict[str, dict[str, float]]:
+    """nDCG@k, Recall@recall_depth and MRR@k of each query in ``qrels`` (0 for one with no results)."""
     import pytrec_eval
 
     judged = {q: dict(docs) for q, docs in qrels.items()}
@@ -29,11 +36,13 @@ def evaluate_run(qrels: Qrels, run: Run, k: int = 10, recall_depth: int = 100) -
     reciprocal = pytrec_eval.RelevanceEvaluator(judged, {"recip_rank"})
     full = ranking.evaluate(_scored(run, max(k, recall_depth)))
     top = reciprocal.evaluate(_scored(run, k))
-    n = len(judged)
     return {
-        f"ndcg@{k}": sum(full[q][f"ndcg_cut_{k}"] for q in full) / n,
-        f"recall@{recall_depth}": sum(full[q][f"recall_{recall_depth}"] for q in full) / n,
-        f"mrr@{k}": sum(top[q]["recip_rank"] for q in top) / n,
+        q: {
+            f"ndcg@{k}": full[q][f"ndcg_cut_{k}"] if q in full else 0.0,
+            f"recall@{recall_depth}": full[q][f"recall_{recall_depth}"] if q in full else 0.0,
+            f"mrr@{k}": top[q]["recip_rank"] if q in top else 0.0,
+        }
+        for q in judged
     }
 
 

@@ -147,9 +147,19 @@ def _search_options(func: F) -> F:
         click.option("--fusion", type=click.Choice([f.value for f in Fusion]), default=None, help="Fusion method."),
         click.option("--mode", type=click.Choice(["hybrid", "dense", "bm25"]), default="hybrid", show_default=True),
         click.option("--rerank/--no-rerank", default=None, help="Rerank with the cross-encoder (default: config)."),
-        click.option("--path", "path", default=None, help="Only sources under this prefix, or matching this glob."),
-        click.option("--type", "file_types", multiple=True, help="Only these file types (pdf, md, ...)."),
-        click.option("--where", "fields", multiple=True, help="Payload field match, key=value (repeatable)."),
+        click.option(
+            "--path",
+            "path",
+            default=None,
+            help="Only sources under this folder or file, or matching this glob: teamA/, ./faq.txt, '**/*.pdf'.",
+        ),
+        click.option("--type", "file_types", multiple=True, help="Only these file types: pdf,md (or repeat it)."),
+        click.option(
+            "--where",
+            "fields",
+            multiple=True,
+            help="Payload field equals a value, key=value, e.g. page_start=4 (repeatable; fields: docs/filters.md).",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
     ]
     for option in reversed(options):
@@ -384,6 +394,11 @@ def serve(app: Any, host: str | None, port: int | None) -> None:
     is_flag=True,
     help="Run `ragline tune` on the evaluation's index first, and measure each mode untuned and tuned (MODE@tuned).",
 )
+@click.option(
+    "--per-query",
+    is_flag=True,
+    help="Also each query's result: its rank and scores, what ranked first (text: the queries not right at 1).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def eval_command(
@@ -398,6 +413,7 @@ def eval_command(
     embedder: str | None,
     reranker: str | None,
     tune_first: bool,
+    per_query: bool,
     as_json: bool,
 ) -> None:
     """Measure a BEIR dataset (nDCG@10, Recall@100, MRR@10) or a folder with questions (file-level Success@1,
@@ -421,7 +437,11 @@ def eval_command(
         found = evaluate_folder(
             folder, queries, config, parse_modes(modes), eval_index, _progress_enabled(), tune_first
         )
-        click.echo(json.dumps(render.folder_eval_dict(found)) if as_json else render.render_folder_eval(found))
+        click.echo(
+            json.dumps(render.folder_eval_dict(found, per_query))
+            if as_json
+            else render.render_folder_eval(found, per_query)
+        )
         return
     assert beir is not None
     report = evaluate_beir(
@@ -434,7 +454,7 @@ def eval_command(
         progress=_progress_enabled(),
         tune=tune_first,
     )
-    click.echo(json.dumps(render.eval_dict(report)) if as_json else render.render_eval(report))
+    click.echo(json.dumps(render.eval_dict(report, per_query)) if as_json else render.render_eval(report, per_query))
 
 
 @main.command()

@@ -83,6 +83,7 @@ def context_dict(query: str, prompt: Prompt, response: SearchResponse) -> dict[s
                 "heading": " > ".join(b.heading) or None,
                 "text": b.text,
                 "chunk_ids": list(b.chunk_ids),
+                "pages": list(b.pages),
                 "score": b.score,
             }
             for b in prompt.blocks
@@ -90,6 +91,7 @@ def context_dict(query: str, prompt: Prompt, response: SearchResponse) -> dict[s
         "token_count": prompt.token_count,
         "budget": prompt.budget,
         "dropped_chunks": prompt.dropped_chunks,
+        "note": prompt.note,
         "confidence": _confidence(response.confidence),
         "low_confidence": response.low_confidence,
         "timings_ms": _ms(response.timings_ms),
@@ -147,19 +149,35 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         "sources": [
             {"number": b.number, "citation": b.citation, "chunk_ids": list(b.chunk_ids)} for b in answer.prompt.blocks
         ],
+        "dropped_chunks": answer.prompt.dropped_chunks,
+        "note": answer.prompt.note,
         "answer": answer.answer,
         "timings_ms": _ms(answer.timings_ms),
     }
 
 
-def mode_dict(result: ModeResult) -> dict[str, Any]:
+def mode_dict(result: ModeResult, per_query: bool = False) -> dict[str, Any]:
     total = result.latency_ms["total"]
     return {
         **{k: round(v, 5) for k, v in result.metrics.items()},
         "latency_ms_p50": total["p50"],
         "latency_ms_p95": total["p95"],
         "stages_ms": result.latency_ms,
+        **({"per_query": list(result.per_query)} if per_query else {}),
     }
+
+
+def _missed_lines(modes: dict[str, ModeResult]) -> list[str]:
+    """``eval --per-query`` in text: per mode, each query whose first result is not right, and what won."""
+    lines = []
+    for name, result in modes.items():
+        missed = [q for q in result.per_query if q["rank"] != 1]
+        lines.append(f"{name}: {len(missed)} of {len(result.per_query)} queries not right at rank 1")
+        for q in missed:
+            rank = f"rank {q['rank']}" if q["rank"] else "not in top 10"
+            first = q["top"][0] if q["top"] else "nothing"
+            lines.append(f"  {q['id']} ({rank}; first: {first}): {' '.join(str(q['query']).split())[:100]}")
+    return lines
 
 
 def _index_dict(index: Any, indexing: SyncReport) -> dict[str, Any]:
@@ -171,12 +189,12 @@ def _index_dict(index: Any, indexing: SyncReport) -> dict[str, Any]:
     }
 
 
-def eval_dict(report: EvalReport) -> dict[str, Any]:
+def eval_dict(report: EvalReport, per_query: bool = False) -> dict[str, Any]:
     return {
         "dataset": report.dataset,
         "split": report.split,
         "queries": report.queries,
-        "modes": {name: mode_dict(result) for name, result in report.modes.items()},
+        "modes": {name: mode_dict(result, per_query) for name, result in report.modes.items()},
         "documents": report.documents,
         "units": report.units,
         "index": _index_dict(report.index, report.indexing),
@@ -184,9 +202,9 @@ def eval_dict(report: EvalReport) -> dict[str, Any]:
     }
 
 
-def folder_eval_dict(report: FolderEvalReport) -> dict[str, Any]:
+def folder_eval_dict(report: FolderEvalReport, per_query: bool = False) -> dict[str, Any]:
     """``--folder``'s JSON, with ``--beir``'s conventions; each mode adds the rank of every question's first
-    right file (null: not in the top 10)."""
+    right file (null: not in the top 10), and with ``per_query`` each question's row."""
     return {
         "dataset": report.folder.name,
         "folder": str(report.folder),
@@ -194,7 +212,7 @@ def folder_eval_dict(report: FolderEvalReport) -> dict[str, Any]:
         "queries": len(report.queries),
         "modes": {
             name: {
-                **mode_dict(result),
+                **mode_dict(result, per_query),
                 "ranks": report.ranks[name],
                 **({"section_ranks": report.section_ranks[name]} if report.section_ranks.get(name) else {}),
             }
@@ -252,6 +270,7 @@ def render_answer(answer: Answer, llm_configured: bool) -> str:
         "",
         "== sources ==",
         *(f"[{b.number}] {b.citation}" for b in prompt.blocks),
+        *([f"({prompt.note})"] if prompt.note else []),
     ]
     parts.append("")
     if answer.answer is not None:
@@ -280,16 +299,17 @@ def _index_state(indexing: SyncReport) -> str:
     return "re-used" if indexing.chunks_written == 0 else f"built in {indexing.seconds:.1f}s"
 
 
-def render_eval(report: EvalReport) -> str:
+def render_eval(report: EvalReport, per_query: bool = False) -> str:
     heading = (
         f"{report.dataset} ({report.split}): {report.queries} queries, {report.documents} documents "
         f"as {report.units}; index {_index_state(report.indexing)} at {report.index}"
     )
     columns = {"nDCG@10": "ndcg@10", "R@100": "recall@100", "MRR@10": "mrr@10", "conf AUC": "confidence_auc"}
-    return "\n".join([heading, *_mode_table(report.modes, columns), *_tuning_lines(report.tuning)])
+    missed = _missed_lines(report.modes) if per_query else []
+    return "\n".join([heading, *_mode_table(report.modes, columns), *_tuning_lines(report.tuning), *missed])
 
 
-def render_folder_eval(report: FolderEvalReport) -> str:
+def render_folder_eval(report: FolderEvalReport, per_query: bool = False) -> str:
     heading = (
         f"{report.folder} ({report.queries_file.name}): {len(report.queries)} questions, {report.documents} files; "
         f"index {_index_state(report.indexing)} at {report.index}"
@@ -298,7 +318,8 @@ def render_folder_eval(report: FolderEvalReport) -> str:
     if any(report.section_ranks.values()):
         columns.update({"place S@1": "section_success@1", "place MRR@10": "section_mrr@10"})
     columns["conf AUC"] = "confidence_auc"
-    return "\n".join([heading, *_mode_table(report.modes, columns), *_tuning_lines(report.tuning)])
+    missed = _missed_lines(report.modes) if per_query else []
+    return "\n".join([heading, *_mode_table(report.modes, columns), *_tuning_lines(report.tuning), *missed])
 
 
 def _tuning_lines(tuning: dict[str, Any] | None) -> list[str]:

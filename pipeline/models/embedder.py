@@ -125,7 +125,11 @@ class SentenceTransformerEmbedder:
 
     @cached_property
     def max_tokens(self) -> int:
-        """Longest text (in tokens, without [CLS]/[SEP]) the model reads without truncation."""
+        """Longest text (in tokens, without [CLS]/[SEP]) the model reads without truncation; from the query
+        encoder's spec when there is one, so that a sync that finds nothing changed loads no torch."""
+        encoder = self.query_encoder
+        if encoder is not None:
+            return encoder.spec.max_length - 2
         return int(self.model.max_seq_length) - 2
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:

@@ -1,14 +1,17 @@
 """Prompt building: numbered, cited context blocks within a token budget.
 
 Adjacent (or overlapping) chunks of one document are merged into one block, so
-the model reads continuous text once. Blocks that do not fit the budget are
-dropped whole, never cut, and the prompt says how many were left out.
+the model reads continuous text once; where a merged part starts on another page,
+the block says so in its text, so each part keeps its page. Blocks that do not fit
+the budget are dropped whole, never cut; how many is reported beside the prompt
+(:attr:`Prompt.note`), not told to the model, which can do nothing with it.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipeline.config import PromptConfig
 from pipeline.types import Chunk, ScoredChunk, TokenCounter
@@ -23,6 +26,10 @@ class ContextBlock:
     text: str
     chunk_ids: tuple[str, ...]
     score: float
+    pages: tuple[str | None, ...] = ()
+    """Each merged part's page, in the order of ``chunk_ids``."""
+    position: str | None = None
+    """Where in its document the block lies ("chunk 3 of 7"), given when another block has the same citation."""
 
     @property
     def citation(self) -> str:
@@ -31,6 +38,8 @@ class ContextBlock:
             parts.append(f"p. {self.page}")
         if self.heading:
             parts.append(" > ".join(self.heading))
+        if self.position:
+            parts.append(self.position)
         return ", ".join(parts)
 
     def render(self) -> str:
@@ -45,6 +54,15 @@ class Prompt:
     budget: int
     dropped_chunks: int
     low_confidence: bool = False
+
+    @property
+    def note(self) -> str | None:
+        """What the budget left out, for the caller (the prompt itself does not say)."""
+        if not self.dropped_chunks:
+            return None
+        if not self.blocks:
+            return f"none of the {self.dropped_chunks} retrieved chunk(s) fit the {self.budget}-token context budget"
+        return f"{self.dropped_chunks} more retrieved chunk(s) left out to fit the {self.budget}-token context budget"
 
 
 def _page_label(start: int | None, end: int | None) -> str | None:
@@ -67,14 +85,17 @@ class _Group:
         )
 
     def text(self) -> str:
+        """The parts' text once each; a part that starts on another page than the one before is marked
+        ``(p. 4)``, so an answer on p. 3 of a block cited p. 3-4 can be told from one on p. 4."""
         text = self.chunks[0].text
-        end = self.chunks[0].end
+        end, page = self.chunks[0].end, self.chunks[0].page_start
         for c in self.chunks[1:]:
-            if c.start < end:  # overlapping window: keep only the new part
-                text += c.text[end - c.start :]
+            new = c.text[end - c.start :] if c.start < end else c.text  # overlapping window: only the new part
+            if c.page_start is not None and c.page_start != page:
+                text += f"\n(p. {c.page_start}) " + new.lstrip()
             else:
-                text += "\n" + c.text
-            end = c.end
+                text += new if c.start < end else "\n" + new
+            end, page = c.end, c.page_end if c.page_end is not None else c.page_start
         return text
 
 
@@ -97,6 +118,40 @@ LOW_CONFIDENCE_NOTE = (
 )
 
 
+NO_CONTEXT = "(no context found)"
+
+
+def _block(group: _Group) -> ContextBlock:
+    first = group.chunks[0]
+    pages = [p for c in group.chunks for p in (c.page_start, c.page_end) if p is not None]
+    return ContextBlock(
+        number=0,
+        source=first.path,
+        page=_page_label(min(pages), max(pages)) if pages else None,
+        heading=first.heading,
+        text=group.text(),
+        chunk_ids=tuple(c.id for c in group.chunks),
+        score=group.score,
+        pages=tuple(c.page for c in group.chunks),
+    )
+
+
+def _told_apart(blocks: list[ContextBlock], groups: list[_Group]) -> list[ContextBlock]:
+    """Blocks that would share a citation (two parts of an FAQ with no headings) each say where they lie."""
+    seen = Counter(b.citation for b in blocks)
+    return [
+        replace(b, position=_position(g.chunks)) if seen[b.citation] > 1 else b
+        for b, g in zip(blocks, groups, strict=True)
+    ]
+
+
+def _position(chunks: list[Chunk]) -> str:
+    first, last = chunks[0].ordinal + 1, chunks[-1].ordinal + 1
+    count = chunks[0].metadata.get("chunk_count")
+    span = f"chunk {first}" if first == last else f"chunks {first}-{last}"
+    return f"{span} of {count}" if count else span
+
+
 def build_prompt(
     question: str,
     results: Sequence[ScoredChunk],
@@ -112,27 +167,17 @@ def build_prompt(
     blocks: list[ContextBlock] = []
     used = 0
     dropped = 0
-    for group in groups:
-        first = group.chunks[0]
-        pages = [p for c in group.chunks for p in (c.page_start, c.page_end) if p is not None]
-        block = ContextBlock(
-            number=len(blocks) + 1,
-            source=first.path,
-            page=_page_label(min(pages), max(pages)) if pages else None,
-            heading=first.heading,
-            text=group.text(),
-            chunk_ids=tuple(c.id for c in group.chunks),
-            score=group.score,
-        )
+    candidates = _told_apart([_block(group) for group in groups], groups)
+    for block, group in zip(candidates, groups, strict=True):
+        block = replace(block, number=len(blocks) + 1)
         cost = tokens.count(block.render()) + 2
         if used + cost > budget:
             dropped += len(group.chunks)
             continue
         blocks.append(block)
         used += cost
-    context = "\n\n".join(b.render() for b in blocks) or "(no context found)"
-    if dropped:
-        context += f"\n\n({dropped} more retrieved chunk(s) left out to fit the {budget}-token context budget)"
+    empty = "(no context: the retrieved passages were too long for the context budget)" if dropped else NO_CONTEXT
+    context = "\n\n".join(b.render() for b in blocks) or empty
     if low_confidence and blocks:
         context = f"{LOW_CONFIDENCE_NOTE}\n\n{context}"
     text = config.template.format(context=context, question=question)

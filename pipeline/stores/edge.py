@@ -68,6 +68,10 @@ class EdgeStore(QdrantStore):
             raise IndexUnavailableError(f"no index at {path}: run 'ragline ingest PATH' first")
         if existing is not None and path.is_file():
             raise IndexUnavailableError(f"index path {path} is a file, not a folder")
+        if existing is None and path.is_dir() and {p.name for p in path.iterdir()} - {"lock", "shard"}:
+            raise IndexUnavailableError(
+                f"{path} is not empty and holds no ragline index: give a new or empty folder for the index"
+            )
         path.mkdir(parents=True, exist_ok=True)
         lock = FolderLock(path / "lock")
         try:

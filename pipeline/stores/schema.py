@@ -25,6 +25,34 @@ CHUNK_FIELDS = frozenset(
     {"document_id", "source", "text", "ordinal", "start", "end", "page_start", "page_end", "heading"}
 )
 DOC_STATE_FIELDS = ["document_id", "source", "root", "content_hash", "chunk_count", "n_tokens"]
+PAYLOAD_FIELDS = {
+    "source": "the file's path under its folder, e.g. guides/setup.md (--path matches it, and label/path)",
+    "root": "the URI of the folder it was synced from, file:///...",
+    "ext": "the file type, pdf, md, html, ... (--type matches it)",
+    "title": "the document's title (its metadata, first heading, or file name)",
+    "heading": "the headings above the chunk, outermost first (matches any of them)",
+    "page_start": "the page the chunk starts on (PDF, PPTX slides), 1-based",
+    "page_end": "the page the chunk ends on",
+    "ordinal": "the chunk's place in its document, 0 first",
+    "start": "the chunk's first character in the document's text",
+    "end": "the character after the chunk's last",
+    "mime": "the file's media type, application/pdf, ...",
+    "size": "the file's size in bytes",
+    "mtime": "the file's modification time, seconds since 1970",
+    "author": "the document's author (DOCX)",
+    "subject": "an email's subject (EML), also its title",
+    "from": "an email's sender (EML)",
+    "to": "an email's recipients (EML)",
+    "cc": "an email's copy recipients (EML)",
+    "date": "an email's date header (EML)",
+    "pages_failed": "pages of a PDF whose text could not be read",
+    "document_id": "the document's id (a UUID from its folder and path)",
+    "content_hash": "the SHA-256 of the file's bytes",
+    "chunk_count": "how many chunks the document has",
+    "n_tokens": "the chunk's BM25 length in tokens",
+}
+"""Every payload field a chunk point can carry, and what it holds: what ``--where key=value`` matches exactly
+(the chunk ``text`` itself is searched, not matched). Documented in docs/filters.md."""
 
 
 def document_fields(content_hash: str, chunk_count: int, n_tokens: int, root: str, mtime: Any) -> dict[str, Any]:

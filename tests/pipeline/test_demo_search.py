@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.app import Ragline
 from pipeline.config import Fusion
+from pipeline.errors import RaglineError
 from pipeline.filters import parse_filter
 from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.retrieval import SIGNAL_DEPTH, HybridRetriever, confidence, rank
@@ -176,3 +177,18 @@ def test_search_ranks_as_rank_over_every_candidates_document(demo_app: Ragline, 
         ranked = rank(*lists, mode, retriever.config, SIGNAL_DEPTH)  # type: ignore[arg-type]
         assert [r.chunk.id for r in got.results] == [f.id for f in ranked][:8]
         assert got.signals == confidence.features(*lists, ranked, len(terms) if mode != "dense" else 0)
+
+
+def test_filter_mistakes_are_named_with_the_choices(demo_app: Ragline) -> None:
+    both = demo_app.search("descale", top_k=20, where=parse_filter(file_types=["pdf,md"]), rerank=False)
+    assert {r.chunk.metadata["ext"] for r in both.results} == {"pdf", "md"}
+    with pytest.raises(RaglineError, match=r"unknown file type 'xyz': the file types are docx, eml, .*pdf"):
+        demo_app.search("descale", where=parse_filter(file_types=["xyz"]))
+    with pytest.raises(RaglineError, match="unknown filter field .page.: did you mean page_end or page_start"):
+        demo_app.search("descale", where=parse_filter(fields=["page=4"]))
+    with pytest.raises(RaglineError, match="unknown filter field 'subjekt': did you mean subject"):
+        demo_app.search("descale", where=parse_filter(fields=["subjekt=Hello"]))
+    on_page = demo_app.search("descale", where=parse_filter(fields=["page_start=2"]), rerank=False).results
+    assert on_page and {r.chunk.page_start for r in on_page} == {2}
+    exact = demo_app.search("descale", where=parse_filter(fields=["title=Aurora"]), rerank=False)
+    assert exact.results == [] and "matches a field's whole value, exactly" in exact.notices[0]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.app import Ragline
+from pipeline.errors import IndexUnavailableError, RaglineError
 from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.types import document_id
 from tests.conftest import DEMO_DOCS, SAMPLE_DOCS, make_app
@@ -136,3 +137,55 @@ def test_parsed_documents_sync_by_the_same_rules(tmp_path: Path, embedder: Sente
     assert [h.chunk.text for h in hits if h.chunk.source == "b"] == ["The grinder has 30 steps."]
     assert app.stats()["documents"] == 2
     app.close()
+
+
+def test_an_index_inside_its_folder_is_not_its_own_source(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    folder = tmp_path / "docs"
+    shutil.copytree(DEMO_DOCS, folder)
+    with make_app(folder / "index", embedder) as app:
+        first = app.ingest(folder)
+        assert len(first.added) == 5 and not first.skipped  # the shard's files were listed as skipped
+        again = app.ingest(folder)
+        assert not again.changed and not again.skipped and again.unchanged == 5
+        with pytest.raises(RaglineError, match="is the index folder itself"):
+            app.ingest(folder / "index")
+
+
+def test_an_index_is_never_written_into_a_folder_that_holds_other_files(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "thesis.tex").write_text("\\\\section{Results}", encoding="utf-8")
+    with (
+        make_app(taken, embedder) as app,
+        pytest.raises(IndexUnavailableError, match="is not empty and holds no ragline index"),
+    ):
+        app.ingest(DEMO_DOCS)
+    assert sorted(p.name for p in taken.iterdir()) == ["thesis.tex"]
+    (tmp_path / "empty").mkdir()
+    with make_app(tmp_path / "empty", embedder) as app:
+        assert len(app.ingest(DEMO_DOCS).added) == 5
+
+
+def test_a_sync_that_changes_nothing_loads_no_torch(tmp_path: Path) -> None:
+    """What made a no-op sync of the demo documents take 6 s: the embedder's model loaded to read its length
+    limit before anything was known to have changed (now read from the query encoder's spec)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cli = [sys.executable, "-m", "pipeline.faces.cli", "--index", str(tmp_path / "index")]
+    for args in (["ingest", str(DEMO_DOCS)], ["search", "descale", "--no-rerank"]):  # the search exports the ONNX
+        assert subprocess.run([*cli, *args], env=env, capture_output=True, check=False).returncode == 0
+    code = (
+        "import sys; from pipeline.faces.cli import main\n"
+        f"try: main([*{cli[3:]!r}, 'ingest', {str(DEMO_DOCS)!r}])\n"
+        "except SystemExit: pass\n"
+        "print('torch' in sys.modules, 'sentence_transformers' in sys.modules, file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert "nothing changed" in done.stdout and done.stderr.split() == ["False", "False"], done.stderr

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from pipeline.config import Fusion, ServerConfig
-from pipeline.filters import INT64, SearchFilter
+from pipeline.filters import INT64, SearchFilter, normal_types
 
 MAX_FILTER_PATH = 1000
 MAX_FILTER_FIELDS = 20
@@ -56,8 +56,7 @@ class Filters(BaseModel):
     )
 
     def search_filter(self) -> SearchFilter:
-        types = tuple(t.lower().lstrip(".") for t in self.file_types if t)
-        return SearchFilter(self.path or None, types, tuple(self.fields.items()))
+        return SearchFilter(self.path or None, normal_types(self.file_types), tuple(self.fields.items()))
 
 
 class SearchBody(Protocol):

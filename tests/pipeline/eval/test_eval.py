@@ -86,6 +86,13 @@ def test_eval_reports_every_mode_and_reuses_the_index(mini_scifact: Path, cache_
     }
     assert again["modes"]["hybrid"]["ndcg@10"] == first["modes"]["hybrid"]["ndcg@10"]
 
+    rows = eval_json(mini_scifact, cache_env, "--modes", "hybrid", "--per-query")["modes"]["hybrid"]["per_query"]
+    assert len(rows) == N_QUERIES
+    assert sum(q["ndcg@10"] for q in rows) / N_QUERIES == pytest.approx(first["modes"]["hybrid"]["ndcg@10"], abs=1e-3)
+    for q in rows:
+        assert q["query"] and q["relevant"] and len(q["top"]) == 3
+        assert (q["rank"] == 1) == (q["top"][0] in q["relevant"]) and (q["rank"] is None) == (q["mrr@10"] == 0)
+
 
 def test_chunked_documents_rank_by_their_best_chunk(mini_scifact: Path, cache_env: dict[str, str]) -> None:
     whole = eval_json(mini_scifact, cache_env, "--modes", "bm25")

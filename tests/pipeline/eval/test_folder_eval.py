@@ -100,9 +100,21 @@ def test_eval_folder_end_to_end_and_reuses_its_index(tmp_path: Path) -> None:
         assert mode["mrr@10"] == pytest.approx(sum(1 / r for r in ranks if r) / 4)
         assert {"latency_ms_p50", "latency_ms_p95", "stages_ms"} <= set(mode)
         assert all(r is not None and r <= 5 for r in ranks)  # each of five files answers one obvious question
+    assert "per_query" not in report["modes"]["bm25"]
     again = _eval(tmp_path / "home", DEMO_DOCS, questions, "--modes", "bm25")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "index re-used" in again.stdout and "S@1" in again.stdout and "bm25" in again.stdout
+    assert "not right at rank 1" not in again.stdout
+
+    rows = json.loads(_eval(tmp_path / "home", DEMO_DOCS, questions, "--json", "--per-query").stdout)["modes"]
+    for name, mode in rows.items():
+        assert [q["id"] for q in mode["per_query"]] == list(mode["ranks"]), name
+        for q in mode["per_query"]:
+            assert q["rank"] == mode["ranks"][q["id"]] and q["query"] and q["right"]
+            assert (file_stem(q["top"][0]) in q["right"]) == (q["rank"] == 1)
+    text = _eval(tmp_path / "home", DEMO_DOCS, questions, "--modes", "dense", "--per-query").stdout
+    missed = sum(1 for q in rows["dense"]["per_query"] if q["rank"] != 1)
+    assert f"dense: {missed} of 4 queries not right at rank 1" in text
 
 
 @pytest.mark.integration

@@ -20,6 +20,7 @@ from pipeline.faces.http import create_app, running_server
 from pipeline.faces.http.schemas import MAX_FIELD_KEY, MAX_FIELD_VALUE, MAX_FILTER_FIELDS, MAX_FILTER_PATH
 from pipeline.filters import MAX_GLOB_WILDCARDS, MAX_SEGMENT_STARS, SearchFilter, parse_filter
 from pipeline.models.embedder import SentenceTransformerEmbedder
+from pipeline.stores.schema import PAYLOAD_FIELDS
 from tests.conftest import DEMO_DOCS, ChatServer, ingested_app, make_app
 
 pytestmark = pytest.mark.integration
@@ -117,11 +118,14 @@ def test_filter_bounds_are_422_naming_the_field(live: httpx.Client, filters: Any
 
 
 def test_filters_at_their_limits_are_accepted(live: httpx.Client) -> None:
-    fields: dict[str, Any] = {f"f{i}": i for i in range(MAX_FILTER_FIELDS - 3)}
-    fields |= {"k" * MAX_FIELD_KEY: "v" * MAX_FIELD_VALUE, "big": 2**63 - 1, "flag": True}
+    known = sorted(PAYLOAD_FIELDS)[: MAX_FILTER_FIELDS - 2]
+    fields: dict[str, Any] = {name: "v" * MAX_FIELD_VALUE for name in known} | {"size": 2**63 - 1, "n_tokens": True}
     response = search(live, {"path": "x" * MAX_FILTER_PATH, "file_types": ["md"] * 50, "fields": fields})
     assert response.status_code == 200 and response.json()["results"] == []
-    assert search(live, {"fields": {"page": -(2**63)}}).status_code == 200
+    # A field no chunk can have is a mistake named in one line, whatever its length.
+    unknown = search(live, {"fields": {"k" * MAX_FIELD_KEY: "v"}})
+    assert unknown.status_code == 400 and "unknown filter field 'kkk" in one_line_error(unknown)
+    assert search(live, {"fields": {"page_start": -(2**63)}}).status_code == 200
     for glob in ("**", "**/*.md", "**/*hand*book*.md", "**/**/**/*.md"):  # within the glob limits
         assert search(live, {"path": glob}).status_code == 200, glob
     handbook = search(live, {"path": "**/*hand*book*.md"}).json()["results"]

@@ -45,11 +45,12 @@ def test_ingest_strict_and_summary(cli_index: tuple[Path, Path]) -> None:
 
 
 def test_stats_json(cli_index: tuple[Path, Path]) -> None:
-    index, _ = cli_index
+    index, docs = cli_index
     result = run("--index", str(index), "stats", "--json")
     assert result.exit_code == 0
     stats = json.loads(result.stdout)
-    assert set(stats) == {"documents", "chunks", "model", "dimension", "store", "location"}
+    assert set(stats) == {"documents", "chunks", "model", "dimension", "store", "location", "roots"}
+    assert [(r["folder"], r["documents"], r["present"]) for r in stats["roots"]] == [(str(docs.resolve()), 5, True)]
     assert stats["documents"] == 5 and stats["dimension"] == 384 and stats["model"] == "all-MiniLM-L6-v2"
     assert stats["store"] == "qdrant-edge" and stats["location"] == str(index.resolve())
 

@@ -196,7 +196,7 @@ def test_key_from_environment_wins_and_failed_job_reports(
             assert time.monotonic() < deadline
             time.sleep(0.05)
     app.close()
-    assert job["status"] == "failed" and "not a folder" in job["error"]
+    assert job["status"] == "failed" and "no such file or folder" in job["error"]
 
 
 def test_overload_is_refused_fast_not_queued(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:

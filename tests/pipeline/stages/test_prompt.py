@@ -223,7 +223,8 @@ def test_chunk_over_budget_is_dropped_whole_and_reported(token_counter) -> None:
     assert [b.chunk_ids for b in prompt.blocks] == [("a",), ("c",)]
     assert [b.number for b in prompt.blocks] == [1, 2]
     assert prompt.dropped_chunks == 1
-    assert "(1 more retrieved chunk(s) left out to fit the 100-token context budget)" in prompt.text
+    assert prompt.note == "1 more retrieved chunk(s) left out to fit the 100-token context budget"
+    assert "left out" not in prompt.text and "budget" not in prompt.text  # the model is not told
     # dropped whole: not even the start of the long chunk is in the prompt
     assert "Clause" not in prompt.text
     assert "equipment.md" not in prompt.text
@@ -236,7 +237,7 @@ def test_dropped_count_counts_merged_chunks(token_counter) -> None:
     prompt = build_prompt("q", results, config(), token_counter, budget=40)
     assert [b.chunk_ids for b in prompt.blocks] == [("s",)]
     assert prompt.dropped_chunks == 2
-    assert "(2 more retrieved chunk(s) left out to fit the 40-token context budget)" in prompt.text
+    assert prompt.note == "2 more retrieved chunk(s) left out to fit the 40-token context budget"
 
 
 @pytest.mark.parametrize("budget", [40, 60, 100, 250, 400, 2000])
@@ -266,6 +267,43 @@ def test_nothing_fits_gives_no_context_found_and_count(token_counter) -> None:
     results = [scored(make_chunk("b", LONG_B), 0.9)]
     prompt = build_prompt("q", results, config(max_context_tokens=32), token_counter)
     assert prompt.blocks == ()
-    assert context_of(prompt.text) == (
-        "(no context found)\n\n(1 more retrieved chunk(s) left out to fit the 32-token context budget)"
+    assert context_of(prompt.text) == "(no context: the retrieved passages were too long for the context budget)"
+    assert prompt.note == "none of the 1 retrieved chunk(s) fit the 32-token context budget"
+
+
+def test_blocks_with_one_citation_say_where_they_lie(token_counter) -> None:
+    """Two FAQ parts with no headings or pages were both "[2] faq.txt" and "[3] faq.txt"."""
+    parts = [
+        Chunk(
+            f"f{n}",
+            "faq",
+            "faq.txt",
+            f"Q{n}: question {n}? A: answer {n}.",
+            n,
+            40 * n,
+            40 * n + 30,
+            metadata={"chunk_count": 9},
+        )
+        for n in (1, 5)
+    ]
+    alone = make_chunk("g", "Another file.", document_id="doc-g", source="guide.md")
+    prompt = build_prompt(
+        "q", [scored(parts[0], 0.9), scored(parts[1], 0.8), scored(alone, 0.7)], config(), token_counter
     )
+    assert [b.citation for b in prompt.blocks] == ["faq.txt, chunk 2 of 9", "faq.txt, chunk 6 of 9", "guide.md"]
+    assert "[2] faq.txt, chunk 6 of 9" in prompt.text
+
+
+def test_a_merged_block_marks_where_each_part_s_page_begins(token_counter) -> None:
+    on_3, on_4 = span("c0", 0, 170, 0, page=3), span("c1", 140, 280, 1, page=4)
+    block = build_prompt("q", [scored(on_3, 0.9), scored(on_4, 0.8)], config(), token_counter).blocks[0]
+    assert block.citation == "handbook.pdf, p. 3-4" and block.pages == ("3", "4")
+    before, after = block.text.split("\n(p. 4) ")
+    assert before == on_3.text and HANDBOOK[170:280].lstrip() == after  # the p. 4 part, once
+    same_page = build_prompt(
+        "q",
+        [scored(span("d0", 0, 170, 0, page=3), 0.9), scored(span("d1", 140, 280, 1, page=3), 0.8)],
+        config(),
+        token_counter,
+    ).blocks[0]
+    assert "(p." not in same_page.text and same_page.text == HANDBOOK[:280]
