@@ -20,7 +20,7 @@ from pipeline.errors import RaglineError
 from pipeline.globs import compile_glob, match_any
 from pipeline.types import SkippedFile
 
-from .formats import SUPPORTED_EXTENSIONS
+from .formats import parser_module
 
 
 @dataclass(frozen=True, order=True)
@@ -73,13 +73,13 @@ class FolderSource:
         exclude: Iterable[str] = (),
         max_file_bytes: int = 50_000_000,
         *,
-        extensions: Collection[str] = SUPPORTED_EXTENSIONS,
+        extensions: Collection[str] | None = None,
     ) -> None:
         self.root = Path(root).expanduser()
         self.include = tuple(include)
         self.exclude = tuple(exclude)
         self.max_file_bytes = max_file_bytes
-        self.extensions = frozenset(e.lower() for e in extensions)
+        self.extensions = None if extensions is None else frozenset(e.lower() for e in extensions)
         for pattern in self.include + self.exclude:
             compile_glob(pattern)  # fail early on a pattern we cannot compile
 
@@ -182,7 +182,7 @@ class FolderSource:
             self._skip(walk, rel, "not a regular file")
             return
         ext = path.suffix.lower()
-        if ext not in self.extensions:
+        if parser_module(ext) is None or (self.extensions is not None and ext not in self.extensions):
             label = f"'{ext}'" if ext else "(no extension)"
             self._skip(walk, rel, f"unsupported file type {label}")
             return

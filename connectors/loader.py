@@ -18,14 +18,14 @@ from pipeline.types import Document, Section, document_id
 
 from ._text import Parsed
 from .folder import SourceFile
-from .formats import MIME_TYPES, PARSER_MODULES
+from .formats import MIME_TYPES, parser_module
 
 Parser = Callable[[bytes], Parsed]
 
 
 def get_parser(ext: str) -> Parser:
     """The ``parse`` function for a lowercase extension such as ".pdf" (imported on first use)."""
-    module_name = PARSER_MODULES.get(ext.lower())
+    module_name = parser_module(ext)
     if module_name is None:
         label = f"'{ext}'" if ext else "(no extension)"
         raise UnreadableFileError(f"unsupported file type {label}")
@@ -99,7 +99,7 @@ def document_from_bytes(file: SourceFile, data: bytes, digest: str | None = None
         title=title,
         mtime=file.mtime,
         size=file.size,
-        mime=MIME_TYPES.get(ext, "application/octet-stream"),
+        mime=MIME_TYPES.get(ext, "text/plain" if parser_module(ext) == "text" else "application/octet-stream"),
         ext=ext.lstrip("."),
     )
     return Document(

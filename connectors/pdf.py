@@ -40,6 +40,60 @@ def _title(reader: Any) -> str | None:
     return title
 
 
+_CELL_GAP = re.compile(r"[ \t]{2,}")
+
+
+def _page_text(page: Any) -> str:
+    """The page's text layer. A rotated page (a landscape table, say) is read in pypdf's layout mode once its
+    rotation is moved into its content: the plain mode glues the cells of its rows (``2019DHAW20190002``).
+    Layout mode on every page was measured too (bench/results/pdf_layout_issue15.json): no better first
+    result on the sample documents, a lower MRR, and it interleaves the lines of side-by-side columns."""
+    if not page.rotation % 360:
+        return page.extract_text() or ""
+    page.transfer_rotation_to_content()
+    return _CELL_GAP.sub("  ", page.extract_text(extraction_mode="layout") or "")
+
+
+MAX_OUTLINE_DEPTH = 3
+
+
+def outline_headings(reader: Any) -> dict[int, tuple[str, ...]]:
+    """Each page's heading path from the PDF's outline (its bookmarks), where it has one: the first entry that
+    starts on the page, else the last one that started before it. A page is the finest place an outline names,
+    so a section that starts mid-page heads all of that page."""
+    starts: list[tuple[int, tuple[str, ...]]] = []
+
+    def walk(items: list[Any], path: tuple[str, ...]) -> None:
+        last: tuple[str, ...] | None = None
+        for item in items:
+            if isinstance(item, list):  # the children of the entry before
+                if last is not None and len(last) < MAX_OUTLINE_DEPTH:
+                    walk(item, last)
+                continue
+            title = " ".join(str(getattr(item, "title", "") or "").split())[:200]
+            page = reader.get_destination_page_number(item)
+            if title and page is not None and page >= 0:
+                last = (*path, title)
+                starts.append((page + 1, last))
+
+    try:
+        walk(reader.outline, ())
+    except Exception:  # noqa: BLE001 - a damaged outline: headings are optional
+        return {}
+    first_on: dict[int, tuple[str, ...]] = {}
+    last_on: dict[int, tuple[str, ...]] = {}
+    for page, path in starts:
+        first_on.setdefault(page, path)
+        last_on[page] = path
+    headings: dict[int, tuple[str, ...]] = {}
+    current: tuple[str, ...] = ()
+    for number in range(1, len(reader.pages) + 1):
+        if heading := first_on.get(number, current):
+            headings[number] = heading
+        current = last_on.get(number, current)
+    return headings
+
+
 def parse(data: bytes) -> Parsed:
     """Extract each page's text layer with pypdf; ``Section.page`` is 1-based."""
     from pypdf import PdfReader
@@ -67,21 +121,26 @@ def parse(data: bytes) -> Parsed:
         pages = list(reader.pages)
     except Exception as exc:
         raise UnreadableFileError(f"corrupt PDF ({_brief(exc)})") from exc
+    if any(page.rotation % 360 for page in pages):
+        from pypdf import PdfWriter
+
+        pages = list(PdfWriter(clone_from=reader).pages)  # a page's rotation can be moved into its content there
     if not pages:
         raise UnreadableFileError("corrupt PDF (no pages found)")
 
+    headings = outline_headings(reader)
     sections: list[Section] = []
     failed: list[int] = []
     first_error: BaseException | None = None
     for number, page in enumerate(pages, start=1):
         try:
-            text = clean_text((page.extract_text() or "").translate(_LIGATURES))
+            text = clean_text(_page_text(page).translate(_LIGATURES))
         except Exception as exc:  # noqa: BLE001 - one bad page must not lose the others
             failed.append(number)
             first_error = first_error or exc
             continue
         if text:
-            sections.append(Section(text=text, page=number))
+            sections.append(Section(text=text, page=number, heading=headings.get(number, ())))
 
     if not sections:
         if first_error is not None:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from connectors import worker_main
-from connectors.formats import SUPPORTED_EXTENSIONS
 from pipeline import lifecycle
 from pipeline.config import TUNABLE, AppConfig, Fusion, RetrievalConfig, config_to_dict, load_config
 from pipeline.errors import IndexUnavailableError, ModelUnavailableError, RaglineError
@@ -32,9 +31,6 @@ from pipeline.stores.folder import check_space
 from pipeline.stores.schema import PAYLOAD_FIELDS
 from pipeline.sync import Progress, Splitter, SyncReport, sync_documents, sync_folder
 from pipeline.types import Document, ScoredChunk
-
-FILE_TYPES = frozenset(ext.lstrip(".") for ext in SUPPORTED_EXTENSIONS)
-"""What ``--type`` can ask for: the payload's ``ext`` of each file type ragline reads."""
 
 __all__ = ["Answer", "Moved", "Prompt", "Ragline", "SearchResponse", "SyncReport"]
 
@@ -260,7 +256,7 @@ class Ragline:
         use_rerank = self.config.rerank.enabled if rerank is None else rerank
         depth = max(top_k, self.config.rerank.candidates) if use_rerank else top_k
         if where is not None:
-            check_filter(where, FILE_TYPES, PAYLOAD_FIELDS)
+            check_filter(where, self.store().file_types() if where.file_types else (), PAYLOAD_FIELDS)
         known = roots.known(self.store().roots())
         where = _scoped(where, known)
         retrieved = self.retriever.retrieve(query, top_k=depth, where=where, fusion=fusion, mode=mode)

@@ -274,10 +274,22 @@ def load_config(path: str | Path | None = None) -> AppConfig:
         except OSError as exc:
             raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from None
     config = parse_config(data, origin)
+    if path is not None and config.server.sources:
+        config = _sources_beside(config, Path(path).parent)
     env_index = os.environ.get("RAGLINE_INDEX")
     if env_index:
         config = with_index(config, env_index)
     return config
+
+
+def _sources_beside(config: AppConfig, folder: Path) -> AppConfig:
+    """``[server] sources`` with relative folders read against the config file's folder, not the working
+    directory the server happens to start in."""
+    sources = {
+        name: str(path if path.is_absolute() else (folder / path).resolve())
+        for name, path in ((name, Path(raw).expanduser()) for name, raw in config.server.sources.items())
+    }
+    return config.model_copy(update={"server": config.server.model_copy(update={"sources": sources})})
 
 
 def cache_home() -> Path:

@@ -113,7 +113,8 @@ def normal_types(file_types: Iterable[str]) -> tuple[str, ...]:
 
 
 def check_filter(where: SearchFilter, file_types: Iterable[str], fields: Iterable[str]) -> None:
-    """A type or field that no document can have is a mistake, not an empty answer: name it, and the choices."""
+    """A type the index holds no file of, or a field no chunk can have, is a mistake, not an empty answer: name
+    it, and the choices (``file_types``: those in the index; ``fields``: the payload's)."""
     import difflib
 
     types, names = sorted(set(file_types)), sorted(set(fields))
@@ -125,4 +126,7 @@ def check_filter(where: SearchFilter, file_types: Iterable[str], fields: Iterabl
             if value not in valid and not (kind == "filter field" and value.split(".")[0] in valid):
                 close = difflib.get_close_matches(value, valid, n=2, cutoff=0.5)
                 hint = f"did you mean {' or '.join(close)}? " if close else ""
-                raise RaglineError(f"unknown {kind} {value!r}: {hint}the {kind}s are {', '.join(valid)}")
+                choices = f"the {kind}s are {', '.join(valid)}" if valid else "the index holds no file yet"
+                if kind == "file type" and valid:
+                    choices = f"the index holds {', '.join(valid)}"
+                raise RaglineError(f"unknown {kind} {value!r}: {hint}{choices}")

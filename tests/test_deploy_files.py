@@ -65,4 +65,4 @@ def test_docker_compose_config_parses_where_compose_exists() -> None:
 
 def test_demo_server_config_names_the_shipped_demo_folder() -> None:
     config = load_config(REPO / "config" / "demo-server.toml")
-    assert config.server.sources == {"demo": "demo_docs"} and (REPO / "demo_docs").is_dir()
+    assert config.server.sources == {"demo": str(REPO / "demo_docs")} and (REPO / "demo_docs").is_dir()

@@ -46,6 +46,10 @@ class Jobs:
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
+    def all(self) -> list[Job]:
+        """Newest first."""
+        return sorted(self._jobs.values(), key=lambda job: job.created, reverse=True)
+
     def _run(self, job: Job, folder: str) -> None:
         job.status = "running"
 

@@ -246,6 +246,18 @@ def last_sync_dict(job: Job | None) -> dict[str, Any] | None:
     return {"job": job.id, "source": job.source, "finished": job.finished or time.time(), **sync_dict(job.report)}
 
 
+def recorded_sync(held: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The latest sync the index records (one run by the CLI, say), for /stats when this server ran none."""
+    import datetime
+
+    synced = [r for r in held if r["last_sync"]]
+    if not synced:
+        return None
+    latest = max(synced, key=lambda r: str(r["last_sync"]))
+    when = datetime.datetime.fromisoformat(str(latest["last_sync"]).replace("Z", "+00:00"))
+    return {"job": None, "source": latest["label"], "folder": latest["folder"], "finished": when.timestamp()}
+
+
 def migrate_dict(moved: Moved) -> dict[str, Any]:
     return {"points": moved.points, "seconds": round(moved.seconds, 3), "source": moved.source, "target": moved.target}
 

@@ -111,6 +111,10 @@ class Store(Protocol):
 
     def sources(self) -> list[str]: ...
 
+    def file_types(self) -> list[str]:
+        """The file types (payload ``ext``) the index holds, sorted: what ``--type`` can select."""
+        ...
+
     def upsert(
         self,
         chunks: Sequence[Chunk],
@@ -383,6 +387,9 @@ class QdrantStore:
     def sources(self) -> list[str]:
         # An exact facet also lists values whose points were all deleted, with count 0.
         return [str(value) for value, count in self._facet("source") if count > 0]
+
+    def file_types(self) -> list[str]:
+        return sorted(str(value) for value, count in self._facet("ext") if count > 0 and value)
 
     def _condition(self, plan: FilterPlan | None) -> Any:
         if plan is None:

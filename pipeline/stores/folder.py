@@ -48,7 +48,8 @@ class FolderLock:
             os.close(self._fd)
             raise IndexUnavailableError(
                 f"index {path.parent} is in use by another process (pid {holder}); "
-                f"an embedded index is owned by one process at a time"
+                "an embedded index is owned by one process at a time: if that is `ragline serve`, "
+                "ask the server (GET /stats, POST /search) or stop it first"
             ) from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, str(os.getpid()).encode(), 0)

@@ -106,15 +106,16 @@ def test_hidden_files_and_folders_are_ignored_silently(tmp_path: Path) -> None:
     assert result.skipped == []
 
 
-def test_unsupported_extension_is_skipped_with_reason(tmp_path: Path) -> None:
-    write(tmp_path, "ok.md")
-    write(tmp_path, "data.xyz")
-    write(tmp_path, "Makefile")
+def test_binary_types_are_skipped_by_name_and_the_rest_left_to_sniffing(tmp_path: Path) -> None:
+    """A README, a Makefile, a .csv or an unknown extension may be text: the worker reads and sniffs it.
+    A .png never is: skipped without being opened."""
+    for name in ("ok.md", "data.xyz", "Makefile", "README", "table.csv", "tool.py", "photo.png", "lib.so"):
+        write(tmp_path, name)
     result = FolderSource(tmp_path).scan()
-    assert sources(result) == ["ok.md"]
+    assert sources(result) == ["Makefile", "README", "data.xyz", "ok.md", "table.csv", "tool.py"]
     assert result.skipped == [
-        SkippedFile("Makefile", "unsupported file type (no extension)"),
-        SkippedFile("data.xyz", "unsupported file type '.xyz'"),
+        SkippedFile("lib.so", "unsupported file type '.so'"),
+        SkippedFile("photo.png", "unsupported file type '.png'"),
     ]
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from connectors import SUPPORTED_EXTENSIONS, FolderSource, SourceFile, load_document
+from connectors.formats import BINARY_EXTENSIONS
+from connectors.table import BLOCK_CHARS
 from pipeline.errors import RaglineError, UnreadableFileError
 from pipeline.types import Section
 
@@ -21,9 +23,9 @@ def source_file(root: Path, rel: str) -> SourceFile:
 
 
 def test_supported_extensions() -> None:
-    assert SUPPORTED_EXTENSIONS == frozenset(
-        {".pdf", ".md", ".markdown", ".html", ".htm", ".txt", ".text", ".docx", ".eml", ".pptx"}
-    )
+    documents = {".pdf", ".md", ".markdown", ".html", ".htm", ".txt", ".text", ".docx", ".eml", ".pptx", ".csv", ".tsv"}
+    assert documents | {".py", ".json", ".yaml", ".sql", ".rst"} <= SUPPORTED_EXTENSIONS
+    assert not SUPPORTED_EXTENSIONS & BINARY_EXTENSIONS
 
 
 def test_document_fields(tmp_path: Path) -> None:
@@ -57,11 +59,41 @@ def test_id_depends_only_on_source(tmp_path: Path) -> None:
 
 
 def test_unsupported_extension_in_load_document(tmp_path: Path) -> None:
-    path = tmp_path / "a.xyz"
+    path = tmp_path / "a.png"
     path.write_text("data")
-    file = SourceFile(path=path, source="a.xyz", size=4, mtime=0.0)
-    with pytest.raises(UnreadableFileError, match=r"unsupported file type '\.xyz'"):
+    file = SourceFile(path=path, source="a.png", size=4, mtime=0.0)
+    with pytest.raises(UnreadableFileError, match=r"unsupported file type '\.png'"):
         load_document(file)
+
+
+@pytest.mark.parametrize("name", ["README", "LICENSE", "notes.xyz", "settings.json", "tool.py"])
+def test_text_without_a_known_type_is_read_as_text_when_its_bytes_are_text(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text("Apache License\nVersion 2.0, January 2004\n\ndef main(): return 0\n", encoding="utf-8")
+    document = load_document(SourceFile(path=path, source=name, size=path.stat().st_size, mtime=0.0))
+    assert "Version 2.0, January 2004" in document.text and document.metadata["mime"].startswith(
+        ("text/", "application/json")
+    )
+    path.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00" * 50)
+    with pytest.raises(UnreadableFileError, match="binary data, not text"):
+        load_document(SourceFile(path=path, source=name, size=path.stat().st_size, mtime=0.0))
+
+
+def test_a_csv_is_read_as_blocks_of_rows_each_with_its_header(tmp_path: Path) -> None:
+    rows = [f"{n},Widget {n},{n * 1.5:.2f},Warehouse {'ABC'[n % 3]}" for n in range(1, 120)]
+    path = tmp_path / "stock.csv"
+    path.write_text(
+        "id,product,price,location\n" + "\n".join(rows) + '\n120,"Gadget, large",9.99,Warehouse A\n', "utf-8"
+    )
+    document = load_document(SourceFile(path=path, source="stock.csv", size=path.stat().st_size, mtime=0.0))
+    sections = document.sections
+    assert len(sections) > 3 and all(s.text.startswith("id | product | price | location\n") for s in sections)
+    assert all(len(s.text) <= BLOCK_CHARS for s in sections)
+    numbers = [tuple(map(int, s.heading[0].removeprefix("rows ").split("-"))) for s in sections]
+    assert numbers[0][0] == 2 and numbers[-1][1] == 121
+    assert all(b[0] == a[1] + 1 for a, b in zip(numbers, numbers[1:], strict=False))
+    assert "120 | Gadget, large | 9.99 | Warehouse A" in sections[-1].text  # a quoted comma stays in its cell
+    assert document.metadata["mime"] == "text/csv" and document.metadata["ext"] == "csv"
 
 
 def test_missing_file_in_load_document(tmp_path: Path) -> None:

@@ -182,8 +182,10 @@ def test_search_ranks_as_rank_over_every_candidates_document(demo_app: Ragline, 
 def test_filter_mistakes_are_named_with_the_choices(demo_app: Ragline) -> None:
     both = demo_app.search("descale", top_k=20, where=parse_filter(file_types=["pdf,md"]), rerank=False)
     assert {r.chunk.metadata["ext"] for r in both.results} == {"pdf", "md"}
-    with pytest.raises(RaglineError, match=r"unknown file type 'xyz': the file types are docx, eml, .*pdf"):
+    with pytest.raises(RaglineError, match=r"unknown file type 'xyz': the index holds html, md, pdf, txt$"):
         demo_app.search("descale", where=parse_filter(file_types=["xyz"]))
+    with pytest.raises(RaglineError, match=r"unknown file type 'mdx': did you mean md\? the index holds html"):
+        demo_app.search("descale", where=parse_filter(file_types=["pdf", ".MDX"]))
     with pytest.raises(RaglineError, match="unknown filter field .page.: did you mean page_end or page_start"):
         demo_app.search("descale", where=parse_filter(fields=["page=4"]))
     with pytest.raises(RaglineError, match="unknown filter field 'subjekt': did you mean subject"):

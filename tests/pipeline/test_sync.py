@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.app import Ragline
 from pipeline.errors import IndexUnavailableError, RaglineError
+from pipeline.filters import parse_filter
 from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.types import document_id
 from tests.conftest import DEMO_DOCS, SAMPLE_DOCS, make_app
@@ -189,3 +190,34 @@ def test_a_sync_that_changes_nothing_loads_no_torch(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     assert "nothing changed" in done.stdout and done.stderr.split() == ["False", "False"], done.stderr
+
+
+def test_common_text_files_are_indexed_and_a_csv_keeps_its_header(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "README").write_text("Frobnicator\n\nThe frobnicator turns widgets into gadgets.\n", encoding="utf-8")
+    (folder / "LICENSE").write_text("Permission is hereby granted, free of charge, to any person.\n", "utf-8")
+    (folder / "settings.json").write_text('{"retry_backoff_seconds": 17, "region": "eu-north"}\n', "utf-8")
+    (folder / "tool.py").write_text("def frobnicate(widget):\n    return widget.upper()\n", encoding="utf-8")
+    rows = "\n".join(f"W-{n:03d},Widget {n},{n * 3}.50,shelf {n % 7}" for n in range(1, 200))
+    (folder / "prices.csv").write_text("sku,product,price_eur,location\n" + rows + "\n", encoding="utf-8")
+    (folder / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    with make_app(tmp_path / "index", embedder) as app:
+        report = app.ingest(folder)
+        assert report.added == ("LICENSE", "README", "prices.csv", "settings.json", "tool.py")
+        assert [(s.source, s.reason) for s in report.skipped] == [("photo.png", "unsupported file type '.png'")]
+        top = app.search("price_eur of product Widget 117", top_k=1, where=parse_filter(file_types=["csv"]))
+        chunk = top.results[0].chunk
+        assert (
+            chunk.text.startswith("sku | product | price_eur | location\n")
+            and "W-117 | Widget 117 | 351.50" in chunk.text
+        )
+        first, last = map(int, chunk.heading[0].removeprefix("rows ").split("-"))
+        assert first <= 118 <= last  # the row's line in the file
+        assert app.search("retry backoff seconds", top_k=1).results[0].chunk.source == "settings.json"
+        assert app.search("frobnicate widget function", top_k=2, rerank=False).results[0].chunk.source in {
+            "tool.py",
+            "README",
+        }

@@ -37,7 +37,7 @@ def bearer_guard(limits: ServerConfig) -> Any:
 
 def create_app(rag: Ragline) -> Any:
     """The FastAPI application for one Ragline (one index, one config)."""
-    from fastapi import FastAPI
+    from fastapi_offline import FastAPIOffline
 
     limits = rag.config.server
     jobs = Jobs(rag)
@@ -47,7 +47,7 @@ def create_app(rag: Ragline) -> Any:
         yield
         jobs.shutdown()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc load their scripts from this server: they work with no internet
         title="ragline",
         description="Hybrid (BM25 + dense) retrieval with citations, on Qdrant.",
         version=version(),

@@ -14,6 +14,20 @@ def _shown(part: object, limit: int = 100) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def _problem(detail: dict[str, Any]) -> str:
+    return f"{'.'.join(str(p) for p in detail['loc'] if p != 'body') or 'body'}: {' '.join(detail['msg'].split())}"
+
+
+def _bad_json(error: Any) -> str | None:
+    """FastAPI says ``14: JSON decode error``; say that the body is not JSON, where, and what is wrong."""
+    if error.get("type") != "json_invalid":
+        return None
+    where = next((p for p in error.get("loc", ()) if isinstance(p, int)), None)
+    what = _shown((error.get("ctx") or {}).get("error") or "cannot be parsed")
+    at = f" at character {where}" if where is not None else ""
+    return f"the request body is not valid JSON{at}: {what}"
+
+
 def domain_status(exc: RaglineError) -> int:
     if isinstance(exc, IndexUnavailableError | ModelUnavailableError):
         return 503
@@ -36,10 +50,7 @@ def install_error_handlers(app: Any) -> None:
             {"type": e["type"], "loc": [p if isinstance(p, int) else _shown(p) for p in e["loc"]], "msg": e["msg"]}
             for e in exc.errors()
         ]
-        problems = [
-            f"{'.'.join(str(p) for p in d['loc'] if p != 'body') or 'body'}: {' '.join(d['msg'].split())}"
-            for d in detail
-        ]
+        problems = [_bad_json(e) or _problem(d) for e, d in zip(exc.errors(), detail, strict=True)]
         return JSONResponse({"error": "; ".join(problems), "detail": detail}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)  # also FastAPI's own (a subclass) and routing's 404/405

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pipeline.app import Ragline
 from pipeline.faces import render
+from pipeline.faces.http import responses
 from pipeline.faces.http.schemas import MAX_NAME, RequestModels, search_args
 from pipeline.faces.jobs import Jobs
 
@@ -29,14 +30,16 @@ def status_router(rag: Ragline, jobs: Jobs, guarded: list[Any]) -> Any:
 
     router = APIRouter()
 
-    @router.get("/health")
+    @router.get("/health", response_model=responses.Health)
     def health() -> dict[str, Any]:
         """Liveness, without auth: the process answers."""
         return {"status": "ok", "version": version()}
 
-    @router.get("/stats", dependencies=guarded)
+    @router.get("/stats", dependencies=guarded, response_model=responses.Stats)
     def stats() -> dict[str, Any]:
-        return {**rag.stats(), "last_sync": render.last_sync_dict(jobs.last_done)}
+        """What the index holds; ``last_sync``: this server's last ingest job, else the index's last sync."""
+        held = rag.stats()
+        return {**held, "last_sync": render.last_sync_dict(jobs.last_done) or render.recorded_sync(held["roots"])}
 
     return router
 
@@ -51,18 +54,18 @@ def search_router(rag: Ragline, models: RequestModels, guarded: list[Any]) -> An
     else:  # FastAPI reads the real models, with this app's limits
         SearchRequest, ContextRequest = models.search, models.context
 
-    @router.post("/search")
+    @router.post("/search", response_model=responses.SearchResponse)
     def search(request: SearchRequest) -> dict[str, Any]:
         """Ranked chunks with per-stage scores, citations and per-stage timings."""
         return render.search_dict(rag.search(request.query, **search_args(request)))
 
-    @router.post("/context")
+    @router.post("/context", response_model=responses.ContextResponse)
     def context(request: ContextRequest) -> dict[str, Any]:
         """Prompt-ready context for a chatbot: numbered, cited blocks within the token budget."""
         prompt, response = rag.context(request.query, request.budget, **search_args(request))
         return render.context_dict(request.query, prompt, response)
 
-    @router.post("/ask")
+    @router.post("/ask", response_model=responses.AnswerResponse)
     def ask(request: ContextRequest) -> dict[str, Any]:
         """Answer through the configured OpenAI-compatible endpoint."""
         if not rag.config.llm.configured:
@@ -82,7 +85,7 @@ def ingest_router(rag: Ragline, jobs: Jobs, models: RequestModels, guarded: list
     else:
         IngestRequest = models.ingest
 
-    @router.post("/ingest", status_code=202)
+    @router.post("/ingest", status_code=202, response_model=responses.Job)
     def ingest(request: IngestRequest) -> dict[str, Any]:
         """Start a sync of a configured source; poll GET /jobs/{id}."""
         folder = sources.get(request.source)
@@ -91,7 +94,12 @@ def ingest_router(rag: Ragline, jobs: Jobs, models: RequestModels, guarded: list
             raise HTTPException(404, f"unknown source {request.source!r}; known sources: {known}")
         return render.job_dict(jobs.submit(request.source, folder))
 
-    @router.get("/jobs/{job_id}")
+    @router.get("/jobs", response_model=responses.Jobs)
+    def all_jobs() -> dict[str, Any]:
+        """Every ingest job this server has run or queued, newest first."""
+        return {"jobs": [render.job_dict(found) for found in jobs.all()]}
+
+    @router.get("/jobs/{job_id}", response_model=responses.Job)
     def job(job_id: Annotated[str, Path(max_length=MAX_NAME)]) -> dict[str, Any]:
         found = jobs.get(job_id)
         if found is None:

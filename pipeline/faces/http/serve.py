@@ -35,8 +35,18 @@ def running_server(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator
         thread.join(timeout=30)
 
 
+def check_sources(rag: Ragline) -> None:
+    """A ``[server] sources`` folder that is not there fails at start, not when a job first runs."""
+    from pathlib import Path
+
+    for name, folder in sorted(rag.config.server.sources.items()):
+        if not Path(folder).is_dir():
+            raise RaglineError(f"[server] sources: {name} = {folder} is not a folder")
+
+
 def serve(rag: Ragline, host: str, port: int) -> None:
     import uvicorn
 
+    check_sources(rag)
     rag.warm_up()
     uvicorn.run(create_app(rag), host=host, port=port, log_level="info")

@@ -109,6 +109,7 @@ def test_second_process_gets_lock_error(cli_index: tuple[Path, Path]) -> None:
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "in use by another process" in lines[0] and "pid" in lines[0]
+    assert "if that is `ragline serve`, ask the server (GET /stats, POST /search)" in lines[0]
 
 
 def test_ask_prints_prompt_and_sources(cli_index: tuple[Path, Path]) -> None:

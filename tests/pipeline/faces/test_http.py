@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from pipeline.app import Ragline
 from pipeline.faces.http import create_app, running_server
@@ -137,6 +138,9 @@ def test_ingest_job_lifecycle(live: httpx.Client, docs: Path) -> None:
     assert job["progress"] == {"phase": "writing", "done": 1, "total": 1}
     stats = live.get("/stats", headers=AUTH).json()
     assert stats["documents"] == 6 and stats["last_sync"]["job"] == job_id
+    listed = live.get("/jobs", headers=AUTH).json()["jobs"]
+    assert listed[0]["id"] == job_id and listed[0]["summary"]["added"] == 1
+    assert live.get("/jobs").status_code == 401
     hit = live.post("/search", json={"query": "When does the rooftop garden open?", "top_k": 1}, headers=AUTH)
     assert hit.json()["results"][0]["source"] == "new-note.txt"
 
@@ -147,6 +151,32 @@ def test_ingest_refuses_paths_and_unknown_sources(live: httpx.Client) -> None:
     with_path = live.post("/ingest", json={"source": "demo", "path": "/etc"}, headers=AUTH)
     assert with_path.status_code == 422
     assert live.get("/jobs/does-not-exist", headers=AUTH).status_code == 404
+
+
+def test_every_response_has_a_typed_schema(live: httpx.Client) -> None:
+    """Each 2xx response names a model with its properties (it was ``additionalProperties: true``)."""
+    schema = live.get("/openapi.json").json()
+    models = schema["components"]["schemas"]
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            ok = next(v for k, v in operation["responses"].items() if k.startswith("2"))
+            ref = ok["content"]["application/json"]["schema"]["$ref"]
+            assert models[ref.split("/")[-1]]["properties"], (method, path)
+    result = models["SearchResult"]["properties"]
+    assert {"source", "root", "path", "page", "scores"} <= set(result)
+    assert models["Stats"]["properties"]["roots"]["items"]["$ref"].endswith("/Root")
+
+
+def test_the_api_docs_load_their_scripts_from_this_server(live: httpx.Client) -> None:
+    """/docs and /redoc took Swagger UI and ReDoc from a CDN: blank with no internet."""
+    for page in ("/docs", "/redoc"):
+        html = live.get(page).text
+        scripts = [part.split('"')[1] for part in html.split("<script src=")[1:]]
+        assert scripts and all(src.startswith("/") for src in scripts), (page, scripts)
+        assert "cdn" not in html.lower()
+        for src in scripts:
+            asset = live.get(src)
+            assert asset.status_code == 200 and len(asset.content) > 100_000
 
 
 def test_openapi_schema_shows_the_limits(live: httpx.Client) -> None:
@@ -286,3 +316,33 @@ def test_searches_stay_correct_while_an_ingest_job_writes(
         hit = client.post("/search", json={"query": "shipment batch 42 warehouse", "top_k": 1}).json()["results"][0]
         assert hit["source"] == "note-042.txt"
     app.close()
+
+
+def test_stats_keeps_the_last_sync_of_a_cli_ingest(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    """/stats said ``last_sync: null`` after an ingest outside the server: the index records its syncs."""
+    app = make_app(tmp_path / "index", embedder)
+    app.ingest(DEMO_DOCS)
+    before = time.time()
+    with TestClient(create_app(app)) as client:
+        last = client.get("/stats").json()["last_sync"]
+    app.close()
+    assert last["job"] is None and last["source"] == "demo_docs" and last["folder"] == str(DEMO_DOCS)
+    assert before - 120 < last["finished"] <= before + 1
+
+
+def test_sources_are_read_beside_the_config_and_checked_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.config import load_config
+    from pipeline.errors import RaglineError
+    from pipeline.faces.http.serve import check_sources
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "docs").mkdir()
+    config_file = tmp_path / "conf" / "ragline.toml"
+    config_file.write_text('[server]\nsources = { docs = "docs", gone = "../nowhere", abs = "/tmp" }\n', "utf-8")
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    sources = load_config(config_file).server.sources
+    assert sources == {"docs": str(tmp_path / "conf" / "docs"), "gone": str(tmp_path / "nowhere"), "abs": "/tmp"}
+    with pytest.raises(RaglineError, match=f"sources: gone = {tmp_path / 'nowhere'} is not a folder"):
+        check_sources(Ragline(load_config(config_file)))
