@@ -1,7 +1,9 @@
 """Word (.docx): paragraphs and tables in document order, sections split at headings.
 
 Headings are paragraphs styled "Title" or "Heading 1".."Heading 6"; their
-text goes into ``Section.heading``, not the section text. A table row
+text goes into ``Section.heading``, not the section text. A document that uses
+no heading style (many are typed that way) is headed by its short paragraphs
+set all in bold or all in capitals ("CHAPTER 1", "B. ROLE OF THE TRUSTEE"). A table row
 becomes one line of tab-joined cells. Headers, footers, footnotes, comments
 and text boxes are not read.
 """
@@ -28,6 +30,23 @@ def _heading_level(paragraph: Any) -> int | None:
         return 0
     match = _HEADING_STYLE.match(name)
     return int(match.group(1)) if match else None
+
+
+CUE_LEVEL = 7
+"""Below every styled level: a cue heading replaces the cue heading before it."""
+MAX_CUE_CHARS = 80
+
+
+def _cue_level(paragraph: Any) -> int | None:
+    """``CUE_LEVEL`` for a short paragraph that looks like a heading: every run bold, or all capitals."""
+    text = " ".join(paragraph.text.split())
+    letters = sum(c.isalpha() for c in text)
+    if not 3 <= len(text) <= MAX_CUE_CHARS or letters < 3 or text.endswith((".", ",", ";", ":")):
+        return None
+    runs = [r for r in paragraph.runs if r.text.strip()]
+    bold = bool(runs) and all(r.bold for r in runs)
+    capitals = text.upper() == text and letters >= 4
+    return CUE_LEVEL if bold or capitals else None
 
 
 def _table_lines(table: Any) -> list[str]:
@@ -64,11 +83,12 @@ def parse(data: bytes) -> Parsed:
             sections.append(Section(text=text, heading=tuple(t for _, t in path)))
         body.clear()
 
+    styled = any(_heading_level(p) is not None for p in document.paragraphs)
     for block in document.iter_inner_content():
         if isinstance(block, Table):
             body.extend(_table_lines(block))
             continue
-        level = _heading_level(block)
+        level = _heading_level(block) if styled else _cue_level(block)
         if level is None:
             body.append(block.text)
             continue

@@ -10,6 +10,7 @@ from pipeline.errors import UnreadableFileError
 from pipeline.types import Section
 
 from ._text import Parsed, clean_text
+from .pdf_headings import Fragment, font_headings, outline_headings, split_at_headings
 
 # Titles that are really file names ("10811.exe", "Microsoft Word - memo.doc")
 # are worse than the file's own name, so they are dropped.
@@ -43,55 +44,28 @@ def _title(reader: Any) -> str | None:
 _CELL_GAP = re.compile(r"[ \t]{2,}")
 
 
-def _page_text(page: Any) -> str:
+def _collect(fragments: list[Fragment]) -> Any:
+    """A pypdf text visitor that keeps each shown string with its size on the page (font size times the
+    text and current matrices' scale), for the font-size heading cues."""
+    import math
+
+    def visit(text: str, cm: Any, tm: Any, _font: Any, size: float) -> None:
+        if text.strip():
+            scale = math.hypot(tm[0] * cm[0] + tm[1] * cm[2], tm[0] * cm[1] + tm[1] * cm[3])
+            fragments.append(Fragment(text, float(size) * scale))
+
+    return visit
+
+
+def _page_text(page: Any, fragments: list[Fragment]) -> str:
     """The page's text layer. A rotated page (a landscape table, say) is read in pypdf's layout mode once its
     rotation is moved into its content: the plain mode glues the cells of its rows (``2019DHAW20190002``).
     Layout mode on every page was measured too (bench/results/pdf_layout_issue15.json): no better first
     result on the sample documents, a lower MRR, and it interleaves the lines of side-by-side columns."""
     if not page.rotation % 360:
-        return page.extract_text() or ""
+        return page.extract_text(visitor_text=_collect(fragments)) or ""
     page.transfer_rotation_to_content()
     return _CELL_GAP.sub("  ", page.extract_text(extraction_mode="layout") or "")
-
-
-MAX_OUTLINE_DEPTH = 3
-
-
-def outline_headings(reader: Any) -> dict[int, tuple[str, ...]]:
-    """Each page's heading path from the PDF's outline (its bookmarks), where it has one: the first entry that
-    starts on the page, else the last one that started before it. A page is the finest place an outline names,
-    so a section that starts mid-page heads all of that page."""
-    starts: list[tuple[int, tuple[str, ...]]] = []
-
-    def walk(items: list[Any], path: tuple[str, ...]) -> None:
-        last: tuple[str, ...] | None = None
-        for item in items:
-            if isinstance(item, list):  # the children of the entry before
-                if last is not None and len(last) < MAX_OUTLINE_DEPTH:
-                    walk(item, last)
-                continue
-            title = " ".join(str(getattr(item, "title", "") or "").split())[:200]
-            page = reader.get_destination_page_number(item)
-            if title and page is not None and page >= 0:
-                last = (*path, title)
-                starts.append((page + 1, last))
-
-    try:
-        walk(reader.outline, ())
-    except Exception:  # noqa: BLE001 - a damaged outline: headings are optional
-        return {}
-    first_on: dict[int, tuple[str, ...]] = {}
-    last_on: dict[int, tuple[str, ...]] = {}
-    for page, path in starts:
-        first_on.setdefault(page, path)
-        last_on[page] = path
-    headings: dict[int, tuple[str, ...]] = {}
-    current: tuple[str, ...] = ()
-    for number in range(1, len(reader.pages) + 1):
-        if heading := first_on.get(number, current):
-            headings[number] = heading
-        current = last_on.get(number, current)
-    return headings
 
 
 def parse(data: bytes) -> Parsed:
@@ -128,19 +102,25 @@ def parse(data: bytes) -> Parsed:
     if not pages:
         raise UnreadableFileError("corrupt PDF (no pages found)")
 
-    headings = outline_headings(reader)
-    sections: list[Section] = []
+    texts: dict[int, str] = {}
+    fragments: dict[int, list[Fragment]] = {}
     failed: list[int] = []
     first_error: BaseException | None = None
     for number, page in enumerate(pages, start=1):
         try:
-            text = clean_text(_page_text(page).translate(_LIGATURES))
+            fragments[number] = []
+            text = clean_text(_page_text(page, fragments[number]).translate(_LIGATURES))
         except Exception as exc:  # noqa: BLE001 - one bad page must not lose the others
             failed.append(number)
             first_error = first_error or exc
             continue
         if text:
-            sections.append(Section(text=text, page=number, heading=headings.get(number, ())))
+            texts[number] = text
+    outline = outline_headings(reader)
+    if outline:
+        sections = [Section(text=t, page=n, heading=outline.get(n, ())) for n, t in texts.items()]
+    else:  # no bookmarks: lines set larger than the body text head what follows them
+        sections = split_at_headings(texts, font_headings(fragments))
 
     if not sections:
         if first_error is not None:

@@ -39,7 +39,7 @@ EXPECTED: dict[str, tuple[int, list[int | None], list[str]]] = {
     "handbook-1p.docx": (1, [None], ["The United States Trustee appoints and supervises standing trustees"]),
     "layout-parser-paper-with-table.pdf": (1, [1], ["Current layout detection models in the LayoutParser model zoo"]),
     "multi-column-2p.pdf": (2, [1, 2], ["Dense Passage Retrieval for Open-Domain Question Answering"]),
-    "nics-background-checks-2015-11.pdf": (1, [1], ["State / Territory"]),
+    "nics-background-checks-2015-11.pdf": (2, [1, 1], ["State / Territory"]),  # cut at its large title
     "norwich-city.txt": (1, [None], ["Iwan Wyn Roberts", "1986–1990 Watford"]),
     "scotus-transcript-p1.pdf": (1, [1], ["IN THE SUPREME COURT OF THE UNITED STATES"]),
     "senate-expenditures.pdf": (1, [1], ["PAYEE NAME"]),
@@ -197,3 +197,14 @@ def test_a_pdf_outline_gives_its_pages_headings(files: dict[str, SourceFile], tm
     assert headings[10] == ("Regulatory analyses",) and headings[15] == ("Regulatory analyses",)
     plain = load_document(files["federal-register-2020-17221.pdf"])
     assert all(s.heading == () for s in plain.sections)  # no outline: no headings, as before
+
+
+def test_a_pdf_without_an_outline_is_headed_by_its_larger_lines(files: dict[str, SourceFile]) -> None:
+    nics = load_document(files["nics-background-checks-2015-11.pdf"])
+    assert [s.heading for s in nics.sections] == [(), ("NICS Firearm Background Checks",)]
+    assert nics.sections[1].text.startswith("NICS Firearm Background Checks")  # the line stays in the text
+    paper = load_document(files["multi-column-2p.pdf"])
+    assert {s.heading for s in paper.sections} == {("Dense Passage Retrieval for Open-Domain Question Answering",)}
+    # A running header at a larger size is no heading: the register's page headers are not.
+    register = load_document(files["federal-register-2020-17221.pdf"])
+    assert not any("Federal Register" in " ".join(s.heading) for s in register.sections)
