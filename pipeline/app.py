@@ -26,7 +26,6 @@ from pipeline.retrieval import HybridRetriever, Mode, rerank_head
 from pipeline.stages.bm25 import TOKENIZER_VERSION, TOKENIZERS
 from pipeline.stages.prompt import Prompt, build_prompt
 from pipeline.stores import CHUNK_IDS, IndexMeta, Store, open_store, roots
-from pipeline.stores.base import is_under
 from pipeline.stores.folder import check_space
 from pipeline.stores.schema import PAYLOAD_FIELDS
 from pipeline.sync import Progress, Splitter, SyncReport, sync_documents, sync_folder
@@ -130,24 +129,7 @@ class Ragline:
     def remove(self, target: str) -> list[str]:
         """Remove from the index a root (by label or folder), or a file or folder under one; returns the
         sources removed, as ``label/path``. The files themselves are not touched."""
-        store = self._writable_store()
-        everything = store.documents()
-        known = roots.known(store.roots(), {s.root for s in everything.values()})
-        root, prefix = roots.locate(target, known, must_exist=True)
-        assert root is not None
-        gone = sorted(
-            (s for s in everything.values() if s.root == root.uri and (not prefix or is_under(s.source, prefix))),
-            key=lambda s: s.source,
-        )
-        if not gone:
-            raise RaglineError(f"the index holds nothing under {target!r} ({root.label}/{prefix})")
-        for state in gone:
-            store.delete_document(state.document_id)
-        store.flush()
-        store.optimize()
-        if not prefix or len(gone) == sum(1 for s in everything.values() if s.root == root.uri):
-            store.save_roots(roots.to_record({u: r for u, r in known.items() if u != root.uri}))
-        return [f"{root.label}/{s.source}" for s in gone]
+        return lifecycle.remove_source(self._writable_store(), target)
 
     def _roots(self) -> dict[str, roots.Root]:
         """The roots the index records; in an index from before they were recorded, those its points name."""
@@ -165,20 +147,7 @@ class Ragline:
 
     def sources(self) -> list[dict[str, Any]]:
         """The folders the index holds: label, folder, documents, chunks, last sync, whether the folder is there."""
-        store = self.store(check_model=False)
-        everything = store.documents()
-        known = roots.known(store.roots(), {s.root for s in everything.values()})
-        return [
-            {
-                "label": r.label,
-                "folder": r.folder or r.uri,
-                "documents": sum(1 for s in everything.values() if s.root == uri),
-                "chunks": sum(s.points for s in everything.values() if s.root == uri),
-                "last_sync": r.last_sync,
-                "present": r.present,
-            }
-            for uri, r in sorted(known.items(), key=lambda item: item[1].label)
-        ]
+        return lifecycle.held_sources(self.store(check_model=False))
 
     def ingest_documents(
         self,

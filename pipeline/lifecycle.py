@@ -1,4 +1,5 @@
-"""Whole-index operations: move an index to another store, re-embed it with another model, swap it in.
+"""Whole-index operations: move an index to another store, re-embed it with another model, swap it in; list
+and remove the folders (roots) it holds.
 
 A move copies every chunk point as it is stored (its dense and BM25 vectors and its payload); BM25 IDF is
 computed by the engine at query time over the points it holds, so the copy answers queries exactly as the
@@ -14,12 +15,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import astuple, dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import AppConfig, QdrantConfig
 from pipeline.errors import ConfigError, RaglineError
 from pipeline.models.protocols import Embedder
 from pipeline.stages.chunking import chunk_id, indexed_text
-from pipeline.stores.base import CHUNK_IDS, Store, StoredPoint
+from pipeline.stores import roots
+from pipeline.stores.base import CHUNK_IDS, Store, StoredPoint, is_under
 from pipeline.stores.schema import chunk_from_payload
 
 COPY_BATCH = 256
@@ -170,3 +173,40 @@ def swap_folder(folder: Path, fresh: Path) -> None:
     folder.rename(retired)
     fresh.rename(folder)
     shutil.rmtree(retired)
+
+
+def remove_source(store: Store, target: str) -> list[str]:
+    """Delete the documents of a root (by label or folder), or of a file or folder under one, and drop a root
+    left with none from the record; returns what went, as ``label/path``."""
+    everything = store.documents()
+    known = roots.known(store.roots(), {s.root for s in everything.values()})
+    root, prefix = roots.locate(target, known, must_exist=True)
+    assert root is not None
+    held = [s for s in everything.values() if s.root == root.uri]
+    gone = sorted((s for s in held if not prefix or is_under(s.source, prefix)), key=lambda s: s.source)
+    if not gone:
+        raise RaglineError(f"the index holds nothing under {target!r} ({root.label}/{prefix})")
+    for state in gone:
+        store.delete_document(state.document_id)
+    store.flush()
+    store.optimize()
+    if len(gone) == len(held):
+        store.save_roots(roots.to_record({u: r for u, r in known.items() if u != root.uri}))
+    return [f"{root.label}/{s.source}" for s in gone]
+
+
+def held_sources(store: Store) -> list[dict[str, Any]]:
+    """Each root: its label, folder, documents, chunks, last sync, and whether its folder is there now."""
+    everything = store.documents()
+    known = roots.known(store.roots(), {s.root for s in everything.values()})
+    return [
+        {
+            "label": r.label,
+            "folder": r.folder or r.uri,
+            "documents": sum(1 for s in everything.values() if s.root == uri),
+            "chunks": sum(s.points for s in everything.values() if s.root == uri),
+            "last_sync": r.last_sync,
+            "present": r.present,
+        }
+        for uri, r in sorted(known.items(), key=lambda item: item[1].label)
+    ]
