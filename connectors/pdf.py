@@ -68,8 +68,8 @@ def _page_text(page: Any, fragments: list[Fragment]) -> str:
     return _CELL_GAP.sub("  ", page.extract_text(extraction_mode="layout") or "")
 
 
-def parse(data: bytes) -> Parsed:
-    """Extract each page's text layer with pypdf; ``Section.page`` is 1-based."""
+def _open(data: bytes) -> Any:
+    """The PDF as a pypdf reader, decrypted when it opens with no password."""
     from pypdf import PdfReader
     from pypdf.errors import DependencyError
 
@@ -90,7 +90,12 @@ def parse(data: bytes) -> Parsed:
             ok = False
         if not ok:
             raise UnreadableFileError("encrypted PDF: a password is required")
+    return reader
 
+
+def parse(data: bytes) -> Parsed:
+    """Extract each page's text layer with pypdf; ``Section.page`` is 1-based."""
+    reader = _open(data)
     try:
         pages = list(reader.pages)
     except Exception as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors import worker_main
+from connectors.formats import SUPPORTED_EXTENSIONS
 from pipeline import lifecycle
 from pipeline.config import TUNABLE, AppConfig, Fusion, RetrievalConfig, config_to_dict, load_config
 from pipeline.errors import IndexUnavailableError, ModelUnavailableError, RaglineError
@@ -30,6 +31,9 @@ from pipeline.stores.folder import check_space
 from pipeline.stores.schema import PAYLOAD_FIELDS
 from pipeline.sync import Progress, Splitter, SyncReport, sync_documents, sync_folder
 from pipeline.types import Document, ScoredChunk
+
+READABLE_TYPES = frozenset(ext.lstrip(".") for ext in SUPPORTED_EXTENSIONS)
+"""File types ragline reads by name: ``--type`` may ask for one the index holds no file of (an empty answer)."""
 
 __all__ = ["Answer", "Moved", "Prompt", "Ragline", "SearchResponse", "SyncReport"]
 
@@ -225,7 +229,8 @@ class Ragline:
         use_rerank = self.config.rerank.enabled if rerank is None else rerank
         depth = max(top_k, self.config.rerank.candidates) if use_rerank else top_k
         if where is not None:
-            check_filter(where, self.store().file_types() if where.file_types else (), PAYLOAD_FIELDS)
+            held = self.store().file_types() if where.file_types else ()
+            check_filter(where, held, READABLE_TYPES, PAYLOAD_FIELDS)
         known = roots.known(self.store().roots())
         where = _scoped(where, known)
         retrieved = self.retriever.retrieve(query, top_k=depth, where=where, fusion=fusion, mode=mode)

@@ -112,21 +112,27 @@ def normal_types(file_types: Iterable[str]) -> tuple[str, ...]:
     return tuple(t.strip().lower().lstrip(".") for item in file_types for t in item.split(",") if t.strip())
 
 
-def check_filter(where: SearchFilter, file_types: Iterable[str], fields: Iterable[str]) -> None:
-    """A type the index holds no file of, or a field no chunk can have, is a mistake, not an empty answer: name
-    it, and the choices (``file_types``: those in the index; ``fields``: the payload's)."""
+def check_filter(
+    where: SearchFilter, held_types: Iterable[str], readable_types: Iterable[str], fields: Iterable[str]
+) -> None:
+    """A type that is no file type, or a field no chunk can have, is a mistake, not an empty answer: name it,
+    and the choices. A type is known when the index holds a file of it (``held_types``, listed) or ragline
+    reads it by name (``readable_types``: ``--type pdf`` on an index with no PDF is an empty answer)."""
+    held = sorted(set(held_types))
+    for value in where.file_types:
+        if value not in held and value not in set(readable_types):
+            choices = f"the index holds {', '.join(held)}" if held else "the index holds no file yet"
+            raise RaglineError(f"unknown file type {value!r}: {_near(value, held)}{choices}")
+    names = sorted(set(fields))
+    for key, _ in where.fields:
+        if key not in names and key.split(".")[0] not in names:
+            raise RaglineError(
+                f"unknown filter field {key!r}: {_near(key, names)}the filter fields are {', '.join(names)}"
+            )
+
+
+def _near(value: str, choices: list[str]) -> str:
     import difflib
 
-    types, names = sorted(set(file_types)), sorted(set(fields))
-    for kind, given, valid in (
-        ("file type", where.file_types, types),
-        ("filter field", [k for k, _ in where.fields], names),
-    ):
-        for value in given:
-            if value not in valid and not (kind == "filter field" and value.split(".")[0] in valid):
-                close = difflib.get_close_matches(value, valid, n=2, cutoff=0.5)
-                hint = f"did you mean {' or '.join(close)}? " if close else ""
-                choices = f"the {kind}s are {', '.join(valid)}" if valid else "the index holds no file yet"
-                if kind == "file type" and valid:
-                    choices = f"the index holds {', '.join(valid)}"
-                raise RaglineError(f"unknown {kind} {value!r}: {hint}{choices}")
+    close = difflib.get_close_matches(value, choices, n=2, cutoff=0.5)
+    return f"did you mean {' or '.join(close)}? " if close else ""

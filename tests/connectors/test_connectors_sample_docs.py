@@ -36,7 +36,7 @@ EXPECTED: dict[str, tuple[int, list[int | None], list[str]]] = {
     "fake-text.txt": (1, [None], ["This is a test document to use for unit tests.", "I love fuzzy blankets"]),
     "fake.docx": (1, [None], ["Lorem ipsum dolor sit amet."]),
     "federal-register-2020-17221.pdf": (15, list(range(1, 16)), ["Federal Register"]),
-    "handbook-1p.docx": (1, [None], ["The United States Trustee appoints and supervises standing trustees"]),
+    "handbook-1p.docx": (3, [None] * 3, ["The United States Trustee appoints and supervises standing trustees"]),
     "layout-parser-paper-with-table.pdf": (1, [1], ["Current layout detection models in the LayoutParser model zoo"]),
     "multi-column-2p.pdf": (2, [1, 2], ["Dense Passage Retrieval for Open-Domain Question Answering"]),
     "nics-background-checks-2015-11.pdf": (2, [1, 1], ["State / Territory"]),  # cut at its large title
@@ -182,10 +182,10 @@ def test_a_pdf_outline_gives_its_pages_headings(files: dict[str, SourceFile], tm
     from pypdf import PdfWriter
 
     writer = PdfWriter(clone_from=str(files["federal-register-2020-17221.pdf"].path))
-    rules = writer.add_outline_item("Proposed rules", 1)
-    writer.add_outline_item("Summary", 1, parent=rules)
-    writer.add_outline_item("Background", 4, parent=rules)
-    writer.add_outline_item("Regulatory analyses", 9)
+    rules = writer.add_outline_item(title="Proposed rules", page_number=1)
+    writer.add_outline_item(title="Summary", page_number=1, parent=rules)
+    writer.add_outline_item(title="Background", page_number=4, parent=rules)
+    writer.add_outline_item(title="Regulatory analyses", page_number=9)
     path = tmp_path / "with-outline.pdf"
     with path.open("wb") as out:
         writer.write(out)
@@ -208,3 +208,13 @@ def test_a_pdf_without_an_outline_is_headed_by_its_larger_lines(files: dict[str,
     # A running header at a larger size is no heading: the register's page headers are not.
     register = load_document(files["federal-register-2020-17221.pdf"])
     assert not any("Federal Register" in " ".join(s.heading) for s in register.sections)
+
+
+def test_a_docx_without_heading_styles_is_headed_by_its_capital_lines(files: dict[str, SourceFile]) -> None:
+    handbook = load_document(files["handbook-1p.docx"])
+    assert [s.heading for s in handbook.sections] == [
+        ("A. PURPOSE",),
+        ("B. ROLE OF THE UNITED STATES TRUSTEE",),
+        ("C. STATUTORY DUTIES OF A STANDING TRUSTEE",),
+    ]
+    assert load_document(files["fake.docx"]).sections[0].heading == ()  # one plain paragraph: no heading

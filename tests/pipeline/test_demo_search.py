@@ -184,6 +184,7 @@ def test_filter_mistakes_are_named_with_the_choices(demo_app: Ragline) -> None:
     assert {r.chunk.metadata["ext"] for r in both.results} == {"pdf", "md"}
     with pytest.raises(RaglineError, match=r"unknown file type 'xyz': the index holds html, md, pdf, txt$"):
         demo_app.search("descale", where=parse_filter(file_types=["xyz"]))
+    assert demo_app.search("descale", where=parse_filter(file_types=["docx"])).results == []  # a type, none here
     with pytest.raises(RaglineError, match=r"unknown file type 'mdx': did you mean md\? the index holds html"):
         demo_app.search("descale", where=parse_filter(file_types=["pdf", ".MDX"]))
     with pytest.raises(RaglineError, match="unknown filter field .page.: did you mean page_end or page_start"):
