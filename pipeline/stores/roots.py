@@ -30,8 +30,8 @@ class Root:
 
     @property
     def present(self) -> bool:
-        """Whether its folder is there now (an unmounted share, a moved or deleted folder: not)."""
-        return self.folder is not None and Path(self.folder).is_dir()
+        """Whether its folder (or corpus file) is there now (a moved or deleted folder: not)."""
+        return self.folder is not None and Path(self.folder).exists()
 
 
 def folder_of(uri: str) -> str | None:
