@@ -71,6 +71,7 @@ class Ragline:
         self.reranker = CrossEncoderReranker(self.config.rerank)
         self._store: Store | None = None
         self._retriever: HybridRetriever | None = None
+        self._labels: dict[str, roots.Root] | None = None  # the roots' record, read once per sync, not per search
         self._opening = threading.RLock()  # the HTTP API opens the index from worker threads
 
     @property
@@ -103,6 +104,7 @@ class Ragline:
             self._store.close()
             self._store = None
             self._retriever = None
+            self._labels = None
 
     def __enter__(self) -> Ragline:
         return self
@@ -127,13 +129,24 @@ class Ragline:
             folder = Path(holder.folder) if holder and holder.folder else target.resolve().parent
             only = target.resolve().relative_to(folder.resolve()).as_posix()
         report = sync_folder(folder, store, self.embedder, self.config, progress, allow_empty, only)
+        self._labels = None
         store.save_config(config_to_dict(self.config))
         return report
 
     def remove(self, target: str) -> list[str]:
         """Remove from the index a root (by label or folder), or a file or folder under one; returns the
         sources removed, as ``label/path``. The files themselves are not touched."""
-        return lifecycle.remove_source(self._writable_store(), target)
+        removed = lifecycle.remove_source(self._writable_store(), target)
+        self._labels = None
+        return removed
+
+    def _recorded_roots(self) -> dict[str, roots.Root]:
+        """The roots' record, as the last sync or remove in this process left it (like the tuned settings, a
+        sync by another process shows once this one syncs or calls :meth:`forget_retriever`)."""
+        with self._opening:
+            if self._labels is None:
+                self._labels = roots.known(self.store().roots())
+            return self._labels
 
     def _roots(self) -> dict[str, roots.Root]:
         """The roots the index records; in an index from before they were recorded, those its points name."""
@@ -163,6 +176,7 @@ class Ragline:
         """Sync already-parsed documents as one collection named ``root_uri``."""
         store = self._writable_store()
         report = sync_documents(documents, root_uri, store, self.embedder, self.config, split, progress)
+        self._labels = None
         store.save_config(config_to_dict(self.config))
         return report
 
@@ -207,6 +221,7 @@ class Ragline:
         """The next search builds its retriever again (after ``tune`` saved new settings)."""
         with self._opening:
             self._retriever = None
+            self._labels = None
 
     def warm_up(self) -> None:
         """Load the embedder and open the index now, so that the first request is not the slow one."""
@@ -231,7 +246,7 @@ class Ragline:
         if where is not None:
             held = self.store().file_types() if where.file_types else ()
             check_filter(where, held, READABLE_TYPES, PAYLOAD_FIELDS)
-        known = roots.known(self.store().roots())
+        known = self._recorded_roots()
         where = _scoped(where, known)
         retrieved = self.retriever.retrieve(query, top_k=depth, where=where, fusion=fusion, mode=mode)
         timings = dict(retrieved.timings_ms)
