@@ -23,11 +23,12 @@ from pipeline.filters import SearchFilter, check_filter
 from pipeline.lifecycle import Moved
 from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.models.reranker import CrossEncoderReranker
+from pipeline.models.weights import canonical_model_name
 from pipeline.retrieval import HybridRetriever, Mode, rerank_head
 from pipeline.stages.bm25 import TOKENIZER_VERSION, TOKENIZERS
 from pipeline.stages.prompt import Prompt, build_prompt
 from pipeline.stores import CHUNK_IDS, IndexMeta, Store, open_store, roots
-from pipeline.stores.folder import check_space
+from pipeline.stores.folder import ADAPTED_FILE, check_space, read_json
 from pipeline.stores.schema import PAYLOAD_FIELDS
 from pipeline.sync import Progress, Splitter, SyncReport, sync_documents, sync_folder
 from pipeline.types import Document, ScoredChunk
@@ -64,7 +65,7 @@ class Ragline:
 
     def __init__(self, config: AppConfig | None = None, embedder: SentenceTransformerEmbedder | None = None) -> None:
         worker_main.stop_if_rerun()  # a parser worker re-running an unguarded script goes back to parsing here
-        self.config = config or load_config()
+        self.config = adapted_config(config or load_config())
         # The models' ONNX exports (fp32 and onnx-int8) go to the user cache, ~/.cache/ragline/onnx, keyed by the
         # weights and the quantisation recipe: every index on this machine shares one export of a model.
         self.embedder = embedder or SentenceTransformerEmbedder(self.config.embedding)
@@ -311,11 +312,39 @@ class Ragline:
         """Copy the embedded index into an empty collection on a Qdrant server, without re-embedding."""
         return lifecycle.migrate_to_server(self.config, url, collection, progress)
 
+    def adaptation(self) -> dict[str, Any] | None:
+        """What ``ragline adapt`` recorded in the embedded index (None: never adapted, or a server)."""
+        return None if self.config.qdrant.enabled else read_json(self.index_path / ADAPTED_FILE)
+
+    def swap_in(self, fresh: Path, model: str) -> None:
+        """Put the complete index folder ``fresh`` (embedded with ``model``) in place of this one, and search it
+        with that model from now on; searches wait for the swap, and none sees half of it."""
+        with self._opening:
+            self.close()
+            lifecycle.swap_folder(self.index_path, fresh)
+            self.config = self.config.model_copy(
+                update={"embedding": self.config.embedding.model_copy(update={"model": model})}
+            )
+            self.embedder = SentenceTransformerEmbedder(self.config.embedding)
+
     def reindex(self, embedder: str, progress: bool = False) -> Moved:
         """Re-embed the embedded index's stored chunks with another embedder (no file is parsed again)."""
         self.close()  # the index is re-opened, and replaced, by the operation
         model = SentenceTransformerEmbedder(self.config.embedding.model_copy(update={"model": embedder}))
         return lifecycle.reindex(self.config, model, progress)
+
+
+def adapted_config(config: AppConfig) -> AppConfig:
+    """``config``, with the embedder ``ragline adapt`` fitted to its embedded index when the config names no
+    embedder, or names the one the index was adapted from."""
+    if config.qdrant.enabled:
+        return config
+    record = read_json(Path(config.index.path).expanduser() / ADAPTED_FILE) or {}
+    model, base = record.get("model"), record.get("base_model")
+    named = canonical_model_name(config.embedding.model) if "model" in config.embedding.model_fields_set else None
+    if not isinstance(model, str) or named not in (None, base, model):
+        return config
+    return config.model_copy(update={"embedding": config.embedding.model_copy(update={"model": model})})
 
 
 def _scoped(where: SearchFilter | None, known: dict[str, roots.Root]) -> SearchFilter | None:

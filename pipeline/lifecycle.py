@@ -156,18 +156,53 @@ def reindex(config: AppConfig, embedder: Embedder, progress: bool = False) -> Mo
         raise ConfigError("reindex works on the embedded index; for a Qdrant server, ingest into a new collection")
     started = time.perf_counter()
     folder = Path(config.index.path).expanduser().resolve()
-    fresh = folder.with_name(folder.name + ".reindex")
-    shutil.rmtree(fresh, ignore_errors=True)
     with EdgeStore.open(folder) as source:
-        meta = dataclasses.replace(source.meta, model=embedder.name, dimension=embedder.dimension, chunk_ids=CHUNK_IDS)
-        with EdgeStore.open(fresh, meta) as target:
-            points = reembed(source, target, embedder, progress=progress)
+        fresh, points = reembedded_copy(source, folder, embedder, progress)
     swap_folder(folder, fresh)
     return Moved(points, str(folder), str(folder), time.perf_counter() - started, embedder.name)
 
 
+def reembedded_copy(
+    source: Store, folder: Path, embedder: Embedder, progress: bool = False, extra: dict[str, Any] | None = None
+) -> tuple[Path, int]:
+    """``source`` (the open index in ``folder``) re-embedded into ``folder.reindex``, closed and complete, with
+    ``extra`` files (name -> JSON) written into it; ``source`` keeps answering searches meanwhile. Returns the
+    new folder and the points written. Settings ``ragline tune`` chose are not copied: they were fitted to the
+    old vectors."""
+    from pipeline.stores.edge import EdgeStore
+    from pipeline.stores.folder import write_json_atomic
+
+    fresh = folder.with_name(folder.name + ".reindex")
+    shutil.rmtree(fresh, ignore_errors=True)  # what a killed run left
+    meta = dataclasses.replace(source.meta, model=embedder.name, dimension=embedder.dimension, chunk_ids=CHUNK_IDS)
+    with EdgeStore.open(fresh, meta) as target:
+        points = reembed(source, target, embedder, progress=progress)
+        target.save_roots(source.roots())
+    for name, data in (extra or {}).items():
+        write_json_atomic(fresh / name, data)
+    return fresh, points
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders in one step (Linux ``renameat2`` with ``RENAME_EXCHANGE``); False where unsupported."""
+    import ctypes
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_cwd, rename_exchange = -100, 2
+    return renameat2(at_cwd, os.fsencode(str(a)), at_cwd, os.fsencode(str(b)), rename_exchange) == 0
+
+
 def swap_folder(folder: Path, fresh: Path) -> None:
-    """Put the complete, closed index ``fresh`` in place of ``folder``; the old one stays until then."""
+    """Put the complete, closed index ``fresh`` in place of ``folder``. Where the system can exchange the two
+    folders in one step, a process killed at any point leaves one whole index at ``folder``, old or new;
+    elsewhere the old one is renamed away first and stays until the new one is in place."""
+    if _exchange(fresh, folder):
+        shutil.rmtree(fresh)  # it holds the old index now
+        return
     retired = folder.with_name(folder.name + ".old")
     shutil.rmtree(retired, ignore_errors=True)
     folder.rename(retired)

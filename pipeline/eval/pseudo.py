@@ -59,14 +59,14 @@ class CutScores:
     sparse: float | None
 
 
-def _is_prose(text: str, low: int, high: int) -> bool:
+def is_prose(text: str, low: int, high: int) -> bool:
     words = _WORD.findall(text)
     letters = sum(c.isalpha() for c in text)
     return low <= len(words) <= high and letters >= 0.7 * len(text.replace(" ", ""))
 
 
-def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE.split(text) if _is_prose(s, 8, 30)]
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(text) if is_prose(s, 8, 30)]
 
 
 def pseudo_questions(chunks: Iterable[Chunk], count: int, seed: int = 0) -> list[PseudoQuestion]:
@@ -99,7 +99,7 @@ def _heading_questions(by_document: dict[str, list[Chunk]]) -> list[PseudoQuesti
     for document, its in by_document.items():
         for c in its:
             for h in (*c.heading, str(c.metadata.get("title") or "")):
-                if _is_prose(h, 2, 12):
+                if is_prose(h, 2, 12):
                     headings.setdefault(h.strip().lower(), set()).add(document)
     return [
         PseudoQuestion(text, "heading", next(iter(documents)))
@@ -113,8 +113,8 @@ def _hidden_questions(document: str, its: list[Chunk], rng: random.Random) -> li
     window that holds it (the overlapping neighbours may), so none matches it word for word."""
     questions = []
     for c in its:
-        if sentences := _sentences(c.text):
-            sentence = rng.choice(sentences)
+        if found := sentences(c.text):
+            sentence = rng.choice(found)
             holding = tuple(o.id for o in its if abs(o.ordinal - c.ordinal) <= 1 and sentence in o.text)
             if len(holding) < len(its):
                 questions.append(PseudoQuestion(sentence, "sentence", document, holding))
@@ -123,9 +123,9 @@ def _hidden_questions(document: str, its: list[Chunk], rng: random.Random) -> li
 
 def _cut_question(document: str, chunk: Chunk, rng: random.Random) -> list[PseudoQuestion]:
     """A sentence cut out of a document's only window, if enough of the window is left to find it by."""
-    if not (sentences := _sentences(chunk.text)):
+    if not (found := sentences(chunk.text)):
         return []
-    sentence = rng.choice(sentences)
+    sentence = rng.choice(found)
     if len(_WORD.findall(chunk.text.replace(sentence, "", 1))) < MIN_REST_WORDS:
         return []
     return [PseudoQuestion(sentence, "sentence", document, (chunk.id,), cut_from=chunk.id)]

@@ -282,6 +282,43 @@ def ask(app: Any, question: str, as_json: bool, budget: int | None, **kwargs: An
 
 @main.command()
 @click.option(
+    "--budget-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Wall-clock time for mining and training (re-embedding the index comes after).",
+)
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder for the adapted model.")
+@click.option(
+    "--queries", type=click.Path(exists=True, dir_okay=False), default=None, help="Real questions to validate on."
+)
+@click.option("--continue", "resume", is_flag=True, help="Start from the index's adapted model, not its base.")
+@click.option("--epochs", type=click.IntRange(1, 100), default=None, help="Passes over the pairs (default 1).")
+@click.option("--patience", type=click.IntRange(1, 100), default=None, help="Checks with no gain before stopping.")
+@click.option("--batch-size", type=click.IntRange(2, 4096), default=None)
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--max-length", "max_seq_length", type=click.IntRange(16, 8192), default=None, help="Tokens per input.")
+@click.option("--seed", type=int, default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def adapt(app: Any, out: str | None, queries: str | None, as_json: bool, **options: Any) -> None:
+    """Fit the embedder to this index's own documents with no labels, and re-embed the index with it.
+
+    Trains on pairs the stored chunks hold (a heading or title and its section; a sentence and the rest of
+    its window), each with a hard negative the index's hybrid search finds in another document, within the
+    time budget. The adapted model is kept only if it beats the base model on pairs of documents held out
+    (and on --queries, a TSV in the format of eval --folder); then the index is re-embedded into a new folder
+    that replaces it whole, and search uses the adapted model unless the config names another embedder.
+    """
+    from pipeline.training.adapt import AdaptSettings
+    from pipeline.training.adapt import adapt as adapt_index
+
+    report = adapt_index(app, _settings(AdaptSettings, **options), out, queries, _progress_enabled())
+    click.echo(json.dumps(report.as_dict()) if as_json else render.render_adapt(report.as_dict()))
+
+
+@main.command()
+@click.option(
     "--questions", type=click.IntRange(20, 5000), default=300, show_default=True, help="Pseudo-questions to ask."
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Which chunks the questions are drawn from.")

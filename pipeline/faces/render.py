@@ -403,3 +403,25 @@ def render_tune(tuning: dict[str, Any]) -> str:
             f"  the current settings hold (the best gains {tuning['gain']:.3f} < {tuning['min_gain']}): kept none"
         )
     return "\n".join(lines)
+
+
+def render_adapt(report: dict[str, Any]) -> str:
+    """What ``ragline adapt`` trained on, how validation moved, and which model the index uses now."""
+    pairs = ", ".join(f"{n} {kind}" for kind, n in sorted(report["pairs"].items()))
+    lines = [
+        f"mined {pairs} pairs; trained on {report['train_pairs']}, validated on {report['validation_pairs']}"
+        + (f" and {report['real_questions']} real questions" if report["real_questions"] else "")
+        + f"; {report['steps']} steps in {report['seconds']:.0f}s",
+    ]
+    checks = report["validation"]
+    if checks:
+        first, best = checks[0], max(checks, key=lambda c: c["score"])
+        names = [k for k in first if k not in ("step", "score")]
+        lines.append("  validation " + ", ".join(f"{k} {first[k]:.3f} -> {best[k]:.3f}" for k in names))
+    if report["adapted"]:
+        lines.append(
+            f"  re-embedded {report['points']} chunks in {report['reembed_seconds']:.0f}s: "
+            f"the index now uses {report['model']}"
+        )
+    lines += [f"  {note}" for note in report["notes"]]
+    return "\n".join(lines)

@@ -6,6 +6,7 @@ Layout of an index folder::
     config.json  the config the index was last synced with
     tuned.json   the ranking settings ``ragline tune`` chose for it, with its report
     roots.json   the folders synced into it: label, path, last sync
+    adapted.json the embedder ``ragline adapt`` fitted to it, from which base model, on which pairs
     shard/       the Qdrant Edge shard (dense "dense" + sparse "bm25" with IDF)
     lock         held (flock) by the process that has the index open
 """
@@ -33,6 +34,7 @@ META_FILE = "meta.json"
 CONFIG_FILE = "config.json"
 TUNING_FILE = "tuned.json"
 ROOTS_FILE = "roots.json"
+ADAPTED_FILE = "adapted.json"
 
 
 class FolderLock:

@@ -93,8 +93,13 @@ def train_embedder(
     validation: dict[str, str],
     settings: EmbedderTraining,
     progress: bool = False,
+    validate: Callable[[Callable[[list[str]], np.ndarray]], float] | None = None,
+    deadline: float | None = None,
 ) -> TrainingReport:
-    """Fine-tune ``base_model`` (a sentence-transformers folder) and save the best checkpoint to ``out``."""
+    """Fine-tune ``base_model`` (a sentence-transformers folder) and save the best checkpoint to ``out``.
+
+    ``validate`` scores the model (given its encode function) instead of the dense nDCG@10 of the validation
+    queries over ``validation``; ``deadline`` stops the training in time (see ``optimise``)."""
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
@@ -116,7 +121,7 @@ def train_embedder(
     report = new_report("embedder", base_model, data.dataset, folder, recipe, len(examples), len(val_queries))
 
     def check(step: int) -> None:
-        score = dense_ndcg(encode, val_queries, validation, data.dataset.qrels)
+        score = validate(encode) if validate else dense_ndcg(encode, val_queries, validation, data.dataset.qrels)
         if report.improved({"step": step, "epoch": round(step / per_epoch, 3), "ndcg@10": score}):
             model.save(str(folder), create_model_card=False)
 
@@ -132,7 +137,7 @@ def train_embedder(
         return _batches(examples, settings.batch_size, rng)
 
     schedule = Schedule.of(settings)
-    optimise(model.parameters(), epoch, batch_loss, check, schedule, report, progress, "training embedder")
+    optimise(model.parameters(), epoch, batch_loss, check, schedule, report, progress, "training embedder", deadline)
     report.seconds = time.perf_counter() - started
     if report.best["step"] == 0:
         report.notes.append("no step beat the base model on validation: the saved model is the base model")

@@ -88,10 +88,12 @@ def optimise(
     report: TrainingReport,
     progress: bool,
     desc: str,
+    deadline: float | None = None,
 ) -> None:
     """AdamW with linear warm-up and decay, gradient clipping at 1.0, a validation ``check``
     ``evaluations_per_epoch`` times an epoch and after the last step, and early stopping once
-    ``patience`` checks in a row brought no gain. ``epochs()`` gives one epoch's batches."""
+    ``patience`` checks in a row brought no gain. ``epochs()`` gives one epoch's batches. Past ``deadline``
+    (a ``time.perf_counter()`` value) it checks once more and stops: a budget is kept, not overrun."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -122,13 +124,13 @@ def optimise(
             optimizer.zero_grad()
             step += 1
             report.losses.append(round(float(loss.item()), 5))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            if step % every == 0 or step == total:
+            _tick(bar, float(loss.item()))
+            late = deadline is not None and time.perf_counter() >= deadline
+            if step % every == 0 or step == total or late:
                 check(step)
-                if stalled():
-                    report.notes.append(f"early stop at step {step}: no validation gain for {schedule.patience} checks")
+                stop = "the time budget was spent" if late else "no validation gain" if stalled() else ""
+                if stop:
+                    report.notes.append(f"stopped at step {step} of {total}: {stop}")
                     break
         else:
             continue
@@ -136,6 +138,12 @@ def optimise(
     if bar is not None:
         bar.close()
     report.steps = step
+
+
+def _tick(bar: Any, loss: float) -> None:
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}")
 
 
 def write_card(out: Path, report: TrainingReport, title: str) -> None:
