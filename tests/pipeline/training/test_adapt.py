@@ -16,25 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from pipeline.app import Ragline
 from pipeline.config import load_config
-from pipeline.faces.cli import main
 from pipeline.lifecycle import swap_folder
 from pipeline.retrieval import HybridRetriever
 from pipeline.stages.chunking import indexed_text
 from pipeline.training.adapt import AdaptSettings, _negatives, adapt
 from pipeline.training.pairs import MAX_OVERLAP, mine_pairs, overlap
 from pipeline.types import Chunk
+from tests.pipeline.training.test_training import _falls as falls
+from tests.pipeline.training.test_training import ragline
 
 REPO = Path(__file__).resolve().parents[3]
 TINY = "[chunking]\nchunk_tokens = 100\noverlap_tokens = 16\n[rerank]\nenabled = false\n"
-
-
-def falls(losses: list[float]) -> bool:
-    third = max(1, len(losses) // 3)
-    return sum(losses[-third:]) / third < sum(losses[:third]) / third
 
 
 FAST = ("--epochs", "3", "--batch-size", "8", "--lr", "5e-5", "--max-length", "128", "--json")
@@ -100,10 +95,6 @@ def tiny(tmp_path: Path, one_layer: Path) -> dict[str, str]:
     config = tmp_path / "tiny.toml"
     config.write_text(f'[embedding]\nmodel = "{one_layer}"\n{TINY}')
     return {"RAGLINE_CONFIG": str(config), "XDG_CACHE_HOME": str(tmp_path / "cache")}
-
-
-def ragline(*args: str, env: dict[str, str]) -> Any:
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 def _app(index: Path, env: dict[str, str], model: str | None = None) -> Ragline:
