@@ -98,21 +98,29 @@ def beir_documents(dataset: BeirDataset, root_uri: str) -> list[Document]:
     return documents
 
 
+WHOLE_DOCUMENT_VERSION = "title-as-context@1"
+
+
 def whole_document(document: Document) -> list[Chunk]:
-    """The BEIR unit: title and text joined by a space, as BEIR and MTEB encode them."""
-    title = document.metadata.get("title", "")
-    text = f"{title} {document.text}".strip()
-    if not text:
+    """The BEIR unit: the title, then the text, as BEIR and MTEB encode them.
+
+    The title travels in the chunk's metadata, so the indexed text is "title\\ntext" (the same words and word
+    pieces as BEIR's "title text") while the chunk itself is the text alone: a citation does not repeat the
+    title, and ``adapt`` can pair the title with the text it names.
+    """
+    title = str(document.metadata.get("title", "")).strip()
+    if not (title or document.text.strip()):
         return []
     return [
         Chunk(
-            id=chunk_id(document.id, 0, text),
+            id=chunk_id(document.id, 0, f"{title}\x00{document.text}"),
             document_id=document.id,
             source=document.source,
-            text=text,
+            text=document.text,
             ordinal=0,
             start=0,
             end=len(document.text),
+            metadata={"title": title} if title else {},
         )
     ]
 
@@ -130,7 +138,7 @@ def index_fingerprint(corpus_file: Path, config: AppConfig, model: str, units: U
     settings = {
         "model": model,
         "units": units,
-        "chunking": config.chunking.model_dump() if units == "chunks" else None,
+        "chunking": config.chunking.model_dump() if units == "chunks" else WHOLE_DOCUMENT_VERSION,
         "bm25": config.bm25.model_dump(),
         "tokenizer": TOKENIZER_VERSION,
         "indexed_text": INDEXED_TEXT_VERSION,

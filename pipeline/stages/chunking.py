@@ -155,9 +155,12 @@ def indexed_text(chunk: Chunk, tokens: TokenCounter, max_tokens: int) -> str:
     A query names what a document is about ("logical replication"), which the title, the file name or a
     section's heading ("Firmware 2.2") often say while the window itself never repeats them. Context is
     dropped from the most general line down where it would push the chunk past the model's input limit;
-    citations show the plain text.
+    citations show the plain text. A chunk too long for the model on its own (a whole corpus entry) keeps all
+    its context: its end is cut whatever is dropped, and its title says more than its last words.
     """
     lines = context_lines(chunk)
+    if tokens.count(chunk.text) > max_tokens:
+        return "\n".join([*lines, chunk.text])
     for start in range(len(lines) + 1):
         text = "\n".join([*lines[start:], chunk.text])
         if start == len(lines) or tokens.count(text) <= max_tokens:

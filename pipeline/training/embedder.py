@@ -60,15 +60,21 @@ def _batches(examples: list[Example], size: int, rng: random.Random) -> list[lis
     return batches
 
 
-def dense_ndcg(
-    encode: Callable[[list[str]], np.ndarray], queries: dict[str, str], corpus: dict[str, str], qrels: Any
-) -> float:
+def dense_run(
+    encode: Callable[[list[str]], np.ndarray], queries: dict[str, str], corpus: dict[str, str]
+) -> dict[str, list[str]]:
+    """Each query's top 100 of ``corpus`` by the model's cosine similarity."""
     doc_ids = list(corpus)
     docs = encode([corpus[d] for d in doc_ids])
     query_ids = list(queries)
     scores = encode([queries[q] for q in query_ids]) @ docs.T
-    run = {q: [doc_ids[i] for i in np.argsort(-row)[:100]] for q, row in zip(query_ids, scores, strict=True)}
-    return evaluate_run({q: qrels[q] for q in query_ids}, run)["ndcg@10"]
+    return {q: [doc_ids[i] for i in np.argsort(-row)[:100]] for q, row in zip(query_ids, scores, strict=True)}
+
+
+def dense_ndcg(
+    encode: Callable[[list[str]], np.ndarray], queries: dict[str, str], corpus: dict[str, str], qrels: Any
+) -> float:
+    return evaluate_run({q: qrels[q] for q in queries}, dense_run(encode, queries, corpus))["ndcg@10"]
 
 
 def _examples(data: TrainingData, negatives: dict[str, list[str]], hard_negatives: int) -> list[Example]:
@@ -107,13 +113,17 @@ def train_embedder(
     started, folder, rng = seeded_start(out, settings.seed)
     examples = _examples(data, negatives, settings.hard_negatives)
     model = SentenceTransformer(base_model, device="cpu", local_files_only=True)
-    model.max_seq_length = min(settings.max_seq_length, model.max_seq_length or settings.max_seq_length)
+    # Trained on short inputs (for speed), but encoded, validated and saved at the base model's length: the
+    # length a model is saved with is the one every later ingest truncates to.
+    serving = int(model.max_seq_length or settings.max_seq_length)
+    training_length = min(settings.max_seq_length, serving)
     loss = MultipleNegativesRankingLoss(model, scale=1.0 / settings.temperature)
     per_epoch = len(_batches(examples, settings.batch_size, random.Random(settings.seed)))
     val_queries = {q: data.dataset.queries[q] for q in data.validation_queries}
 
     def encode(texts: list[str]) -> np.ndarray:
         model.eval()
+        model.max_seq_length = serving
         with torch.no_grad():
             return np.asarray(model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True))
 
@@ -123,10 +133,12 @@ def train_embedder(
     def check(step: int) -> None:
         score = validate(encode) if validate else dense_ndcg(encode, val_queries, validation, data.dataset.qrels)
         if report.improved({"step": step, "epoch": round(step / per_epoch, 3), "ndcg@10": score}):
+            model.max_seq_length = serving
             model.save(str(folder), create_model_card=False)
 
     def batch_loss(batch: list[Example]) -> Any:
         model.train()
+        model.max_seq_length = training_length
         columns = [[e.query for e in batch], [data.text(e.positive_id) for e in batch]]
         columns += [[data.text(e.negative_ids[n]) for e in batch] for n in range(settings.hard_negatives)]
         return loss([model.preprocess(texts) for texts in columns], torch.zeros(len(batch)))

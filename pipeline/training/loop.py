@@ -129,7 +129,7 @@ def optimise(
             if step % every == 0 or step == total or late:
                 check(step)
                 stop = "the time budget was spent" if late else "no validation gain" if stalled() else ""
-                if stop:
+                if stop and step < total:
                     report.notes.append(f"stopped at step {step} of {total}: {stop}")
                     break
         else:

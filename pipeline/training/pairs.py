@@ -87,8 +87,8 @@ def _heading_pairs(by_document: dict[str, list[tuple[Chunk, str]]]) -> list[Pair
         first: dict[str, Chunk] = {}
         for chunk, _ in its:
             title = str(chunk.metadata.get("title") or "")
-            for name in (chunk.heading[-1] if chunk.heading else "", title):
-                if name.strip() and is_prose(name, 2, 12):
+            for name, longest in ((chunk.heading[-1] if chunk.heading else "", 12), (title, 30)):
+                if name.strip() and is_prose(name, 2, longest):
                     first.setdefault(name.strip(), chunk)
         pairs += [Pair(name, c.text, "heading", c.id, document) for name, c in first.items() if c.text.strip()]
     return pairs

@@ -147,3 +147,17 @@ def test_bad_beir_folder_and_mode_are_one_line_errors(mini_scifact: Path, cache_
     )
     result = ragline("eval", "--beir", str(mini_scifact), "--modes", "bm25,colbert", env=cache_env)
     assert result.exit_code == 1 and "unknown eval mode colbert" in result.stderr
+
+
+def test_a_corpus_entry_is_indexed_as_title_then_text_and_cited_without_its_title(token_counter) -> None:
+    from pipeline.eval.evaluate import whole_document
+    from pipeline.stages.chunking import indexed_text
+    from pipeline.types import Document, Section
+
+    body = "Alterations of the architecture of cerebral white matter in the developing human brain. " * 20
+    entry = Document("d1", "4983", (Section(body),), "hash", {"title": "Microstructural development"})
+    (chunk,) = whole_document(entry)
+    assert chunk.text == body and chunk.metadata["title"] == "Microstructural development"
+    # Too long for the model, yet the title stays first: BEIR's "title text", word for word.
+    assert token_counter.count(body) > 254
+    assert indexed_text(chunk, token_counter, 254).split() == f"Microstructural development {body}".split()

@@ -425,3 +425,5 @@ def test_indexed_text_puts_the_context_first_and_drops_it_from_the_top_when_too_
     kept = indexed_text(tight, token_counter, 250)
     assert kept.startswith("Descaling\n") and token_counter.count(kept) <= 250
     assert indexed_text(tight, token_counter, token_counter.count(long_body)) == long_body
+    # A chunk too long for the model on its own (a whole corpus entry) keeps its context: its end is cut anyway.
+    assert indexed_text(tight, token_counter, 100) == "\n".join([*context_lines(tight), long_body])

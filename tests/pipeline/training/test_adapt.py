@@ -60,6 +60,12 @@ def test_pairs_drop_copies_shared_questions_and_cap_each_document() -> None:
     sentences = [p for p in pairs if p.kind == "sentence"]
     assert sentences and all(p.query not in p.positive for p in sentences)
     assert len({p.positive for p in pairs}) == len(pairs)
+    # A corpus entry's title, longer than a heading, names its abstract.
+    title = "Reduced expression of the receptor in adipose tissue of obese mice lowers fasting insulin levels"
+    abstract = _chunk("e", 0, "We measured glucose tolerance in two cohorts of animals fed for twelve weeks. " * 3)
+    entry = Chunk(**{**abstract.__dict__, "metadata": {"title": title}})
+    (paired,) = [p for p in mine_pairs([(entry, f"{title}\n{entry.text}")]) if p.kind == "heading"]
+    assert paired.query == title and paired.positive == entry.text
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +116,9 @@ def _search(index: Path, env: dict[str, str], query: str = "hybrid search") -> l
     return [r["chunk_id"] for r in json.loads(result.stdout)["results"]]
 
 
-def test_adapt_trains_swaps_and_search_follows(sections: Path, tiny: dict[str, str], tmp_path: Path) -> None:
+def test_adapt_trains_swaps_and_search_follows(
+    sections: Path, tiny: dict[str, str], one_layer: Path, tmp_path: Path
+) -> None:
     index = tmp_path / "index"
     assert ragline("--index", str(index), "ingest", str(sections), env=tiny).exit_code == 0
     base = json.loads(ragline("--index", str(index), "stats", "--json", env=tiny).stdout)["model"]
@@ -121,9 +129,16 @@ def test_adapt_trains_swaps_and_search_follows(sections: Path, tiny: dict[str, s
     assert report["adapted"] and report["model"] == str(out) and report["base_model"] == base
     assert report["pairs"]["heading"] > 0 and report["pairs"]["sentence"] > 0 and falls(report["losses"])
     assert max(c["pseudo_ndcg@10"] for c in report["validation"]) > report["validation"][0]["pseudo_ndcg@10"]
+    # Each kind of pair is scored apart, and the kept checkpoint is worse on none of them.
+    kept = next(c for c in report["validation"] if c["score"] == max(c["score"] for c in report["validation"]))
+    assert all(kept[k] >= report["validation"][0][k] for k in ("heading_ndcg@10", "sentence_ndcg@10"))
     assert report["points"] == json.loads(ragline("--index", str(index), "stats", "--json", env=tiny).stdout)["chunks"]
     assert json.loads((out / "ragline_adapt.json").read_text())["train_pairs"] == report["train_pairs"]
     assert (out / "README.md").exists() and not index.with_name("index.reindex").exists()
+    # Trained on 128 tokens, but saved with the base model's input length, which every later ingest truncates to.
+    from sentence_transformers import SentenceTransformer
+
+    assert SentenceTransformer(str(out)).max_seq_length == SentenceTransformer(str(one_layer)).max_seq_length == 256
     # A new process with the same config searches with the adapted model; the index says so.
     assert json.loads(ragline("--index", str(index), "stats", "--json", env=tiny).stdout)["model"] == str(out)
     assert _search(index, tiny)
