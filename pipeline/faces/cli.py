@@ -293,6 +293,16 @@ def ask(app: Any, question: str, as_json: bool, budget: int | None, **kwargs: An
     "--queries", type=click.Path(exists=True, dir_okay=False), default=None, help="Real questions to validate on."
 )
 @click.option("--continue", "resume", is_flag=True, help="Start from the index's adapted model, not its base.")
+@click.option(
+    "--pairs",
+    "kinds",
+    type=click.Choice(["heading", "sentence"]),
+    multiple=True,
+    help="Pair kinds to train on, repeatable (default: heading; sentence adds inverse-cloze pairs).",
+)
+@click.option(
+    "--hard-negatives", type=click.IntRange(0, 16), default=None, help="Mined negatives per pair (default 0)."
+)
 @click.option("--epochs", type=click.IntRange(1, 100), default=None, help="Passes over the pairs (default 1).")
 @click.option("--patience", type=click.IntRange(1, 100), default=None, help="Checks with no gain before stopping.")
 @click.option("--batch-size", type=click.IntRange(2, 4096), default=None)
@@ -304,15 +314,17 @@ def ask(app: Any, question: str, as_json: bool, budget: int | None, **kwargs: An
 def adapt(app: Any, out: str | None, queries: str | None, as_json: bool, **options: Any) -> None:
     """Fit the embedder to this index's own documents with no labels, and re-embed the index with it.
 
-    Trains on pairs the stored chunks hold (a heading or title and its section; a sentence and the rest of
-    its window), each with a hard negative the index's hybrid search finds in another document, within the
-    time budget. The adapted model is kept only if it beats the base model on pairs of documents held out
-    (and on --queries, a TSV in the format of eval --folder); then the index is re-embedded into a new folder
-    that replaces it whole, and search uses the adapted model unless the config names another embedder.
+    Trains on pairs the stored chunks hold (a heading or title and its section; with --pairs sentence, also
+    a sentence and the rest of its window), optionally each with hard negatives the index's hybrid search
+    finds in other documents, within the time budget. The adapted model is kept only if it beats the base
+    model on pairs of documents held out (and on --queries, a TSV in the format of eval --folder); then the
+    index is re-embedded into a new folder that replaces it whole, and search uses the adapted model unless
+    the config names another embedder.
     """
     from pipeline.training.adapt import AdaptSettings
     from pipeline.training.adapt import adapt as adapt_index
 
+    options["kinds"] = tuple(options["kinds"]) or None
     report = adapt_index(app, _settings(AdaptSettings, **options), out, queries, _progress_enabled())
     click.echo(json.dumps(report.as_dict()) if as_json else render.render_adapt(report.as_dict()))
 

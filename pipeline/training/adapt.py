@@ -35,15 +35,18 @@ from pipeline.stores.folder import ADAPTED_FILE, write_json_atomic
 from pipeline.training.data import TrainingData, empty_output_folder
 from pipeline.training.embedder import EmbedderTraining, dense_run, train_embedder
 from pipeline.training.loop import TrainingReport
-from pipeline.training.pairs import Pair, mine_pairs, words
+from pipeline.training.pairs import Pair, PairKind, mine_pairs, words
 from pipeline.types import Chunk
 
 PAIRS_PER_MINUTE = 200
-"""Training pairs one minute of budget takes on two CPU cores (MiniLM, batch 32, 128 tokens, one hard
-negative: about 9 s a step); more pairs than the budget can train are not mined."""
+"""Training pairs one minute of budget takes on two CPU cores (MiniLM, batch 32, 128 tokens: about 9 s a
+step); more pairs than the budget can train are not used."""
 MINING_DEPTH = 30
 MAX_NEGATIVE_OVERLAP = 0.5
 """A candidate sharing this share of words with the answer is a copy of it, not a negative."""
+VALIDATION_NEGATIVES = 3
+"""Mined negatives per held-out pair, whatever training uses: ranking an answer among its lookalikes is what
+tells a better model from the base one."""
 VALIDATION_EXTRA = 300
 """Random other windows among the validation candidates, to make ranking them hard enough."""
 CHECKS = 4
@@ -59,9 +62,16 @@ class AdaptSettings:
     """Passes over the training pairs: one, since the budget rather than the pairs is what runs out."""
     batch_size: int = 32
     max_seq_length: int = 128
-    learning_rate: float = 3e-5
+    learning_rate: float = 1e-5
+    """Low: the base model already learnt title-to-abstract matching, and 3e-5 unlearnt more than it gained on
+    SciFact (bench/RESULTS.md)."""
     temperature: float = 0.05
-    hard_negatives: int = 1
+    hard_negatives: int = 0
+    """Mined negatives per training pair. None by default: on SciFact, one per pair made the adapted model worse
+    on the test questions while it gained on the pseudo-pairs, the mined "negatives" being often as right."""
+    kinds: tuple[PairKind, ...] = ("heading",)
+    """The pair kinds trained on. Headings and titles only by default: inverse-cloze sentences taught the model
+    to match a sentence to its neighbours, not a question to its answer, and cost SciFact test nDCG."""
     patience: int = 2
     """Checks in a row with no validation gain before training stops."""
     per_document: int = 8
@@ -120,16 +130,20 @@ def adapt(
     store = app.store()
     chunks = [c for page in store.all_chunks() for c in page]
     texts = {c.id: indexed_text(c, app.embedder.tokens, app.embedder.max_tokens) for c in chunks}
-    pairs = mine_pairs(((c, texts[c.id]) for c in chunks), settings.per_document, settings.seed)
+    mined = mine_pairs(((c, texts[c.id]) for c in chunks), settings.per_document, settings.seed)
+    pairs = [pair for pair in mined if pair.kind in settings.kinds]
     train, held = _split(pairs, settings)
     if len(train) < 2 * settings.batch_size or len(held) < 10:
         raise RaglineError(
-            f"the index gives too few training pairs to adapt on: {len(pairs)} from {len(chunks)} chunks "
-            f"({2 * settings.batch_size + 10} needed); the model stays as it is"
+            f"the index gives too few {'/'.join(settings.kinds)} pairs to adapt on: {len(pairs)} from "
+            f"{len(chunks)} chunks, {len(train)} to train and {len(held)} to validate on "
+            f"({2 * settings.batch_size} and 10 needed); the model stays as it is"
         )
     by_id = {c.id: c for c in chunks}
     retriever = HybridRetriever(store, app.embedder, app.retrieval_config, cache_size=0)
-    negatives = _negatives([*train, *held], by_id, texts, retriever, settings.hard_negatives, progress)
+    negatives = _negatives(train, by_id, texts, retriever, settings.hard_negatives, progress)
+    for i, found in _negatives(held, by_id, texts, retriever, VALIDATION_NEGATIVES, progress).items():
+        negatives[len(train) + i] = found
     data = _training_data(train, held, negatives, app.index_path.name)
     kinds: dict[str, str] = {f"q{len(train) + i}": pair.kind for i, pair in enumerate(held)}
     validate, checks = _validation(data, kinds, chunks, texts, real, retriever, settings.seed)
@@ -140,7 +154,7 @@ def adapt(
         base_model=base,
         model=base,
         adapted=False,
-        pairs={kind: sum(p.kind == kind for p in pairs) for kind in ("heading", "sentence")},
+        pairs={kind: sum(p.kind == kind for p in pairs) for kind in settings.kinds},
         train_pairs=len(train),
         validation_pairs=len(held),
         real_questions=len(real),
@@ -216,9 +230,9 @@ def _negatives(
 ) -> dict[int, list[str]]:
     """Per pair (by its place in ``pairs``): hybrid candidates of its question that are not of its own document,
     nor of a copy of it (the same content, or a file of the same name), nor a copy of its answer; as text."""
-    found: dict[int, list[str]] = {}
-    items: Any = list(enumerate(pairs))
-    if progress:
+    found: dict[int, list[str]] = {i: [] for i in range(len(pairs))}
+    items: Any = list(enumerate(pairs)) if count else []
+    if progress and items:
         from tqdm import tqdm
 
         items = tqdm(items, desc="mining negatives", unit="pair", leave=False)

@@ -23,7 +23,7 @@ from pipeline.lifecycle import swap_folder
 from pipeline.retrieval import HybridRetriever
 from pipeline.stages.chunking import indexed_text
 from pipeline.training.adapt import AdaptSettings, _negatives, adapt
-from pipeline.training.pairs import MAX_OVERLAP, mine_pairs, overlap
+from pipeline.training.pairs import MAX_OVERLAP, PairKind, mine_pairs, overlap
 from pipeline.types import Chunk
 from tests.pipeline.training.test_training import _falls as falls
 from tests.pipeline.training.test_training import ragline
@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[3]
 TINY = "[chunking]\nchunk_tokens = 100\noverlap_tokens = 16\n[rerank]\nenabled = false\n"
 
 
+BOTH: tuple[PairKind, ...] = ("heading", "sentence")
 FAST = ("--epochs", "3", "--batch-size", "8", "--lr", "5e-5", "--max-length", "128", "--json")
 
 
@@ -123,7 +124,8 @@ def test_adapt_trains_swaps_and_search_follows(
     assert ragline("--index", str(index), "ingest", str(sections), env=tiny).exit_code == 0
     base = json.loads(ragline("--index", str(index), "stats", "--json", env=tiny).stdout)["model"]
     out = tmp_path / "adapted"
-    result = ragline("--index", str(index), "adapt", "--out", str(out), "--budget-minutes", "5", *FAST, env=tiny)
+    both = ("--pairs", "heading", "--pairs", "sentence", "--hard-negatives", "1")
+    result = ragline("--index", str(index), "adapt", "--out", str(out), "--budget-minutes", "5", *both, *FAST, env=tiny)
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["adapted"] and report["model"] == str(out) and report["base_model"] == base
@@ -143,7 +145,7 @@ def test_adapt_trains_swaps_and_search_follows(
     assert json.loads(ragline("--index", str(index), "stats", "--json", env=tiny).stdout)["model"] == str(out)
     assert _search(index, tiny)
     # A second adapt starts from the base model again, not from the adapted one.
-    again = ragline("--index", str(index), "adapt", "--budget-minutes", "0.05", *FAST, env=tiny)
+    again = ragline("--index", str(index), "adapt", "--budget-minutes", "0.05", *both, *FAST, env=tiny)
     assert again.exit_code == 0, again.stderr
     second = json.loads(again.stdout)
     assert second["base_model"] == base and second["steps"] >= 1
@@ -155,7 +157,12 @@ def test_the_guard_keeps_the_base_model(sections: Path, tiny: dict[str, str], tm
     assert ragline("--index", str(index), "ingest", str(sections), env=tiny).exit_code == 0
     before = _search(index, tiny)
     base = json.loads(ragline("--index", str(index), "stats", "--json", env=tiny).stdout)["model"]
-    args = ("--batch-size", "8", "--lr", "1e-12", "--max-length", "64", "--json")
+    # Too few heading pairs for the default batch: one line saying so, and the index as it was.
+    short = ragline("--index", str(index), "adapt", "--budget-minutes", "1", env=tiny)
+    assert short.exit_code == 1 and "too few heading pairs to adapt on" in short.stderr
+    assert len(short.stderr.strip().splitlines()) == 1 and _search(index, tiny) == before
+    args = ("--pairs", "heading", "--pairs", "sentence", "--batch-size", "8", "--lr", "1e-12", "--max-length", "64")
+    args = (*args, "--json")
     result = ragline(
         "--index", str(index), "adapt", "--out", str(tmp_path / "m"), "--budget-minutes", "1", *args, env=tiny
     )
@@ -185,7 +192,9 @@ def test_searches_answer_during_adapt(sections: Path, tiny: dict[str, str], tmp_
     index = tmp_path / "index"
     assert ragline("--index", str(index), "ingest", str(sections), env=tiny).exit_code == 0
     with _app(index, tiny) as app:
-        settings = AdaptSettings(budget_minutes=2, epochs=3, batch_size=8, learning_rate=5e-5, max_seq_length=128)
+        settings = AdaptSettings(
+            budget_minutes=2, epochs=3, batch_size=8, learning_rate=5e-5, max_seq_length=128, kinds=BOTH
+        )
         outcome: dict[str, Any] = {}
         worker = threading.Thread(target=lambda: outcome.update(report=adapt(app, settings, tmp_path / "m")))
         worker.start()
@@ -204,7 +213,21 @@ def test_a_killed_adapt_leaves_the_index_as_it_was(sections: Path, tiny: dict[st
     assert ragline("--index", str(index), "ingest", str(sections), env=tiny).exit_code == 0
     before = _search(index, tiny)
     out = tmp_path / "m"
-    command = [sys.executable, "-m", "pipeline.faces.cli", "--index", str(index), "adapt", "--out", str(out), *FAST]
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline.faces.cli",
+        "--index",
+        str(index),
+        "adapt",
+        "--out",
+        str(out),
+        *FAST,
+        "--pairs",
+        "heading",
+        "--pairs",
+        "sentence",
+    ]
     child = subprocess.Popen(command, env={**os.environ, **tiny}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     while child.poll() is None and not (out / "config.json").exists():  # the first checkpoint: training is on
         time.sleep(0.01)
