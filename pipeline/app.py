@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,9 @@ class Ragline:
         self._retriever: HybridRetriever | None = None
         self._labels: dict[str, roots.Root] | None = None  # the roots' record, read once per sync, not per search
         self._opening = threading.RLock()  # the HTTP API opens the index from worker threads
+        self._idle = threading.Condition(self._opening)
+        self._searching = 0  # searches running: a swap waits for them, since a shard closed under a query fails
+        self._swapping = False  # and new searches wait for the swap, or a steady stream of them would starve it
 
     @property
     def index_path(self) -> Path:
@@ -207,6 +211,20 @@ class Ragline:
                 self._retriever = HybridRetriever(self.store(), self.embedder, self.retrieval_config)
             return self._retriever
 
+    @contextmanager
+    def _reading(self) -> Iterator[HybridRetriever]:
+        """The retriever, held open until the caller is done with it (see :meth:`swap_in`)."""
+        with self._opening:
+            self._idle.wait_for(lambda: not self._swapping)
+            retriever = self.retriever
+            self._searching += 1
+        try:
+            yield retriever
+        finally:
+            with self._opening:
+                self._searching -= 1
+                self._idle.notify_all()
+
     @property
     def retrieval_config(self) -> RetrievalConfig:
         """The ranking settings in effect: the config's and, for each of ``TUNABLE`` it does not set, the one
@@ -249,7 +267,8 @@ class Ragline:
             check_filter(where, held, READABLE_TYPES, PAYLOAD_FIELDS)
         known = self._recorded_roots()
         where = _scoped(where, known)
-        retrieved = self.retriever.retrieve(query, top_k=depth, where=where, fusion=fusion, mode=mode)
+        with self._reading() as retriever:
+            retrieved = retriever.retrieve(query, top_k=depth, where=where, fusion=fusion, mode=mode)
         timings = dict(retrieved.timings_ms)
         results = retrieved.results
         notices: list[str] = []
@@ -316,16 +335,21 @@ class Ragline:
         """What ``ragline adapt`` recorded in the embedded index (None: never adapted, or a server)."""
         return None if self.config.qdrant.enabled else read_json(self.index_path / ADAPTED_FILE)
 
-    def swap_in(self, fresh: Path, model: str) -> None:
-        """Put the complete index folder ``fresh`` (embedded with ``model``) in place of this one, and search it
-        with that model from now on; searches wait for the swap, and none sees half of it."""
+    def swap_in(self, fresh: Path, embedder: SentenceTransformerEmbedder) -> None:
+        """Put the complete index folder ``fresh`` (embedded with ``embedder``) in place of this one, and search
+        it with that embedder from now on (already loaded: no second copy of the model); searches wait for the
+        swap, and none sees half of it."""
         with self._opening:
-            self.close()
-            lifecycle.swap_folder(self.index_path, fresh)
-            self.config = self.config.model_copy(
-                update={"embedding": self.config.embedding.model_copy(update={"model": model})}
-            )
-            self.embedder = SentenceTransformerEmbedder(self.config.embedding)
+            self._swapping = True
+            try:
+                self._idle.wait_for(lambda: self._searching == 0)
+                self.close()
+                lifecycle.swap_folder(self.index_path, fresh)
+                self.config = self.config.model_copy(update={"embedding": embedder.config})
+                self.embedder = embedder
+            finally:
+                self._swapping = False
+                self._idle.notify_all()
 
     def reindex(self, embedder: str, progress: bool = False) -> Moved:
         """Re-embed the embedded index's stored chunks with another embedder (no file is parsed again)."""

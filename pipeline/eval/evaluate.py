@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pipeline.app import Ragline
+from pipeline.app import Ragline, adapted_config
 from pipeline.config import AppConfig, QdrantConfig, RetrievalConfig, cache_home, with_index
 from pipeline.errors import RaglineError
 from pipeline.eval.beir import BeirDataset, load_beir
@@ -71,6 +71,8 @@ class EvalReport:
     modes: dict[str, ModeResult]
     tuning: dict[str, Any] | None = None
     """The tuning the ranking used (``ragline tune``'s report); with ``tune``, the ``@tuned`` modes'."""
+    model: str = ""
+    """The embedder the queries were searched with (an adapted index's own, when it has one)."""
 
 
 def parse_modes(text: str) -> tuple[str, ...]:
@@ -290,10 +292,11 @@ def eval_index(
     """An app on an index of the dataset's corpus: built, or re-used when it is up to date."""
     fingerprint = index_fingerprint(dataset.corpus_file, config, canonical_model_name(config.embedding.model), units)
     folder = Path(index).expanduser() if index else default_index_folder(dataset, fingerprint, units)
-    embedder = CachedEmbedder(config.embedding, cache_home() / "embeddings.sqlite")
+    # Always embedded: an evaluation never writes a corpus into a configured Qdrant server. An index that
+    # `ragline adapt` fitted is searched with its adapted model, as the app would.
+    local = adapted_config(with_index(config, folder).model_copy(update={"qdrant": QdrantConfig()}))
+    embedder = CachedEmbedder(local.embedding, cache_home() / "embeddings.sqlite")
     try:
-        # Always embedded: an evaluation never writes a corpus into a configured Qdrant server.
-        local = with_index(config, folder).model_copy(update={"qdrant": QdrantConfig()})
         with Ragline(local, embedder) as app:
             root_uri = dataset.corpus_file.as_uri()
             if {s.root for s in app.store(create=True).documents().values()} - {root_uri}:
@@ -340,4 +343,5 @@ def evaluate_beir(
         indexing=report,
         modes=results,
         tuning=tuning,
+        model=app.embedder.name,
     )

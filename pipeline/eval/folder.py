@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from connectors import PARSERS_VERSION
-from pipeline.app import Ragline, SyncReport
+from pipeline.app import Ragline, SyncReport, adapted_config
 from pipeline.config import AppConfig, QdrantConfig, cache_home, with_index
 from pipeline.errors import RaglineError
 from pipeline.eval.evaluate import DEPTH, ModeResult, confidence_auc, latency_of, ranking_configs, run_mode
@@ -65,6 +65,8 @@ class FolderEvalReport:
     """Per mode, per question with a place: the rank of the first chunk at it (among the first 10 chunks)."""
     tuning: dict[str, Any] | None = None
     """The tuning the ranking used (``ragline tune``'s report); with ``tune``, the ``@tuned`` modes'."""
+    model: str = ""
+    """The embedder the questions were searched with (an adapted index's own, when it has one)."""
 
 
 def file_stem(source: str) -> str:
@@ -163,10 +165,11 @@ def folder_index(
         if index
         else cache_home() / "eval" / f"folder-{folder.name}-{folder_fingerprint(folder, config)}"
     )
-    embedder = CachedEmbedder(config.embedding, cache_home() / "embeddings.sqlite")
+    # Always embedded: an evaluation never writes into a configured Qdrant server; an adapted index is searched
+    # with its adapted model.
+    local = adapted_config(with_index(config, target).model_copy(update={"qdrant": QdrantConfig()}))
+    embedder = CachedEmbedder(local.embedding, cache_home() / "embeddings.sqlite")
     try:
-        # Always embedded: an evaluation never writes into a configured Qdrant server.
-        local = with_index(config, target).model_copy(update={"qdrant": QdrantConfig()})
         with Ragline(local, embedder) as app:
             if {s.root for s in app.store(create=True).documents().values()} - {folder.as_uri()}:
                 raise RaglineError(f"index {target} holds documents of other folders; evaluate into an empty folder")
@@ -219,5 +222,15 @@ def evaluate_folder(
             results[name] = ModeResult(metrics, latency_of(run.timings), per_query)
         documents = len(app.store().documents())
     return FolderEvalReport(
-        root, Path(queries_file), queries, documents, app.index_path, report, results, ranks, sections, tuning
+        root,
+        Path(queries_file),
+        queries,
+        documents,
+        app.index_path,
+        report,
+        results,
+        ranks,
+        sections,
+        tuning,
+        app.embedder.name,
     )

@@ -197,7 +197,7 @@ def eval_dict(report: EvalReport, per_query: bool = False) -> dict[str, Any]:
         "modes": {name: mode_dict(result, per_query) for name, result in report.modes.items()},
         "documents": report.documents,
         "units": report.units,
-        "index": _index_dict(report.index, report.indexing),
+        "index": {**_index_dict(report.index, report.indexing), "model": report.model},
         "tuning": report.tuning,
     }
 
@@ -220,7 +220,7 @@ def folder_eval_dict(report: FolderEvalReport, per_query: bool = False) -> dict[
         },
         "documents": report.documents,
         "units": "chunks",
-        "index": _index_dict(report.index, report.indexing),
+        "index": {**_index_dict(report.index, report.indexing), "model": report.model},
         "tuning": report.tuning,
     }
 

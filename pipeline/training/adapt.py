@@ -12,6 +12,7 @@ that is swapped in whole. Searches keep answering from the old vectors until the
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -171,6 +172,7 @@ def adapt(
         report.notes.append(
             f"the adapted model did not beat the base model on validation{worse}: the index keeps its model"
         )
+        shutil.rmtree(folder, ignore_errors=True)  # a copy of the base model, or a worse one: nothing to keep
         return report
     _reembed_and_swap(app, folder, report, progress)
     write_json_atomic(folder / "ragline_adapt.json", report.as_dict())
@@ -356,6 +358,6 @@ def _reembed_and_swap(app: Ragline, folder: Path, report: AdaptReport, progress:
     fresh, report.points = lifecycle.reembedded_copy(
         app.store(), app.index_path, model, progress, {ADAPTED_FILE: report.as_dict()}
     )
-    app.swap_in(fresh, str(folder))
+    app.swap_in(fresh, model)
     report.reembed_seconds = time.perf_counter() - started
     write_json_atomic(app.index_path / ADAPTED_FILE, report.as_dict())

@@ -93,7 +93,9 @@ def optimise(
     """AdamW with linear warm-up and decay, gradient clipping at 1.0, a validation ``check``
     ``evaluations_per_epoch`` times an epoch and after the last step, and early stopping once
     ``patience`` checks in a row brought no gain. ``epochs()`` gives one epoch's batches. Past ``deadline``
-    (a ``time.perf_counter()`` value) it checks once more and stops: a budget is kept, not overrun."""
+    (a ``time.perf_counter()`` value) it checks once more and stops: a budget is kept, not overrun. So that
+    this last check ends by the deadline too, training stops once one more step and a check (as long as the
+    last ones took) would pass it."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -110,12 +112,14 @@ def optimise(
 
         bar = tqdm(total=total, desc=desc, unit="step", leave=False)
     step = 0
+    took = {"step": 0.0, "check": 0.0}
 
     def stalled() -> bool:
         return len([p for p in report.curve if p["step"] > report.best["step"]]) >= schedule.patience
 
     for batches in plan:
         for batch in batches:
+            began = time.perf_counter()
             loss = batch_loss(batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -125,9 +129,12 @@ def optimise(
             step += 1
             report.losses.append(round(float(loss.item()), 5))
             _tick(bar, float(loss.item()))
-            late = deadline is not None and time.perf_counter() >= deadline
+            now = time.perf_counter()
+            took["step"] = now - began
+            late = deadline is not None and now + took["step"] + took["check"] >= deadline
             if step % every == 0 or step == total or late:
                 check(step)
+                took["check"] = time.perf_counter() - now
                 stop = "the time budget was spent" if late else "no validation gain" if stalled() else ""
                 if stop and step < total:
                     report.notes.append(f"stopped at step {step} of {total}: {stop}")

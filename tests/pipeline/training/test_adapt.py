@@ -144,6 +144,24 @@ def test_adapt_trains_swaps_and_search_follows(
     # A new process with the same config searches with the adapted model; the index says so.
     assert json.loads(ragline("--index", str(index), "stats", "--json", env=tiny).stdout)["model"] == str(out)
     assert _search(index, tiny)
+    # An evaluation of the adapted index searches it with the adapted model too.
+    questions = tmp_path / "questions.tsv"
+    questions.write_text("q1\thow does hybrid search fuse its scores\tretrieval-01\n", encoding="utf-8")
+    scored = ragline(
+        "eval",
+        "--folder",
+        str(sections),
+        "--queries",
+        str(questions),
+        "--eval-index",
+        str(index),
+        "--modes",
+        "dense",
+        "--json",
+        env=tiny,
+    )
+    assert scored.exit_code == 0, scored.stderr
+    assert json.loads(scored.stdout)["index"]["model"] == str(out)
     # A second adapt starts from the base model again, not from the adapted one.
     again = ragline("--index", str(index), "adapt", "--budget-minutes", "0.05", *both, *FAST, env=tiny)
     assert again.exit_code == 0, again.stderr
@@ -170,6 +188,7 @@ def test_the_guard_keeps_the_base_model(sections: Path, tiny: dict[str, str], tm
     assert result.exit_code == 0 and not report["adapted"] and report["model"] == base
     assert any("did not beat the base model" in note for note in report["notes"])
     assert not (index / "adapted.json").exists() and _search(index, tiny) == before
+    assert not (tmp_path / "m").exists()  # no copy of the base model is left behind
 
 
 def test_negatives_never_come_from_the_pairs_own_document(sections: Path, tiny: dict[str, str], tmp_path: Path) -> None:
@@ -193,7 +212,13 @@ def test_searches_answer_during_adapt(sections: Path, tiny: dict[str, str], tmp_
     assert ragline("--index", str(index), "ingest", str(sections), env=tiny).exit_code == 0
     with _app(index, tiny) as app:
         settings = AdaptSettings(
-            budget_minutes=2, epochs=3, batch_size=8, learning_rate=5e-5, max_seq_length=128, kinds=BOTH
+            budget_minutes=5,
+            epochs=3,
+            batch_size=8,
+            learning_rate=5e-5,
+            max_seq_length=128,
+            kinds=BOTH,
+            hard_negatives=1,
         )
         outcome: dict[str, Any] = {}
         worker = threading.Thread(target=lambda: outcome.update(report=adapt(app, settings, tmp_path / "m")))
@@ -204,7 +229,7 @@ def test_searches_answer_during_adapt(sections: Path, tiny: dict[str, str], tmp_
             answered += 1
             time.sleep(0.05)
         worker.join()
-        assert answered > 5 and outcome["report"].adapted
+        assert answered > 5 and outcome["report"].adapted, (outcome["report"].notes, outcome["report"].validation)
         assert app.embedder.name == str(tmp_path / "m") and app.search("hybrid search", rerank=False).results
 
 
@@ -246,3 +271,35 @@ def test_the_swap_exchanges_whole_folders(tmp_path: Path) -> None:
     swap_folder(old, new)
     assert (old / "meta.json").read_text() == "new" and not new.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
+
+
+def test_a_swap_waits_for_the_searches_running(sections: Path, tiny: dict[str, str], tmp_path: Path) -> None:
+    """A shard closed under a running query fails it; the swap waits for running searches, and later ones wait
+    for the swap."""
+    from pipeline import lifecycle
+
+    index = tmp_path / "index"
+    assert ragline("--index", str(index), "ingest", str(sections), env=tiny).exit_code == 0
+    with _app(index, tiny) as app:
+        errors: list[BaseException] = []
+        answered: list[int] = []
+        stop = threading.Event()
+
+        def keep_searching() -> None:
+            while not stop.is_set():
+                try:
+                    answered.append(len(app.search("hybrid search", rerank=False).results))
+                except BaseException as exc:  # noqa: BLE001 - any failure of a search fails the test
+                    errors.append(exc)
+                    return
+
+        searchers = [threading.Thread(target=keep_searching) for _ in range(3)]
+        for thread in searchers:
+            thread.start()
+        for _ in range(4):
+            fresh, _ = lifecycle.reembedded_copy(app.store(), app.index_path, app.embedder)
+            app.swap_in(fresh, app.embedder)
+        stop.set()
+        for thread in searchers:
+            thread.join()
+    assert not errors and len(answered) > 10 and min(answered) > 0
