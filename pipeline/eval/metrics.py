@@ -55,3 +55,20 @@ def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
         return None
     wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in positive for n in negative)
     return wins / (len(positive) * len(negative))
+
+
+def paired_bootstrap_p(
+    base: Mapping[str, Sequence[float]], new: Mapping[str, Sequence[float]], rounds: int = 2000, seed: int = 0
+) -> float:
+    """The share of paired bootstrap resamples (Efron's bootstrap, resampling each figure's questions with
+    their two scores) in which ``new``'s score is not above ``base``'s; the score is the mean over the
+    figures (``name -> per-question values``, the same questions in both) of their means. Small: a real gain;
+    near 0.5: what a different draw of the same questions could give either way."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    gain = np.zeros(rounds)
+    for name, before in base.items():
+        change = np.asarray(new[name], dtype=np.float64) - np.asarray(before, dtype=np.float64)
+        gain += change[rng.integers(0, len(change), size=(rounds, len(change)))].mean(axis=1)
+    return float(np.mean(gain <= 0))

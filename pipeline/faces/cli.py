@@ -303,6 +303,12 @@ def ask(app: Any, question: str, as_json: bool, budget: int | None, **kwargs: An
 @click.option(
     "--hard-negatives", type=click.IntRange(0, 16), default=None, help="Mined negatives per pair (default 0)."
 )
+@click.option(
+    "--max-p",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Keep the adapted model only if its validation gain has paired-bootstrap p at most this (default 0.05).",
+)
 @click.option("--epochs", type=click.IntRange(1, 100), default=None, help="Passes over the pairs (default 1).")
 @click.option("--patience", type=click.IntRange(1, 100), default=None, help="Checks with no gain before stopping.")
 @click.option("--batch-size", type=click.IntRange(2, 4096), default=None)

@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +134,7 @@ def train_embedder(
     def check(step: int) -> None:
         score = validate(encode) if validate else dense_ndcg(encode, val_queries, validation, data.dataset.qrels)
         if report.improved({"step": step, "epoch": round(step / per_epoch, 3), "ndcg@10": score}):
-            model.max_seq_length = serving
-            model.save(str(folder), create_model_card=False)
+            model.save(str(folder), create_model_card=False)  # at the serving length ``encode`` left it at
 
     def batch_loss(batch: list[Example]) -> Any:
         model.train()
@@ -144,12 +144,8 @@ def train_embedder(
         return loss([model.preprocess(texts) for texts in columns], torch.zeros(len(batch)))
 
     check(0)
-
-    def epoch() -> list[list[Example]]:
-        return _batches(examples, settings.batch_size, rng)
-
-    schedule = Schedule.of(settings)
-    optimise(model.parameters(), epoch, batch_loss, check, schedule, report, progress, "training embedder", deadline)
+    batches, schedule = partial(_batches, examples, settings.batch_size, rng), Schedule.of(settings)
+    optimise(model.parameters(), batches, batch_loss, check, schedule, report, progress, "training embedder", deadline)
     report.seconds = time.perf_counter() - started
     if report.best["step"] == 0:
         report.notes.append("no step beat the base model on validation: the saved model is the base model")

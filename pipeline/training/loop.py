@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import time
@@ -106,45 +107,58 @@ def optimise(
     optimizer = torch.optim.AdamW(params, lr=schedule.learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(total * schedule.warmup_share), total)
     every = max(1, per_epoch // max(1, schedule.evaluations_per_epoch))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc=desc, unit="step", leave=False)
+    bar = _bar(progress, total, desc)
+    budget = _Budget(deadline)
     step = 0
-    took = {"step": 0.0, "check": 0.0}
 
     def stalled() -> bool:
         return len([p for p in report.curve if p["step"] > report.best["step"]]) >= schedule.patience
 
-    for batches in plan:
-        for batch in batches:
-            began = time.perf_counter()
-            loss = batch_loss(batch)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            step += 1
-            report.losses.append(round(float(loss.item()), 5))
-            _tick(bar, float(loss.item()))
-            now = time.perf_counter()
-            took["step"] = now - began
-            late = deadline is not None and now + took["step"] + took["check"] >= deadline
-            if step % every == 0 or step == total or late:
-                check(step)
-                took["check"] = time.perf_counter() - now
-                stop = "the time budget was spent" if late else "no validation gain" if stalled() else ""
-                if stop and step < total:
-                    report.notes.append(f"stopped at step {step} of {total}: {stop}")
-                    break
-        else:
-            continue
-        break
+    for batch in itertools.chain.from_iterable(plan):
+        began = time.perf_counter()
+        loss = batch_loss(batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        step += 1
+        report.losses.append(round(float(loss.item()), 5))
+        _tick(bar, float(loss.item()))
+        budget.step = time.perf_counter() - began
+        late = budget.over()
+        if step % every == 0 or step == total or late:
+            checked = time.perf_counter()
+            check(step)
+            budget.check = time.perf_counter() - checked
+            late = late or budget.over()  # no step after this check if it leaves no time for one more
+            stop = "the time budget was spent" if late else "no validation gain" if stalled() else ""
+            if stop and step < total:
+                report.notes.append(f"stopped at step {step} of {total}: {stop}")
+                break
     if bar is not None:
         bar.close()
     report.steps = step
+
+
+@dataclass
+class _Budget:
+    """Whether one more step and one more check, as long as the last ones took, would pass ``deadline``."""
+
+    deadline: float | None
+    step: float = 0.0
+    check: float = 0.0
+
+    def over(self) -> bool:
+        return self.deadline is not None and time.perf_counter() + self.step + self.check >= self.deadline
+
+
+def _bar(progress: bool, total: int, desc: str) -> Any:
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", leave=False)
 
 
 def _tick(bar: Any, loss: float) -> None:

@@ -58,8 +58,11 @@ def mine_pairs(chunks: Iterable[tuple[Chunk, str]], per_document: int = PER_DOCU
     by_document: dict[str, list[tuple[Chunk, str]]] = {}
     for chunk, text in chunks:
         by_document.setdefault(chunk.document_id, []).append((chunk, text))
-    candidates = _heading_pairs(by_document) + [
-        pair for document in sorted(by_document) for pair in _sentence_pairs(by_document[document], rng)
+    # Documents in the order of their paths, not of their ids (hashes of the folder's absolute place): the same
+    # folder gives the same pairs wherever it lies.
+    order = sorted(by_document, key=lambda d: (by_document[d][0][0].source, d))
+    candidates = _heading_pairs(by_document, order) + [
+        pair for document in order for pair in _sentence_pairs(by_document[document], rng)
     ]
     asked: dict[str, set[str]] = {}
     for pair in candidates:
@@ -78,11 +81,11 @@ def mine_pairs(chunks: Iterable[tuple[Chunk, str]], per_document: int = PER_DOCU
     return pairs
 
 
-def _heading_pairs(by_document: dict[str, list[tuple[Chunk, str]]]) -> list[Pair]:
+def _heading_pairs(by_document: dict[str, list[tuple[Chunk, str]]], order: list[str]) -> list[Pair]:
     """The deepest heading of each section with its first window, and the title with the document's first
     window (a window paired with its heading already is not paired again)."""
     pairs = []
-    for document in sorted(by_document):
+    for document in order:
         its = sorted(by_document[document], key=lambda item: item[0].ordinal)
         first: dict[str, Chunk] = {}
         for chunk, _ in its:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from pipeline.eval.evaluate import _documents_in_order
-from pipeline.eval.metrics import evaluate_run
+from pipeline.eval.metrics import evaluate_run, paired_bootstrap_p
 from pipeline.types import Chunk, ScoredChunk
 
 pytestmark = pytest.mark.unit
@@ -64,3 +65,15 @@ def test_roc_auc_counts_pairs_and_ties_half() -> None:
     assert roc_auc([0.1, 0.8, 0.9], [True, True, False]) == 0.0
     assert roc_auc([0.5, 0.5], [True, False]) == 0.5
     assert roc_auc([0.3, 0.7], [True, True]) is None  # no wrong answer to tell apart
+
+
+def test_the_paired_bootstrap_tells_a_gain_from_noise() -> None:
+    rng = np.random.default_rng(1)
+    base = {"heading": list(rng.uniform(0, 1, 200)), "real": list(rng.uniform(0, 1, 48))}
+    better = {name: [v + 0.05 for v in values] for name, values in base.items()}
+    # Changes of ±0.2 that cancel out: as many questions gain as lose.
+    noisy = {name: [v + (0.2 if i % 2 else -0.2) for i, v in enumerate(values)] for name, values in base.items()}
+    worse = {name: [v - 0.05 for v in values] for name, values in base.items()}
+    assert paired_bootstrap_p(base, better) == 0.0 and paired_bootstrap_p(base, worse) == 1.0
+    assert 0.3 < paired_bootstrap_p(base, noisy) < 0.7
+    assert paired_bootstrap_p(base, noisy) == paired_bootstrap_p(base, noisy)  # seeded

@@ -124,11 +124,12 @@ def test_adapt_trains_swaps_and_search_follows(
     assert ragline("--index", str(index), "ingest", str(sections), env=tiny).exit_code == 0
     base = json.loads(ragline("--index", str(index), "stats", "--json", env=tiny).stdout)["model"]
     out = tmp_path / "adapted"
-    both = ("--pairs", "heading", "--pairs", "sentence", "--hard-negatives", "1")
+    # A one-layer model's gain on a few dozen pairs is not significant: any gain is kept here (plumbing).
+    both = ("--pairs", "heading", "--pairs", "sentence", "--hard-negatives", "1", "--max-p", "1")
     result = ragline("--index", str(index), "adapt", "--out", str(out), "--budget-minutes", "5", *both, *FAST, env=tiny)
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["adapted"] and report["model"] == str(out) and report["base_model"] == base
+    assert report["adapted"] and report["model"] == str(out) and report["base_model"] == base, report["notes"]
     assert report["pairs"]["heading"] > 0 and report["pairs"]["sentence"] > 0 and falls(report["losses"])
     assert max(c["pseudo_ndcg@10"] for c in report["validation"]) > report["validation"][0]["pseudo_ndcg@10"]
     # Each kind of pair is scored apart, and the kept checkpoint is worse on none of them.
@@ -179,6 +180,7 @@ def test_the_guard_keeps_the_base_model(sections: Path, tiny: dict[str, str], tm
     short = ragline("--index", str(index), "adapt", "--budget-minutes", "1", env=tiny)
     assert short.exit_code == 1 and "too few heading pairs to adapt on" in short.stderr
     assert len(short.stderr.strip().splitlines()) == 1 and _search(index, tiny) == before
+    assert not (tmp_path / "index.models").exists()  # and no empty model folder made for nothing
     args = ("--pairs", "heading", "--pairs", "sentence", "--batch-size", "8", "--lr", "1e-12", "--max-length", "64")
     args = (*args, "--json")
     result = ragline(
@@ -219,6 +221,7 @@ def test_searches_answer_during_adapt(sections: Path, tiny: dict[str, str], tmp_
             max_seq_length=128,
             kinds=BOTH,
             hard_negatives=1,
+            max_p=1.0,
         )
         outcome: dict[str, Any] = {}
         worker = threading.Thread(target=lambda: outcome.update(report=adapt(app, settings, tmp_path / "m")))
