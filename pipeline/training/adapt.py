@@ -69,7 +69,7 @@ class AdaptSettings:
     max_seq_length: int = 128
     learning_rate: float = 1e-5
     """Low: the base model already learnt title-to-abstract matching, and 3e-5 unlearnt more than it gained on
-    SciFact (bench/RESULTS.md)."""
+    SciFact (bench/results/scifact_adapt_stop30.json)."""
     temperature: float = 0.05
     hard_negatives: int = 0
     """Mined negatives per training pair. None by default: on SciFact, one per pair made the adapted model worse
