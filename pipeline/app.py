@@ -18,6 +18,7 @@ from typing import Any
 from connectors import worker_main
 from connectors.formats import SUPPORTED_EXTENSIONS
 from pipeline import lifecycle
+from pipeline.access import ADMIN, Reader
 from pipeline.config import TUNABLE, AppConfig, Fusion, RetrievalConfig, config_to_dict, load_config
 from pipeline.errors import IndexUnavailableError, ModelUnavailableError, RaglineError
 from pipeline.filters import SearchFilter, check_filter
@@ -31,8 +32,8 @@ from pipeline.stages.prompt import Prompt, build_prompt
 from pipeline.stores import CHUNK_IDS, IndexMeta, Store, open_store, roots
 from pipeline.stores.folder import ADAPTED_FILE, check_space, read_json
 from pipeline.stores.schema import PAYLOAD_FIELDS
-from pipeline.sync import Progress, Splitter, SyncReport, sync_documents, sync_folder
-from pipeline.types import Document, ScoredChunk
+from pipeline.sync import Progress, Splitter, SyncReport, file_grant, sync_documents, sync_folder
+from pipeline.types import Document, ScoredChunk, document_id
 
 READABLE_TYPES = frozenset(ext.lstrip(".") for ext in SUPPORTED_EXTENSIONS)
 """File types ragline reads by name: ``--type`` may ask for one the index holds no file of (an empty answer)."""
@@ -167,9 +168,47 @@ class Ragline:
         root, under = roots.locate(path, self._roots())
         return f"{root.label}/{under}".rstrip("/") if root is not None else under
 
-    def sources(self) -> list[dict[str, Any]]:
-        """The folders the index holds: label, folder, documents, chunks, last sync, whether the folder is there."""
-        return lifecycle.held_sources(self.store(check_model=False))
+    def sources(self, reader: Reader = ADMIN) -> list[dict[str, Any]]:
+        """The folders the index holds: label, folder, documents, chunks, last sync, whether the folder is there
+        (to ``reader``: the documents it may read, in the folders it reads any of, by label)."""
+        return lifecycle.held_sources(self.store(check_model=False), self.readers(reader))
+
+    def explain_access(self, path: str | Path) -> dict[str, Any]:
+        """Who may read a file and why: its rule, its permissions, and what the index holds for it now."""
+        from connectors.permissions import describe
+
+        target = Path(path).expanduser().resolve()
+        if not target.is_file():
+            raise RaglineError(f"cannot explain {str(path)!r}: no such file")
+        try:
+            held = self._roots()
+        except IndexUnavailableError:
+            held = {}
+        root = roots.holding(target, held)
+        folder = Path(root.folder) if root is not None and root.folder else target.parent
+        access = self.config.access
+        found = file_grant(target, folder, access)
+        source = target.relative_to(folder).as_posix()
+        indexed = None
+        if root is not None:
+            state = self.store(check_model=False).documents().get(document_id(root.uri, source))
+            indexed = None if state is None else state.readers
+        return {
+            "path": f"{root.label}/{source}" if root is not None else source,
+            "file": str(target),
+            "enabled": access.enabled,
+            "readers": list(found.readers),
+            "rule": found.rule,
+            "permissions": describe(target),
+            "reasons": found.explain(access),
+            "admins": list(access.admins),
+            "indexed": None if indexed is None else list(indexed),
+        }
+
+    def readers(self, reader: Reader) -> tuple[str, ...] | None:
+        """The principals the store matches for ``reader``: None (everything) for an admin, or with access
+        control off."""
+        return reader.visible if self.config.access.enabled else None
 
     def ingest_documents(
         self,
@@ -258,17 +297,21 @@ class Ragline:
         fusion: Fusion | None = None,
         rerank: bool | None = None,
         mode: Mode = "hybrid",
+        reader: Reader = ADMIN,
     ) -> SearchResponse:
+        """Ranked chunks for ``query`` of what ``reader`` may read (the CLI and the Python API read as an admin;
+        every HTTP request as its caller)."""
+        readers = self.readers(reader)
         top_k = top_k or self.config.retrieval.top_k
         use_rerank = self.config.rerank.enabled if rerank is None else rerank
         depth = max(top_k, self.config.rerank.candidates) if use_rerank else top_k
         if where is not None:
-            held = self.store().file_types() if where.file_types else ()
+            held = self.store().file_types(readers) if where.file_types else ()
             check_filter(where, held, READABLE_TYPES, PAYLOAD_FIELDS)
         known = self._recorded_roots()
         where = _scoped(where, known)
         with self._reading() as retriever:
-            retrieved = retriever.retrieve(query, top_k=depth, where=where, fusion=fusion, mode=mode)
+            retrieved = retriever.retrieve(query, top_k=depth, where=where, fusion=fusion, mode=mode, readers=readers)
         timings = dict(retrieved.timings_ms)
         results = retrieved.results
         notices: list[str] = []
@@ -313,16 +356,18 @@ class Ragline:
             timings["llm"] = (time.perf_counter() - t0) * 1e3
         return Answer(response, prompt, answer, timings)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, reader: Reader = ADMIN) -> dict[str, Any]:
+        """What the index holds (of what ``reader`` may read; where it lies, to admins alone)."""
         store = self.store(check_model=False)
-        held = self.sources()
+        readers = self.readers(reader)
+        held = self.sources(reader)
         return {
             "documents": sum(r["documents"] for r in held),
-            "chunks": store.count(),
+            "chunks": store.count(readers),
             "model": store.meta.model,
             "dimension": store.meta.dimension,
             "store": store.kind,
-            "location": store.location,
+            "location": store.location if readers is None else "",
             "roots": held,
         }
 

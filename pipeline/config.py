@@ -10,7 +10,7 @@ import os
 import tomllib
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -220,6 +220,64 @@ class ServerConfig(_Section):
     """Requests in flight at once; more are refused at once with 503 (and Retry-After), never queued."""
 
 
+PRINCIPAL = r"^(everyone|(user|group):[^\s,]{1,200})$"
+"""Who may read a document: ``everyone``, ``user:NAME`` or ``group:NAME`` (pipeline/access.py)."""
+Principal = Annotated[str, Field(pattern=PRINCIPAL)]
+
+
+class AccessRule(_Section):
+    """Files whose path matches ``path`` may be read by ``allow``. ``path`` is a glob as in ``[source]
+    include``: over the path under the synced folder, or, when it starts with ``/``, over the absolute path."""
+
+    path: str = Field(min_length=1, max_length=1000)
+    allow: tuple[Principal, ...] = ()
+
+
+class ApiKey(_Section):
+    """A named API key of the HTTP API: only its SHA-256 is kept (``ragline access key`` makes one)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    principals: tuple[Principal, ...] = ()
+
+
+class JwtConfig(_Section):
+    """Bearer JWTs from the company's identity provider, verified with PyJWT. Empty ``algorithm``: none accepted."""
+
+    algorithm: Literal["", "HS256", "RS256", "ES256"] = ""
+    secret_env: str = "RAGLINE_JWT_SECRET"
+    """HS256: the environment variable that holds the shared secret (never the secret here)."""
+    public_key_file: str = ""
+    """RS256 / ES256: the identity provider's public key (PEM)."""
+    issuer: str = ""
+    audience: str = ""
+    user_claim: str = Field("sub", min_length=1)
+    groups_claim: str = Field("groups", min_length=1)
+    leeway_s: float = Field(0.0, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _key_for_algorithm(self) -> JwtConfig:
+        if self.algorithm in ("RS256", "ES256") and not self.public_key_file:
+            raise ValueError(f"algorithm {self.algorithm} needs public_key_file (the identity provider's PEM key)")
+        if self.algorithm and not (self.issuer and self.audience):
+            raise ValueError("JWTs are checked against an issuer and an audience: set both")
+        return self
+
+
+class AccessConfig(_Section):
+    """Who may read what. Off: every caller sees every document. On: a document is visible only to the
+    principals its access rules (and, with ``from_posix``, its owner, group and mode) give it, and to admins."""
+
+    enabled: bool = False
+    from_posix: bool = False
+    rules: tuple[AccessRule, ...] = ()
+    """Ordered: the first rule whose path matches a file gives its principals."""
+    admins: tuple[Principal, ...] = ()
+    """Callers holding any of these may ingest and see everything."""
+    keys: tuple[ApiKey, ...] = ()
+    jwt: JwtConfig = JwtConfig()
+
+
 class AppConfig(_Section):
     index: IndexConfig = IndexConfig()
     source: SourceConfig = SourceConfig()
@@ -232,6 +290,7 @@ class AppConfig(_Section):
     llm: LLMConfig = LLMConfig()
     qdrant: QdrantConfig = QdrantConfig()
     server: ServerConfig = ServerConfig()
+    access: AccessConfig = AccessConfig()
 
 
 def _describe(error: ValidationError, origin: str) -> str:

@@ -22,7 +22,7 @@ from pipeline.errors import ConfigError, RaglineError
 from pipeline.models.protocols import Embedder
 from pipeline.stages.chunking import chunk_id, indexed_text
 from pipeline.stores import roots
-from pipeline.stores.base import CHUNK_IDS, Store, StoredPoint, is_under
+from pipeline.stores.base import CHUNK_IDS, Readers, Store, StoredPoint, is_under
 from pipeline.stores.schema import chunk_from_payload
 
 COPY_BATCH = 256
@@ -230,18 +230,21 @@ def remove_source(store: Store, target: str) -> list[str]:
     return [f"{root.label}/{s.source}" for s in gone]
 
 
-def held_sources(store: Store) -> list[dict[str, Any]]:
-    """Each root: its label, folder, documents, chunks, last sync, and whether its folder is there now."""
-    everything = store.documents()
-    known = roots.known(store.roots(), {s.root for s in everything.values()})
+def held_sources(store: Store, readers: Readers = None) -> list[dict[str, Any]]:
+    """Each root: its label, folder, documents, chunks, last sync, and whether its folder is there now.
+    ``readers``: only what they may read, and no root they read nothing of, nor where a root lies on disk."""
+    everything = store.documents(readers)
+    held = {s.root for s in everything.values()}
+    known = roots.known(store.roots(), held)
     return [
         {
             "label": r.label,
-            "folder": r.folder or r.uri,
+            "folder": (r.folder or r.uri) if readers is None else r.label,
             "documents": sum(1 for s in everything.values() if s.root == uri),
             "chunks": sum(s.points for s in everything.values() if s.root == uri),
             "last_sync": r.last_sync,
             "present": r.present,
         }
         for uri, r in sorted(known.items(), key=lambda item: item[1].label)
+        if readers is None or uri in held
     ]

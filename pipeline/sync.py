@@ -24,14 +24,16 @@ import numpy as np
 from connectors import FolderSource
 from connectors.folder import ScanResult, SourceFile
 from connectors.parse_pool import parse_files
-from pipeline.config import AppConfig
+from connectors.permissions import Mode, posix_readers
+from pipeline.access import Grant, grant
+from pipeline.config import AccessConfig, AppConfig
 from pipeline.errors import ConfigError, EmptyFolderError, RaglineError, UnreadableFileError
 from pipeline.models.protocols import Embedder
 from pipeline.stages import bm25, language
 from pipeline.stages.chunking import chunk, chunk_id, indexed_text
 from pipeline.stores import roots
 from pipeline.stores.base import Store, StoredPoint
-from pipeline.stores.schema import DocumentState, document_fields
+from pipeline.stores.schema import ACCESS, DocumentState, document_fields
 from pipeline.types import Chunk, Document, SkippedFile, document_id
 
 STAGES = ("parse", "chunk", "embed", "bm25", "upsert", "optimize")
@@ -52,6 +54,9 @@ class SyncReport:
     """Added files whose chunks and vectors were copied from the same file under another root, not embedded."""
     moved_from: tuple[str, ...] = ()
     """Roots whose folder is gone and whose files turned up here: their documents were re-pointed to this root."""
+    access_updated: tuple[str, ...] = ()
+    """Unchanged files whose readers changed (a rule or their permissions): their points' ``access`` was
+    rewritten, nothing re-embedded."""
     seconds: float = 0.0
     stages_s: dict[str, float] = field(default_factory=dict)
     """Time in each stage: parse (summed over the worker processes), chunk, embed, bm25, upsert, optimize.
@@ -72,6 +77,7 @@ class _Outcome:
     removed: list[str] = field(default_factory=list)
     copies: list[tuple[SourceFile, DocumentState]] = field(default_factory=list)
     moved_from: list[str] = field(default_factory=list)
+    access_updated: list[str] = field(default_factory=list)
     written: int = 0
     stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
@@ -134,6 +140,8 @@ class _Phase:
 
 
 Splitter = Callable[[Document], list[Chunk]]
+ReadersOf = Callable[[Document], "tuple[str, ...] | None"]
+"""Who may read a document, as its points' ``access`` names them; None: access control is off."""
 
 
 _EMPTIED = (
@@ -176,6 +184,7 @@ def sync_folder(
     }
     outcome = _Outcome(skipped=list(scan.skipped))
     jobs, copies = _jobs(scan.files, indexed, everything, root_uri)
+    readers = _file_readers(scan.files, folder, config.access)
 
     def documents() -> Generator[Document, None, None]:
         parsing = _Phase(progress, "parsing", len(jobs), "file")
@@ -195,13 +204,50 @@ def sync_folder(
     if store.meta.tokenizer != bm25.ENGLISH_ONLY_VERSION and any(known is None for _, known in jobs):
         language.warm_up()  # new files will need it; it loads while the parser workers start
     split = _default_splitter(config, embedder)
-    _commit(documents(), split, outcome, indexed, present, _Target(store, embedder, config, root_uri, progress))
+    readers_of = None if readers is None else (lambda document: readers[document.source])
+    target = _Target(store, embedder, config, root_uri, progress, readers_of)
+    _commit(documents(), split, outcome, indexed, present, target)
     with outcome.timed("upsert"):
-        _copy_documents(store, root_uri, outcome.copies)
+        _copy_documents(store, root_uri, outcome.copies, readers)
+        if readers is not None:
+            by_id = {document_id(root_uri, source): who for source, who in readers.items()}
+            outcome.access_updated = _update_readers(store, indexed, by_id, {p.document.id for p in outcome.pending})
         outcome.moved_from = _record_sync(
             store, root_uri, everything, outcome.copies, holds_any=bool(present) or only is not None
         )
     return _report(str(folder), outcome, indexed, started)
+
+
+def _file_readers(files: Sequence[SourceFile], folder: Path, access: AccessConfig) -> dict[str, tuple[str, ...]] | None:
+    """Who may read each file, by source (None: access control is off): its first matching rule's principals
+    and, with ``from_posix``, those its permissions let read it."""
+    if not access.enabled:
+        return None
+    folders: dict[Path, Mode] = {}
+    return {file.source: file_grant(file.path, folder, access, folders).readers for file in files}
+
+
+def file_grant(path: Path, folder: Path, access: AccessConfig, folders: dict[Path, Mode] | None = None) -> Grant:
+    """Who may read the file at ``path``, synced from ``folder``, and why (``ragline access explain``)."""
+    posix = posix_readers(path, folder, folders) if access.from_posix else ()
+    return grant(path.relative_to(folder).as_posix(), str(path), posix, access)
+
+
+def _update_readers(
+    store: Store, indexed: dict[str, DocumentState], wanted: dict[str, tuple[str, ...]], rewritten: set[str]
+) -> list[str]:
+    """Rewrite ``access`` on the points of each indexed document whose readers changed and that this sync did
+    not write again (those carry the new readers already): a payload update, no embedding. Returns their
+    sources."""
+    changed = sorted(
+        (s for d, s in indexed.items() if d in wanted and d not in rewritten and s.readers != wanted[d]),
+        key=lambda s: s.source,
+    )
+    for state in changed:
+        store.set_readers(state.document_id, wanted[state.document_id])
+    if changed:
+        store.flush()
+    return [s.source for s in changed]
 
 
 def _scan(folder: Path, config: AppConfig, only: str | None) -> ScanResult:
@@ -252,16 +298,23 @@ def _jobs(
     return jobs, copies
 
 
-def _copy_documents(store: Store, root_uri: str, copies: Sequence[tuple[SourceFile, DocumentState]]) -> None:
-    """Write each file's copy of the same file under another root: its points, re-keyed to this root."""
+def _copy_documents(
+    store: Store,
+    root_uri: str,
+    copies: Sequence[tuple[SourceFile, DocumentState]],
+    readers: dict[str, tuple[str, ...]] | None = None,
+) -> None:
+    """Write each file's copy of the same file under another root: its points, re-keyed to this root (and with
+    the readers its new place gives it)."""
     for file, donor in copies:
         new_id = document_id(root_uri, file.source)
+        access = {} if readers is None else {ACCESS: list(readers[file.source])}
         points = [
             StoredPoint(
                 chunk_id(new_id, int(p.payload["ordinal"]), str(p.payload["text"])),
                 p.dense,
                 p.sparse,
-                {**p.payload, "document_id": new_id, "root": root_uri, "mtime": file.mtime},
+                {**p.payload, "document_id": new_id, "root": root_uri, "mtime": file.mtime, **access},
             )
             for p in store.document_points(donor.document_id)
         ]
@@ -321,17 +374,26 @@ def sync_documents(
     indexed = _indexed(store, root_uri)
     present: set[str] = set()
     outcome = _Outcome()
+    access = config.access
+    wanted: dict[str, tuple[str, ...]] = {}  # with access control on: each document's readers, by its rules
 
     def changed() -> Generator[Document, None, None]:
         for document in documents:
             present.add(document.id)
+            if access.enabled:
+                wanted[document.id] = grant(document.source, None, (), access).readers
             state = indexed.get(document.id)
             if state is not None and state.complete and state.content_hash == document.content_hash:
                 outcome.unchanged += 1
             else:
                 yield document
 
-    _commit(changed(), split, outcome, indexed, present, _Target(store, embedder, config, root_uri, progress))
+    readers_of = (lambda document: wanted[document.id]) if access.enabled else None
+    _commit(
+        changed(), split, outcome, indexed, present, _Target(store, embedder, config, root_uri, progress, readers_of)
+    )
+    if access.enabled:
+        outcome.access_updated = _update_readers(store, indexed, wanted, {p.document.id for p in outcome.pending})
     _record_sync(store, root_uri, indexed, holds_any=bool(present))
     return _report(root_uri, outcome, indexed, started)
 
@@ -361,6 +423,7 @@ class _Target:
     config: AppConfig
     root_uri: str
     progress: Progress
+    readers_of: ReadersOf | None = None
 
 
 def _commit(
@@ -459,6 +522,7 @@ def _report(root: str, outcome: _Outcome, indexed: dict[str, DocumentState], sta
         chunks_written=outcome.written,
         reused=tuple(sorted(file.source for file, _ in outcome.copies)),
         moved_from=tuple(outcome.moved_from),
+        access_updated=tuple(outcome.access_updated),
         seconds=time.perf_counter() - started,
         stages_s=dict(outcome.stages),
     )
@@ -491,6 +555,7 @@ class _Writer:
             target.config,
             target.root_uri,
         )
+        self.readers_of = target.readers_of
         self.outcome = outcome
         self.pending: list[_Pending] = []
         self.written = 0
@@ -555,6 +620,7 @@ class _Writer:
                 len(p.tokens[i]),
                 self.root_uri,
                 p.document.metadata.get("mtime"),
+                None if self.readers_of is None else self.readers_of(p.document),
             )
             for p, i in batch
         ]

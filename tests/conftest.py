@@ -9,6 +9,7 @@ import shutil
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -188,6 +189,13 @@ class ChatServer:
 def chat_server() -> Iterator[ChatServer]:
     """A real OpenAI-compatible chat-completions endpoint on loopback with a canned answer;
     it records every request (path, Authorization header, JSON body)."""
+    with recording_chat_server() as server:
+        yield server
+
+
+@contextmanager
+def recording_chat_server() -> Iterator[ChatServer]:
+    """The chat server of :func:`chat_server`, for fixtures of a wider scope."""
     requests: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):

@@ -164,7 +164,35 @@ def _search_options(func: F) -> F:
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return _reader_options(func)
+
+
+def _reader_options(func: F) -> F:
+    """``--as`` and ``--group``: run the command as that caller would, with access control on."""
+    func = click.option(
+        "--group", "groups", multiple=True, help="With --as: a group the caller belongs to (repeatable)."
+    )(func)
+    return click.option(
+        "--as",
+        "as_user",
+        default=None,
+        metavar="user:NAME",
+        help="Show what this caller would get, as [access] rules allow it (default: local admin, sees everything).",
+    )(func)
+
+
+def _reader(app: Any, as_user: str | None, groups: tuple[str, ...]) -> Any:
+    """The reader ``--as`` and ``--group`` name; the local admin without them."""
+    from pipeline.access import ADMIN, Reader
+
+    if as_user is None and not groups:
+        return ADMIN
+    if as_user is not None and not as_user.startswith("user:"):
+        raise click.BadParameter(f"{as_user!r}: give user:NAME (groups with --group)", param_hint="--as")
+    if not app.config.access.enabled:
+        _notify(["access control is off ([access] enabled = false): every caller sees everything"])
+    user = as_user.removeprefix("user:") if as_user else None
+    return Reader.person(user, groups, app.config.access.admins)
 
 
 def _search_args(
@@ -176,6 +204,8 @@ def _search_args(
     path: str | None,
     file_types: tuple[str, ...],
     fields: tuple[str, ...],
+    as_user: str | None,
+    groups: tuple[str, ...],
 ) -> dict[str, Any]:
     from pipeline.filters import parse_filter
 
@@ -185,6 +215,7 @@ def _search_args(
         "mode": mode,
         "rerank": rerank,
         "where": parse_filter(app.label_path(path) if path else None, file_types, fields),
+        "reader": _reader(app, as_user, groups),
     }
 
 
@@ -365,11 +396,12 @@ def tune(app: Any, questions: int, seed: int, reset: bool, as_json: bool) -> Non
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_reader_options
 @click.pass_obj
-def sources(app: Any, as_json: bool) -> None:
+def sources(app: Any, as_json: bool, as_user: str | None, groups: tuple[str, ...]) -> None:
     """The folders the index holds: label (what citations and --path start with), folder, documents, chunks,
     last sync."""
-    held = app.sources()
+    held = app.sources(_reader(app, as_user, groups))
     click.echo(json.dumps({"sources": held}) if as_json else render.render_sources(held))
 
 
@@ -389,11 +421,52 @@ def remove(app: Any, target: str, as_json: bool) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_reader_options
 @click.pass_obj
-def stats(app: Any, as_json: bool) -> None:
+def stats(app: Any, as_json: bool, as_user: str | None, groups: tuple[str, ...]) -> None:
     """What the index holds: documents, chunks, model, store."""
-    data = app.stats()
+    data = app.stats(_reader(app, as_user, groups))
     click.echo(json.dumps(data) if as_json else render.render_stats(data))
+
+
+@main.group(cls=_Group)
+def access() -> None:
+    """Who may read what: explain a file's readers, make API keys ([access] in the config; docs/access.md)."""
+
+
+@access.command()
+@click.argument("path")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def explain(app: Any, path: str, as_json: bool) -> None:
+    """Who may read the file PATH, by which rule and which permissions, and what the index says now."""
+    found = app.explain_access(path)
+    click.echo(json.dumps(found) if as_json else render.render_access(found))
+
+
+@access.command()
+@click.argument("name")
+@click.option(
+    "--principal",
+    "principals",
+    multiple=True,
+    help="What the key may read: user:NAME, group:NAME or everyone (repeatable); admins are [access] admins.",
+)
+def key(name: str, principals: tuple[str, ...]) -> None:
+    """Make a new API key for the HTTP API: prints the key (once: only its hash goes in the config) and the
+    [[access.keys]] entry to add to the config."""
+    import secrets
+
+    from pipeline.access import principal
+    from pipeline.faces.identity import key_hash
+
+    held = [principal(p) for p in principals]
+    secret = "rl_" + secrets.token_urlsafe(32)
+    click.echo(f"key (give it to the caller; it is not stored anywhere): {secret}", err=True)
+    click.echo("[[access.keys]]")
+    click.echo(f"name = {json.dumps(name)}")
+    click.echo(f'sha256 = "{key_hash(secret)}"')
+    click.echo(f"principals = {json.dumps(held)}")
 
 
 @main.command()

@@ -1,9 +1,9 @@
-"""What stands before every HTTP route: the bearer key, the body size limit and the concurrency limit."""
+"""What stands before every HTTP route: the admin key from the environment, the body size limit and the concurrency
+limit (callers are told apart in :mod:`pipeline.faces.identity`)."""
 
 from __future__ import annotations
 
 import os
-import secrets
 from typing import Any
 
 from pipeline.config import ServerConfig
@@ -13,14 +13,6 @@ API_KEY_ENV = "RAGLINE_API_KEY"
 
 def api_key(config: ServerConfig) -> str:
     return os.environ.get(API_KEY_ENV) or config.api_key
-
-
-def key_matches(given: str | None, config: ServerConfig) -> bool:
-    """True when no key is configured, or ``given`` is that key (compared in constant time)."""
-    key = api_key(config)
-    if not key:
-        return True
-    return given is not None and secrets.compare_digest(given.encode(), key.encode())
 
 
 class BodyLimit:

@@ -33,6 +33,7 @@ def sync_dict(report: SyncReport) -> dict[str, Any]:
         "chunks_written": report.chunks_written,
         "reused": len(report.reused),
         "moved_from": list(report.moved_from),
+        "access_updated": list(report.access_updated),
         "seconds": round(report.seconds, 3),
         "stages_s": {k: round(v, 3) for k, v in report.stages_s.items()},
         "changed": report.changed,
@@ -114,8 +115,28 @@ def render_sync_report(report: SyncReport) -> str:
         lines.append(f"  {len(report.reused)} added files copied from the same files under another root, not embedded")
     for folder in report.moved_from:
         lines.append(f"  {folder} is gone and its files are here: its documents now point to this folder")
-    if not report.changed:
+    if report.access_updated:
+        lines.append(f"  who may read {len(report.access_updated)} unchanged files changed: updated, not embedded")
+    if not (report.changed or report.access_updated):
         lines.append("  index is up to date: nothing changed")
+    return "\n".join(lines)
+
+
+def render_access(found: dict[str, Any]) -> str:
+    """``ragline access explain``: who may read a file, and why."""
+    readers = ", ".join(found["readers"]) or "admins only"
+    lines = [f"{found['path']}: {readers}"]
+    if not found["enabled"]:
+        lines.append("  access control is off ([access] enabled = false): every caller reads every document")
+    lines += [f"  {reason}" for reason in found["reasons"]]
+    lines.append(f"  {found['permissions']}")
+    if found["admins"]:
+        lines.append(f"  admins, who read everything: {', '.join(found['admins'])}")
+    indexed = found["indexed"]
+    if indexed is None:
+        lines.append("  not in the index (or written with access control off): the next sync sets it")
+    elif indexed != found["readers"]:
+        lines.append(f"  the index still says {', '.join(indexed) or 'admins only'}: the next sync updates it")
     return "\n".join(lines)
 
 

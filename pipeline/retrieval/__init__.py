@@ -28,7 +28,7 @@ from pipeline.retrieval import confidence
 from pipeline.retrieval.documents import cap_per_document, with_document_evidence
 from pipeline.retrieval.fusion import Fused, fuse, single
 from pipeline.stages import bm25
-from pipeline.stores.base import CHUNK_IDS, Hit, Store
+from pipeline.stores.base import CHUNK_IDS, Hit, Readers, Store
 from pipeline.types import Chunk, ScoredChunk, document_key
 
 __all__ = ["MODES", "Fused", "HybridRetriever", "Mode", "Retrieved", "fuse", "rank", "rerank_head"]
@@ -87,7 +87,10 @@ class HybridRetriever:
         fusion: Fusion | None = None,
         mode: Mode = "hybrid",
         candidates: int | None = None,
+        readers: Readers = None,
     ) -> Retrieved:
+        """The first ``top_k`` results; ``readers``: the principals the caller holds (``Reader.visible``), which the
+        store matches inside each candidate list, so nothing the caller may not read is ever a candidate."""
         if not query.strip():
             raise RaglineError("query is empty")
         if mode not in MODES:
@@ -104,21 +107,23 @@ class HybridRetriever:
         sparse_vec = bm25.query_vector(query, tokenizer=self.store.meta.tokenizer) if mode != "dense" else None
         t1 = time.perf_counter()
         keyed = self.store.meta.chunk_ids == CHUNK_IDS  # candidates name their document from their id
-        dense, sparse = self.store.search(dense_vec, sparse_vec, depth, where, self.config.exact, documents=keyed)
+        dense, sparse = self.store.search(
+            dense_vec, sparse_vec, depth, where, self.config.exact, documents=keyed, readers=readers
+        )
         t2 = time.perf_counter()
         cut = max(top_k, SIGNAL_DEPTH)  # the confidence reads the first two documents, whatever top_k is
         fused = first_stage(dense, sparse, mode, self.config, max(cut, self.config.document_candidates), fusion)
         t3 = time.perf_counter()
         chunks: dict[str, Chunk] = {}
         if not keyed:
-            fused, dense, sparse, chunks = self._read_documents(fused, dense, sparse)
+            fused, dense, sparse, chunks = self._read_documents(fused, dense, sparse, readers)
         t4 = time.perf_counter()
         ranked = by_document(fused, self.config, cut)
         signals = confidence.features(dense, sparse, ranked, len(sparse_vec) if sparse_vec is not None else 0)
         ranked = ranked[:top_k]
         t5 = time.perf_counter()
         missing = [f.id for f in ranked if f.id not in chunks]  # results whose chunk was not read above
-        chunks.update(self.store.chunks(missing) if missing else {})
+        chunks.update(self.store.chunks(missing, readers) if missing else {})
         results = [
             ScoredChunk(chunks[f.id], f.dense, f.bm25, f.fused if mode == "hybrid" else None)
             for f in ranked
@@ -135,7 +140,7 @@ class HybridRetriever:
         return Retrieved(results, timings, sure, signals)
 
     def _read_documents(
-        self, fused: list[Fused], dense: list[Hit], sparse: list[Hit]
+        self, fused: list[Fused], dense: list[Hit], sparse: list[Hit], readers: Readers
     ) -> tuple[list[Fused], list[Hit], list[Hit], dict[str, Chunk]]:
         """In an index from before ``CHUNK_IDS``, the documents of what document-aware ranking and the
         confidence read (the fused head, each list's first hits), from one payload read of those few, which
@@ -143,7 +148,7 @@ class HybridRetriever:
         head = fused[: self.config.document_candidates]
         dense, sparse = dense[:LEGACY_LIST_HITS], sparse[:LEGACY_LIST_HITS]
         ids = [f.id for f in head] + [h.id for h in (*dense, *sparse)]
-        chunks = self.store.chunks(list(dict.fromkeys(ids)))
+        chunks = self.store.chunks(list(dict.fromkeys(ids)), readers)
         key = {cid: document_key(c.document_id) for cid, c in chunks.items()}
         fused = with_documents(head, key) + fused[len(head) :]
         return fused, with_documents(dense, key), with_documents(sparse, key), chunks

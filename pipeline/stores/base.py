@@ -14,6 +14,7 @@ import numpy as np
 from pipeline.errors import ModelMismatchError, RaglineError
 from pipeline.filters import SearchFilter
 from pipeline.stores.schema import (
+    ACCESS,
     DENSE,
     DOC_STATE_FIELDS,
     SPARSE,
@@ -78,6 +79,10 @@ class Hit:
     document: str = ""
 
 
+Readers = Sequence[str] | None
+"""The principals a query runs as (``pipeline.access.Reader.visible``); None: no access condition (an admin, or
+access control off)."""
+
 CHUNK_IDS = "document-key@1"
 """``IndexMeta.chunk_ids`` of an index whose chunk ids all begin with their document's key."""
 HIT_FIELD = "document_id"
@@ -111,8 +116,9 @@ class Store(Protocol):
 
     def sources(self) -> list[str]: ...
 
-    def file_types(self) -> list[str]:
-        """The file types (payload ``ext``) the index holds, sorted: what ``--type`` can select."""
+    def file_types(self, readers: Readers = None) -> list[str]:
+        """The file types (payload ``ext``) the index holds, sorted: what ``--type`` can select (``readers``:
+        of the documents they may read)."""
         ...
 
     def upsert(
@@ -125,7 +131,13 @@ class Store(Protocol):
 
     def delete_document(self, document_id: str, keep: Sequence[str] = ()) -> None: ...
 
-    def documents(self) -> dict[str, DocumentState]: ...
+    def set_readers(self, document_id: str, readers: Sequence[str]) -> None:
+        """Who may read a document, on every one of its points: a payload update, nothing re-embedded."""
+        ...
+
+    def documents(self, readers: Readers = None) -> dict[str, DocumentState]:
+        """Every document's sync state (``readers``: only the documents they may read)."""
+        ...
 
     def search(
         self,
@@ -135,14 +147,16 @@ class Store(Protocol):
         where: SearchFilter | None = None,
         exact: bool = False,
         documents: bool = False,
+        readers: Readers = None,
     ) -> tuple[list[Hit], list[Hit]]:
         """Dense and BM25 candidates, best first (``documents``: each names its document's key, read off
-        its id, or in an index from before ``CHUNK_IDS`` from its payload, a read per candidate)."""
+        its id, or in an index from before ``CHUNK_IDS`` from its payload, a read per candidate; ``readers``:
+        only points whose ``access`` names one of these principals, matched inside each list's query)."""
         ...
 
-    def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]: ...
+    def chunks(self, ids: Sequence[str], readers: Readers = None) -> dict[str, Chunk]: ...
 
-    def count(self) -> int: ...
+    def count(self, readers: Readers = None) -> int: ...
 
     def export_points(self, batch: int = 256) -> Iterator[list[StoredPoint]]:
         """Every chunk point with its vectors and payload, ``batch`` at a time."""
@@ -193,13 +207,15 @@ class FilterPlan:
     ``source_in``: the source is one of these (a glob, or a prefix a store cannot match
     natively, resolved against the sources in the index); ``source_under``: the source is
     this path or lies under it (``path + "/"`` prefix); ``ext_in``: the file type is one of
-    these; ``fields``: exact payload matches.
+    these; ``fields``: exact payload matches; ``readers``: the point's ``access`` names one of these
+    (the caller's principals: its own conditions can only narrow what this allows, never widen it).
     """
 
     source_in: tuple[str, ...] | None = None
     source_under: str | None = None
     ext_in: tuple[str, ...] = ()
     fields: tuple[tuple[str, Any], ...] = ()
+    readers: tuple[str, ...] | None = None
 
     @property
     def matches_nothing(self) -> bool:
@@ -212,12 +228,16 @@ def is_under(source: str, prefix: str) -> bool:
 
 
 def plan_filter(
-    where: SearchFilter | None, sources: Callable[[], list[str]], native_prefix: bool = True
+    where: SearchFilter | None,
+    sources: Callable[[], list[str]],
+    native_prefix: bool = True,
+    readers: Readers = None,
 ) -> FilterPlan | None:
-    """Translate ``where`` once, for any store. ``sources`` is called only when a path needs
+    """Translate ``where`` (and who reads) once, for any store. ``sources`` is called only when a path needs
     resolving: always for a glob, and for a plain prefix when ``native_prefix`` is False."""
+    allowed = None if readers is None else tuple(readers)
     if where is None or where.empty:
-        return None
+        return None if allowed is None else FilterPlan(readers=allowed)
     source_in: tuple[str, ...] | None = None
     source_under: str | None = None
     if where.path:
@@ -230,7 +250,7 @@ def plan_filter(
             else:
                 source_in = tuple(sorted(s for s in sources() if is_under(s, prefix)))
     fields = tuple(where.fields) + ((("root", where.root),) if where.root else ())
-    return FilterPlan(source_in, source_under, tuple(where.file_types), fields)
+    return FilterPlan(source_in, source_under, tuple(where.file_types), fields, allowed)
 
 
 def check_shape(dense: np.ndarray, rows: int, dimension: int) -> None:
@@ -290,8 +310,15 @@ class QdrantStore:
         """One page of records (each with ``id``, ``payload``, ``vector``) and the next offset (None: done)."""
         raise NotImplementedError
 
-    def _facet(self, key: str) -> list[tuple[Any, int]]:
-        """Every value of a keyword field, with its point count."""
+    def _facet(self, key: str, condition: Any = None) -> list[tuple[Any, int]]:
+        """Every value of a keyword field, with its point count (of the points ``condition`` selects)."""
+        raise NotImplementedError
+
+    def _count(self, condition: Any = None) -> int:
+        raise NotImplementedError
+
+    def _set_payload(self, condition: Any, payload: dict[str, Any]) -> None:
+        """Set these payload keys on every point ``condition`` selects (other keys stay)."""
         raise NotImplementedError
 
     def _query(self, requests: list[Any], keyed: bool) -> list[list[Hit]]:
@@ -353,6 +380,10 @@ class QdrantStore:
         must_not = [self._has_id(keep)] if keep else None
         self._delete(self._all([self._match_value("document_id", document_id)], must_not))
 
+    def set_readers(self, document_id: str, readers: Sequence[str]) -> None:
+        self._check_space()
+        self._set_payload(self._all([self._match_value("document_id", document_id)]), {ACCESS: sorted(readers)})
+
     # -- reads ----------------------------------------------------------------------------------
     def _pages(
         self, with_payload: list[str] | bool, vectors: bool, limit: int = SCROLL_PAGE, condition: Any = None
@@ -365,8 +396,13 @@ class QdrantStore:
             if offset is None:
                 return
 
-    def documents(self) -> dict[str, DocumentState]:
-        return summarise_documents(r.payload or {} for page in self._pages(DOC_STATE_FIELDS, False) for r in page)
+    def documents(self, readers: Readers = None) -> dict[str, DocumentState]:
+        condition = self._condition(plan_filter(None, self.sources, readers=readers))
+        pages = self._pages(DOC_STATE_FIELDS, False, condition=condition)
+        return summarise_documents(r.payload or {} for page in pages for r in page)
+
+    def count(self, readers: Readers = None) -> int:
+        return self._count(self._condition(plan_filter(None, self.sources, readers=readers)))
 
     def export_points(self, batch: int = 256) -> Iterator[list[StoredPoint]]:
         for records in self._pages(True, True, batch):
@@ -388,8 +424,9 @@ class QdrantStore:
         # An exact facet also lists values whose points were all deleted, with count 0.
         return [str(value) for value, count in self._facet("source") if count > 0]
 
-    def file_types(self) -> list[str]:
-        return sorted(str(value) for value, count in self._facet("ext") if count > 0 and value)
+    def file_types(self, readers: Readers = None) -> list[str]:
+        condition = self._condition(plan_filter(None, self.sources, readers=readers))
+        return sorted(str(value) for value, count in self._facet("ext", condition) if count > 0 and value)
 
     def _condition(self, plan: FilterPlan | None) -> Any:
         if plan is None:
@@ -402,6 +439,8 @@ class QdrantStore:
         if plan.ext_in:
             must.append(self._match_any("ext", plan.ext_in))
         must.extend(self._match_value(key, value) for key, value in plan.fields)
+        if plan.readers is not None:
+            must.append(self._match_any(ACCESS, plan.readers))
         return self._all(must)
 
     def search(
@@ -412,9 +451,11 @@ class QdrantStore:
         where: SearchFilter | None = None,
         exact: bool = False,
         documents: bool = False,
+        readers: Readers = None,
     ) -> tuple[list[Hit], list[Hit]]:
-        """Dense and BM25 candidates, each filtered, in one batched call to the engine."""
-        plan = plan_filter(where, self.sources, self.native_prefix)
+        """Dense and BM25 candidates, each filtered (and held to what ``readers`` may read) inside its own
+        request, in one batched call to the engine."""
+        plan = plan_filter(where, self.sources, self.native_prefix, readers)
         if plan is not None and plan.matches_nothing:
             return [], []
         condition = self._condition(plan)
@@ -430,8 +471,14 @@ class QdrantStore:
         sparse_hits = hits.pop(0) if hits else []
         return dense_hits, sparse_hits
 
-    def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]:
-        """The chunks behind these point ids (ids no longer in the index are left out)."""
+    def chunks(self, ids: Sequence[str], readers: Readers = None) -> dict[str, Chunk]:
+        """The chunks behind these point ids (ids no longer in the index, or that ``readers`` may not read, are
+        left out)."""
         if not ids:
             return {}
-        return {str(r.id): chunk_from_payload(r.id, r.payload or {}) for r in self._retrieve(list(ids))}
+        if readers is None:
+            records = self._retrieve(list(ids))
+        else:
+            condition = self._all([self._has_id(ids), self._match_any(ACCESS, list(readers))])
+            records = [r for page in self._pages(True, False, len(ids), condition) for r in page]
+        return {str(r.id): chunk_from_payload(r.id, r.payload or {}) for r in records}

@@ -87,6 +87,7 @@ class EdgeStore(QdrantStore):
                 if meta is not None:
                     existing.check_model(meta.model, meta.dimension)
                 shard = q.EdgeShard.load(str(path / "shard"))
+                cls._index_fields(shard, path, min_free_mb)
         except RaglineError:
             lock.release()
             raise
@@ -94,6 +95,18 @@ class EdgeStore(QdrantStore):
             lock.release()
             raise IndexUnavailableError(f"cannot open the Qdrant Edge shard in {path}: {engine_reason(exc)}") from None
         return cls(path, shard, existing, lock, min_free_mb)
+
+    @staticmethod
+    def _index_fields(shard: qdrant_edge.EdgeShard, path: Path, min_free_mb: float) -> None:
+        """The payload indexes an index from before one of ``INDEXED_FIELDS`` existed lacks (``access``)."""
+        import qdrant_edge as q
+
+        missing = [name for name in INDEXED_FIELDS if name not in shard.info().payload_schema]
+        if missing:
+            check_space(path, min_free_mb)
+            with writing(path):
+                for name in missing:
+                    shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Keyword))
 
     @staticmethod
     def _edge_config(meta: IndexMeta) -> qdrant_edge.EdgeConfig:
@@ -155,10 +168,10 @@ class EdgeStore(QdrantStore):
         with writing(self.folder):
             self._shard.optimize()
 
-    def count(self) -> int:
+    def _count(self, condition: Any = None) -> int:
         import qdrant_edge as q
 
-        return int(self._shard.count(q.CountRequest(exact=True)))
+        return int(self._shard.count(q.CountRequest(exact=True, filter=condition)))
 
     # -- engine calls ------------------------------------------------------------------------
     def _check_space(self, points: int = 0) -> None:
@@ -195,10 +208,17 @@ class EdgeStore(QdrantStore):
         records, offset = self._shard.scroll(request)
         return list(records), offset
 
-    def _facet(self, key: str) -> list[tuple[Any, int]]:
+    def _facet(self, key: str, condition: Any = None) -> list[tuple[Any, int]]:
         import qdrant_edge as q
 
-        return [(h.value, h.count) for h in self._shard.facet(q.FacetRequest(key=key, limit=1_000_000, exact=True))]
+        request = q.FacetRequest(key=key, limit=1_000_000, exact=True, filter=condition)
+        return [(h.value, h.count) for h in self._shard.facet(request)]
+
+    def _set_payload(self, condition: Any, payload: dict[str, Any]) -> None:
+        import qdrant_edge as q
+
+        with writing(self.folder):
+            self._shard.update(q.UpdateOperation.set_payload_by_filter(condition, payload))
 
     def _request(self, using: str, vector: Any, limit: int, condition: Any, exact: bool, documents: bool) -> Any:
         import qdrant_edge as q

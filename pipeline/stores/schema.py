@@ -19,12 +19,15 @@ DENSE = "dense"
 """The named dense vector (cosine)."""
 SPARSE = "bm25"
 """The named sparse vector of BM25 term weights (Qdrant's IDF modifier)."""
-INDEXED_FIELDS = ("document_id", "source", "ext")
-"""Keyword payload indexes: deletes by document, path and file-type filters."""
+ACCESS = "access"
+"""The principals that may read a chunk's document (``pipeline.access``): matched inside every query when
+access control is on."""
+INDEXED_FIELDS = ("document_id", "source", "ext", ACCESS)
+"""Keyword payload indexes: deletes by document, path and file-type filters, the readers' match."""
 CHUNK_FIELDS = frozenset(
     {"document_id", "source", "text", "ordinal", "start", "end", "page_start", "page_end", "heading"}
 )
-DOC_STATE_FIELDS = ["document_id", "source", "root", "content_hash", "chunk_count", "n_tokens"]
+DOC_STATE_FIELDS = ["document_id", "source", "root", "content_hash", "chunk_count", "n_tokens", ACCESS]
 PAYLOAD_FIELDS = {
     "source": "the file's path under its folder, e.g. guides/setup.md (--path matches it, and label/path)",
     "root": "the URI of the folder it was synced from, file:///...",
@@ -50,20 +53,27 @@ PAYLOAD_FIELDS = {
     "content_hash": "the SHA-256 of the file's bytes",
     "chunk_count": "how many chunks the document has",
     "n_tokens": "the chunk's BM25 length in tokens",
+    ACCESS: "who may read the document: everyone, user:NAME, group:NAME (with [access] enabled)",
 }
 """Every payload field a chunk point can carry, and what it holds: what ``--where key=value`` matches exactly
 (the chunk ``text`` itself is searched, not matched). Documented in docs/filters.md."""
 
 
-def document_fields(content_hash: str, chunk_count: int, n_tokens: int, root: str, mtime: Any) -> dict[str, Any]:
-    """The sync state each point of a document carries (``n_tokens``: this chunk's BM25 length)."""
-    return {
+def document_fields(
+    content_hash: str, chunk_count: int, n_tokens: int, root: str, mtime: Any, readers: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """The sync state each point of a document carries (``n_tokens``: this chunk's BM25 length; ``readers``:
+    who may read it, with access control on)."""
+    fields = {
         "content_hash": content_hash,
         "chunk_count": chunk_count,
         "n_tokens": n_tokens,
         "root": root,
         "mtime": mtime,
     }
+    if readers is not None:
+        fields[ACCESS] = list(readers)
+    return fields
 
 
 def chunk_payload(chunk: Chunk, extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -110,6 +120,14 @@ class DocumentState:
     chunk_count: int
     points: int
     n_tokens: int
+    access: frozenset[tuple[str, ...] | None] = frozenset()
+    """The readers its points name, each as sorted principals (None: a point with no ``access``): one value
+    when all agree."""
+
+    @property
+    def readers(self) -> tuple[str, ...] | None:
+        """The principals every point of the document names; None when a point names none, or they differ."""
+        return next(iter(self.access)) if len(self.access) == 1 else None
 
     @property
     def content_hash(self) -> str | None:
@@ -133,15 +151,25 @@ def summarise_documents(payloads: Iterable[Mapping[str, Any]]) -> dict[str, Docu
                 "chunk_count": 0,
                 "points": 0,
                 "n_tokens": 0,
+                "access": set(),
             },
         )
         state["hashes"].add(p["content_hash"])
         state["chunk_count"] = max(state["chunk_count"], int(p["chunk_count"]))
         state["points"] += 1
         state["n_tokens"] += int(p["n_tokens"])
+        readers = p.get(ACCESS)
+        state["access"].add(tuple(sorted(readers)) if isinstance(readers, list) else None)
     return {
         doc_id: DocumentState(
-            doc_id, s["source"], s["root"], frozenset(s["hashes"]), s["chunk_count"], s["points"], s["n_tokens"]
+            doc_id,
+            s["source"],
+            s["root"],
+            frozenset(s["hashes"]),
+            s["chunk_count"],
+            s["points"],
+            s["n_tokens"],
+            frozenset(s["access"]),
         )
         for doc_id, s in acc.items()
     }

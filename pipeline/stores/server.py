@@ -173,6 +173,7 @@ class ServerStore(QdrantStore):
                     stored = cls._read_meta(client, config)
                     if meta is not None:
                         stored.check_model(meta.model, meta.dimension)
+                    cls._index_fields(client, config)
         except BaseException:
             if own:
                 client.close()
@@ -205,12 +206,22 @@ class ServerStore(QdrantStore):
             stored = ServerStore._read_meta(client, config)
             stored.check_model(meta.model, meta.dimension)
             return stored
-        if config.url != MEMORY:  # local mode has no payload indexes (and warns about them)
-            for field in INDEXED_FIELDS:
+        ServerStore._index_fields(client, config)
+        return meta
+
+    @staticmethod
+    def _index_fields(client: QdrantClient, config: QdrantConfig) -> None:
+        """The keyword payload indexes, those a collection from before one of them existed included."""
+        from qdrant_client import models
+
+        if config.url == MEMORY:  # local mode has no payload indexes (and warns about them)
+            return
+        have = client.get_collection(config.collection).payload_schema or {}
+        for field in INDEXED_FIELDS:
+            if field not in have:
                 client.create_payload_index(
                     config.collection, field, field_schema=models.PayloadSchemaType.KEYWORD, wait=True
                 )
-        return meta
 
     @staticmethod
     def _metadata(client: QdrantClient, config: QdrantConfig) -> dict[str, Any]:
@@ -292,9 +303,9 @@ class ServerStore(QdrantStore):
     def optimize(self) -> None:
         """Nothing to do: the server's own optimizers run in the background."""
 
-    def count(self) -> int:
+    def _count(self, condition: Any = None) -> int:
         with self._errors("count"):
-            return int(self.client.count(self.name, exact=True).count)
+            return int(self.client.count(self.name, count_filter=condition, exact=True).count)
 
     # -- engine calls ------------------------------------------------------------------------
     def _point(self, point_id: str, dense: list[float], sparse: SparseVector, payload: dict[str, Any]) -> Any:
@@ -327,10 +338,16 @@ class ServerStore(QdrantStore):
             )
         return list(records), offset
 
-    def _facet(self, key: str) -> list[tuple[Any, int]]:
+    def _facet(self, key: str, condition: Any = None) -> list[tuple[Any, int]]:
         with self._errors("read"):
-            hits = self.client.facet(self.name, key=key, limit=1_000_000, exact=True).hits
+            hits = self.client.facet(self.name, key=key, facet_filter=condition, limit=1_000_000, exact=True).hits
         return [(h.value, h.count) for h in hits]
+
+    def _set_payload(self, condition: Any, payload: dict[str, Any]) -> None:
+        from qdrant_client import models
+
+        with self._errors("write to"):
+            self.client.set_payload(self.name, payload, points=models.FilterSelector(filter=condition), wait=True)
 
     def _request(self, using: str, vector: Any, limit: int, condition: Any, exact: bool, documents: bool) -> Any:
         from qdrant_client import models

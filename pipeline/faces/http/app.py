@@ -12,25 +12,28 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from pipeline.access import Reader
 from pipeline.app import Ragline
-from pipeline.config import ServerConfig
-from pipeline.faces.guards import BodyLimit, ConcurrencyLimit, key_matches
+from pipeline.faces.guards import BodyLimit, ConcurrencyLimit
 from pipeline.faces.http.errors import install_error_handlers
 from pipeline.faces.http.routes import ingest_router, search_router, status_router, version
 from pipeline.faces.http.schemas import request_models
+from pipeline.faces.identity import Identify, Unauthorized
 from pipeline.faces.jobs import Jobs
 
 
-def bearer_guard(limits: ServerConfig) -> Any:
-    """The dependency that refuses a request without the configured API key (401)."""
+def caller_dependency(identify: Identify) -> Any:
+    """The dependency every guarded route takes: the request's :class:`Reader`, or a 401 naming what is wrong."""
     from fastapi import Depends, HTTPException
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
     bearer = HTTPBearer(auto_error=False)
 
-    def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
-        if not key_matches(credentials.credentials if credentials is not None else None, limits):
-            raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
+    def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Reader:  # noqa: B008
+        try:
+            return identify(credentials.credentials if credentials is not None else None)
+        except Unauthorized as exc:
+            raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
 
     return Depends(authorize)
 
@@ -40,6 +43,7 @@ def create_app(rag: Ragline) -> Any:
     from fastapi_offline import FastAPIOffline
 
     limits = rag.config.server
+    caller = caller_dependency(Identify(rag.config.access, limits))  # a config that identifies no one fails here
     jobs = Jobs(rag)
 
     @asynccontextmanager
@@ -57,8 +61,8 @@ def create_app(rag: Ragline) -> Any:
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
     app.add_middleware(ConcurrencyLimit, limit=limits.max_concurrent)
     install_error_handlers(app)
-    guarded, models = [bearer_guard(limits)], request_models(limits)
-    app.include_router(status_router(rag, jobs, guarded))
-    app.include_router(search_router(rag, models, guarded))
-    app.include_router(ingest_router(rag, jobs, models, guarded))
+    models = request_models(limits)
+    app.include_router(status_router(rag, jobs, caller))
+    app.include_router(search_router(rag, models, caller))
+    app.include_router(ingest_router(rag, jobs, models, caller))
     return app

@@ -8,6 +8,7 @@ per-app request models, as objects.)
 
 from typing import TYPE_CHECKING, Annotated, Any
 
+from pipeline.access import Reader
 from pipeline.app import Ragline
 from pipeline.faces import render
 from pipeline.faces.http import responses
@@ -25,7 +26,7 @@ def version() -> str:
         return "0"
 
 
-def status_router(rag: Ragline, jobs: Jobs, guarded: list[Any]) -> Any:
+def status_router(rag: Ragline, jobs: Jobs, caller: Any) -> Any:
     from fastapi import APIRouter
 
     router = APIRouter()
@@ -35,19 +36,20 @@ def status_router(rag: Ragline, jobs: Jobs, guarded: list[Any]) -> Any:
         """Liveness, without auth: the process answers."""
         return {"status": "ok", "version": version()}
 
-    @router.get("/stats", dependencies=guarded, response_model=responses.Stats)
-    def stats() -> dict[str, Any]:
-        """What the index holds; ``last_sync``: this server's last ingest job, else the index's last sync."""
-        held = rag.stats()
+    @router.get("/stats", response_model=responses.Stats)
+    def stats(reader: Reader = caller) -> dict[str, Any]:
+        """What the index holds of what the caller may read; ``last_sync``: this server's last ingest job, else
+        the index's last sync."""
+        held = rag.stats(reader)
         return {**held, "last_sync": render.last_sync_dict(jobs.last_done) or render.recorded_sync(held["roots"])}
 
     return router
 
 
-def search_router(rag: Ragline, models: RequestModels, guarded: list[Any]) -> Any:
+def search_router(rag: Ragline, models: RequestModels, caller: Any) -> Any:
     from fastapi import APIRouter, HTTPException
 
-    router = APIRouter(dependencies=guarded)
+    router = APIRouter()
     if TYPE_CHECKING:
         from pipeline.faces.http.schemas import ContextBody as ContextRequest
         from pipeline.faces.http.schemas import SearchBody as SearchRequest
@@ -55,30 +57,35 @@ def search_router(rag: Ragline, models: RequestModels, guarded: list[Any]) -> An
         SearchRequest, ContextRequest = models.search, models.context
 
     @router.post("/search", response_model=responses.SearchResponse)
-    def search(request: SearchRequest) -> dict[str, Any]:
-        """Ranked chunks with per-stage scores, citations and per-stage timings."""
-        return render.search_dict(rag.search(request.query, **search_args(request)))
+    def search(request: SearchRequest, reader: Reader = caller) -> dict[str, Any]:
+        """Ranked chunks with per-stage scores, citations and per-stage timings, of what the caller may read."""
+        return render.search_dict(rag.search(request.query, **search_args(request), reader=reader))
 
     @router.post("/context", response_model=responses.ContextResponse)
-    def context(request: ContextRequest) -> dict[str, Any]:
+    def context(request: ContextRequest, reader: Reader = caller) -> dict[str, Any]:
         """Prompt-ready context for a chatbot: numbered, cited blocks within the token budget."""
-        prompt, response = rag.context(request.query, request.budget, **search_args(request))
+        prompt, response = rag.context(request.query, request.budget, **search_args(request), reader=reader)
         return render.context_dict(request.query, prompt, response)
 
     @router.post("/ask", response_model=responses.AnswerResponse)
-    def ask(request: ContextRequest) -> dict[str, Any]:
+    def ask(request: ContextRequest, reader: Reader = caller) -> dict[str, Any]:
         """Answer through the configured OpenAI-compatible endpoint."""
         if not rag.config.llm.configured:
             raise HTTPException(503, "no LLM endpoint configured: set [llm] base_url and model in the config")
-        return render.answer_dict(rag.ask(request.query, request.budget, **search_args(request)))
+        return render.answer_dict(rag.ask(request.query, request.budget, **search_args(request), reader=reader))
 
     return router
 
 
-def ingest_router(rag: Ragline, jobs: Jobs, models: RequestModels, guarded: list[Any]) -> Any:
-    from fastapi import APIRouter, HTTPException, Path
+def ingest_router(rag: Ragline, jobs: Jobs, models: RequestModels, caller: Any) -> Any:
+    from fastapi import APIRouter, Depends, HTTPException, Path
 
-    router = APIRouter(dependencies=guarded)
+    def admin(reader: Reader = caller) -> None:
+        """With access control on, syncing and the jobs' list are an admin's."""
+        if rag.config.access.enabled and not reader.admin:
+            raise HTTPException(403, "only an admin may ingest or list jobs (a principal in [access] admins)")
+
+    router = APIRouter(dependencies=[Depends(admin)])
     sources = rag.config.server.sources
     if TYPE_CHECKING:
         from pipeline.faces.http.schemas import IngestBody as IngestRequest

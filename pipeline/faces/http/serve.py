@@ -48,5 +48,6 @@ def serve(rag: Ragline, host: str, port: int) -> None:
     import uvicorn
 
     check_sources(rag)
+    app = create_app(rag)  # a config that cannot identify callers fails here, before the model loads
     rag.warm_up()
-    uvicorn.run(create_app(rag), host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info")

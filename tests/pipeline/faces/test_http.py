@@ -52,7 +52,7 @@ def test_health_needs_no_key_and_everything_else_does(live: httpx.Client) -> Non
     missing = live.post("/search", json={"query": QUESTION})
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
     wrong = live.get("/stats", headers={"Authorization": "Bearer nope"})
-    assert wrong.status_code == 401 and wrong.json() == {"error": "missing or wrong API key"}
+    assert wrong.status_code == 401 and wrong.json() == {"error": "unknown API key"}
 
 
 def test_search_returns_cited_chunks_with_scores_and_timings(live: httpx.Client) -> None:

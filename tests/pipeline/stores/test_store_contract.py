@@ -141,7 +141,13 @@ def _chunks(doc: Doc, suffix: str = "") -> list[Chunk]:
 
 
 def write(
-    store: Store, doc: Doc, *, suffix: str = "", content_hash: str | None = None, only: int | None = None
+    store: Store,
+    doc: Doc,
+    *,
+    suffix: str = "",
+    content_hash: str | None = None,
+    only: int | None = None,
+    readers: tuple[str, ...] | None = None,
 ) -> None:
     """Upsert ``doc`` as sync does: BM25 term weights, the document's state fields in every payload."""
     chunks = _chunks(doc, suffix)
@@ -155,6 +161,7 @@ def write(
             "n_tokens": len(t),
             "root": ROOT,
             "mtime": 1.0,
+            **({} if readers is None else {"access": list(readers)}),
         }
         for t in tokens
     ]
@@ -465,6 +472,94 @@ def test_filters_apply_to_both_lists(
 def test_filters_that_match_nothing(store_factory: StoreFactory, where: SearchFilter) -> None:
     store = fill(store_factory())
     assert store.search(DESCALE[0], bm25.query_vector(DESCALE[1]), 10, where) == ([], [])
+
+
+# -- access control -------------------------------------------------------------------------
+READERS = {
+    "doc-setup": ("everyone",),
+    "doc-faq": ("group:hr",),
+    "doc-legacy": ("user:alice",),
+    "doc-manual": (),  # admins alone
+}
+
+
+def fill_with_readers(store: Store) -> Store:
+    for doc in DOCS:
+        write(store, doc, readers=READERS[doc.id])
+    store.flush()
+    return store
+
+
+def readable(principals: set[str]) -> set[str]:
+    return {n for doc in DOCS if set(READERS[doc.id]) & principals for n, *_ in doc.chunks}
+
+
+@pytest.mark.parametrize(
+    "principals",
+    [{"everyone"}, {"everyone", "group:hr"}, {"everyone", "user:alice", "group:hr"}, {"user:alice"}, set()],
+)
+def test_readers_are_matched_inside_both_lists(store_factory: StoreFactory, principals: set[str]) -> None:
+    store = fill_with_readers(store_factory())
+    visible = readable(principals)
+    dense, sparse = store.search(DESCALE[0], bm25.query_vector(DESCALE[1]), 100, readers=sorted(principals))
+    assert set(names(dense)) == visible  # every readable chunk is a dense candidate, nothing else is
+    assert set(names(sparse)) <= visible and set(names(sparse)) == {
+        n for n in visible if n in {"setup-2", "faq-1", "legacy-1", "manual-2"}
+    }
+    ids = [_id(n) for n in ALL]
+    assert set(map(NAME_OF.get, store.chunks(ids, sorted(principals)))) == visible
+    assert store.count(sorted(principals)) == len(visible)
+    assert {SOURCE_OF[n] for n in visible} == {s.source for s in store.documents(sorted(principals)).values()}
+    assert store.file_types(sorted(principals)) == sorted({SOURCE_OF[n].rsplit(".", 1)[1] for n in visible})
+
+
+def test_a_filter_cannot_widen_what_readers_may_read(store_factory: StoreFactory) -> None:
+    store = fill_with_readers(store_factory())
+    wheres = [
+        SearchFilter(path="manual.pdf"),
+        SearchFilter(path="**/*"),
+        SearchFilter(file_types=("pdf",)),
+        SearchFilter(fields=(("access", "group:hr"),)),
+        SearchFilter(fields=(("document_id", "doc-faq"),)),
+        SearchFilter(fields=(("title", "Manual"),)),
+    ]
+    for where in wheres:
+        dense, sparse = store.search(DESCALE[0], bm25.query_vector(DESCALE[1]), 100, where, readers=["everyone"])
+        assert set(names(dense) + names(sparse)) <= readable({"everyone"}), where
+
+
+def test_admins_and_points_without_readers(store_factory: StoreFactory) -> None:
+    """No readers (an admin, or access control off) sees every point; a point that names none is seen by no one
+    else (deny by default)."""
+    store = store_factory()
+    write(store, DOCS[0], readers=("everyone",))
+    write(store, DOCS[3])  # written before access control was on
+    store.flush()
+    dense, _ = store.search(DESCALE[0], None, 100)
+    assert set(names(dense)) == {"setup-1", "setup-2", "manual-1", "manual-2"}
+    dense, _ = store.search(DESCALE[0], None, 100, readers=["everyone", "user:alice"])
+    assert set(names(dense)) == {"setup-1", "setup-2"}
+    assert store.documents()["doc-manual"].readers is None and store.documents()["doc-setup"].readers == ("everyone",)
+
+
+def test_set_readers_changes_who_reads_a_document_and_nothing_else(store_factory: StoreFactory) -> None:
+    store = fill_with_readers(store_factory())
+    before = {p.id: p for batch in store.export_points() for p in batch}
+    store.set_readers("doc-faq", ["user:bob", "group:eng"])
+    store.flush()
+    after = {p.id: p for batch in store.export_points() for p in batch}
+    assert after.keys() == before.keys()
+    for point_id, point in after.items():
+        old = before[point_id]
+        assert (point.dense, point.sparse) == (old.dense, old.sparse)
+        changed = point.payload["document_id"] == "doc-faq"
+        expected = {**old.payload, "access": ["group:eng", "user:bob"]} if changed else old.payload
+        assert point.payload == expected
+    assert store.documents()["doc-faq"].readers == ("group:eng", "user:bob")
+    dense, _ = store.search(DESCALE[0], None, 100, readers=["everyone", "group:hr"])
+    assert "faq-1" not in names(dense)
+    dense, _ = store.search(DESCALE[0], None, 100, readers=["everyone", "user:bob"])
+    assert "faq-1" in names(dense)
 
 
 # -- lifecycle ------------------------------------------------------------------------------
