@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +17,14 @@ from typing import Any
 
 from connectors import worker_main
 from connectors.formats import SUPPORTED_EXTENSIONS
+from connectors.watch import Changes
 from pipeline import lifecycle
 from pipeline.access import ADMIN, Reader
 from pipeline.config import TUNABLE, AppConfig, Fusion, RetrievalConfig, config_to_dict, load_config
 from pipeline.errors import IndexUnavailableError, ModelUnavailableError, RaglineError
 from pipeline.filters import SearchFilter, check_filter
 from pipeline.lifecycle import Moved
+from pipeline.lifecycle.verify import VerifyReport
 from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.models.reranker import CrossEncoderReranker
 from pipeline.models.weights import canonical_model_name
@@ -38,7 +40,7 @@ from pipeline.types import Document, ScoredChunk, document_id
 READABLE_TYPES = frozenset(ext.lstrip(".") for ext in SUPPORTED_EXTENSIONS)
 """File types ragline reads by name: ``--type`` may ask for one the index holds no file of (an empty answer)."""
 
-__all__ = ["Answer", "Moved", "Prompt", "Ragline", "SearchResponse", "SyncReport"]
+__all__ = ["Answer", "Moved", "Prompt", "Ragline", "SearchResponse", "SyncReport", "VerifyReport"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Ragline:
         self._labels: dict[str, roots.Root] | None = None  # the roots' record, read once per sync, not per search
         self._opening = threading.RLock()  # the HTTP API opens the index from worker threads
         self._idle = threading.Condition(self._opening)
+        self._syncing = threading.Lock()
         self._searching = 0  # searches running: a swap waits for them, since a shard closed under a query fails
         self._swapping = False  # and new searches wait for the swap, or a steady stream of them would starve it
 
@@ -119,30 +122,52 @@ class Ragline:
         self.close()
 
     # -- writing ---------------------------------------------------------------------------
-    def ingest(self, path: str | Path, progress: Progress = False, allow_empty: bool = False) -> SyncReport:
+    def ingest(
+        self,
+        path: str | Path,
+        progress: Progress = False,
+        allow_empty: bool = False,
+        only: Collection[str] | None = None,
+    ) -> SyncReport:
         """Sync a folder, or one file (into the indexed folder that holds it, else its own folder).
 
-        ``allow_empty``: a folder with no file left may remove all its documents (else that is refused)."""
+        ``allow_empty``: a folder with no file left may remove all its documents (else that is refused).
+        ``only``: just these paths under the folder (files or folders, gone ones included: a watcher's batch).
+        Syncs of one app run one at a time (a watcher and an ingest job may both start one)."""
         target = Path(path).expanduser()
         if not target.exists():
             raise RaglineError(f"cannot ingest {str(path)!r}: no such file or folder")
         if not (target.is_dir() or target.is_file()):
             raise RaglineError(f"cannot ingest {str(path)!r}: not a file or folder")
-        store = self._writable_store()
-        folder, only = target, None
-        if target.is_file():
-            holder = roots.holding(target.resolve(), roots.known(store.roots()))
-            folder = Path(holder.folder) if holder and holder.folder else target.resolve().parent
-            only = target.resolve().relative_to(folder.resolve()).as_posix()
-        report = sync_folder(folder, store, self.embedder, self.config, progress, allow_empty, only)
-        self._labels = None
-        store.save_config(config_to_dict(self.config))
+        with self._syncing:
+            store = self._writable_store()
+            folder = target
+            if target.is_file():
+                holder = roots.holding(target.resolve(), roots.known(store.roots()))
+                folder = Path(holder.folder) if holder and holder.folder else target.resolve().parent
+                only = [target.resolve().relative_to(folder.resolve()).as_posix()]
+            report = sync_folder(folder, store, self.embedder, self.config, progress, allow_empty, only)
+            self._labels = None
+            store.save_config(config_to_dict(self.config))
         return report
+
+    def changes(
+        self, folders: Sequence[str | Path], stop: threading.Event, quiet_ms: int = 300
+    ) -> Iterator[list[Changes]]:
+        """Batches of the paths that change under ``folders`` (as ``[source]`` include and exclude select them;
+        never the index itself), until ``stop`` is set: what a watcher syncs with ``ingest(folder, only=...)``."""
+        from connectors.watch import watch
+
+        source = self.config.source
+        ignore = [] if self.config.qdrant.enabled else [self.index_path]
+        watched = [Path(f).expanduser().resolve() for f in folders]
+        return watch(watched, source.include, source.exclude, ignore, stop, quiet_ms)
 
     def remove(self, target: str) -> list[str]:
         """Remove from the index a root (by label or folder), or a file or folder under one; returns the
         sources removed, as ``label/path``. The files themselves are not touched."""
-        removed = lifecycle.remove_source(self._writable_store(), target)
+        with self._syncing:
+            removed = lifecycle.remove_source(self._writable_store(), target)
         self._labels = None
         return removed
 
@@ -218,10 +243,11 @@ class Ragline:
         progress: Progress = False,
     ) -> SyncReport:
         """Sync already-parsed documents as one collection named ``root_uri``."""
-        store = self._writable_store()
-        report = sync_documents(documents, root_uri, store, self.embedder, self.config, split, progress)
-        self._labels = None
-        store.save_config(config_to_dict(self.config))
+        with self._syncing:
+            store = self._writable_store()
+            report = sync_documents(documents, root_uri, store, self.embedder, self.config, split, progress)
+            self._labels = None
+            store.save_config(config_to_dict(self.config))
         return report
 
     def _writable_store(self) -> Store:
@@ -372,6 +398,17 @@ class Ragline:
         }
 
     # -- whole-index operations (pipeline.lifecycle) ---------------------------------------
+    def verify(self, repair: bool = False) -> VerifyReport:
+        """Check the index against its folders and itself (``ragline verify``); ``repair``: re-sync what differs."""
+        from pipeline.lifecycle import verify
+
+        store = self._writable_store() if repair else self.store(check_model=False)
+        found = verify.verify(store, self.config)
+        if repair and not found.ok:
+            found = verify.repair(store, self.embedder, self.config, found)
+            self._labels = None
+        return found
+
     def migrate(self, url: str, collection: str | None = None, progress: bool = False) -> Moved:
         """Copy the embedded index into an empty collection on a Qdrant server, without re-embedding."""
         return lifecycle.migrate_to_server(self.config, url, collection, progress)

@@ -218,6 +218,10 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(65536, ge=1024)
     max_concurrent: int = Field(64, ge=1, le=10000)
     """Requests in flight at once; more are refused at once with 503 (and Retry-After), never queued."""
+    watch: bool = False
+    """Follow the ``sources`` folders: sync each at start, then what their file events name."""
+    watch_quiet_ms: int = Field(300, ge=10, le=60_000)
+    """A burst of file events ends (and its one sync starts) once this long passes with no new event."""
 
 
 PRINCIPAL = r"^(everyone|(user|group):[^\s,]{1,200})$"

@@ -14,7 +14,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from pipeline.models.protocols import Embedder
 from pipeline.stages import bm25, language
 from pipeline.stages.chunking import chunk, chunk_id, indexed_text
 from pipeline.stores import roots
-from pipeline.stores.base import Store, StoredPoint
+from pipeline.stores.base import Store, StoredPoint, is_under
 from pipeline.stores.schema import ACCESS, DocumentState, document_fields
 from pipeline.types import Chunk, Document, SkippedFile, document_id
 
@@ -157,7 +157,8 @@ def sync_folder(
     config: AppConfig,
     progress: Progress = False,
     allow_empty: bool = False,
-    only: str | None = None,
+    only: Collection[str] | None = None,
+    redo: Collection[str] = (),
 ) -> SyncReport:
     """Bring the index in step with ``root``: add, update and remove documents.
 
@@ -167,8 +168,10 @@ def sync_folder(
     that another root holds at the same path with the same content is copied
     from there, vectors and all (a moved folder costs no embedding). A folder
     with no file left while the index holds its documents is refused unless
-    ``allow_empty``: an unmounted share must not empty the index. ``only``: sync this one file of ``root`` (its
-    path under it) and leave the root's other documents as they are.
+    ``allow_empty``: an unmounted share must not empty the index. ``only``: sync just these paths under
+    ``root`` (files, or folders and all below them: what a watcher saw change, a file given to ``ingest``), those
+    gone from disk included, and leave the root's other documents as they are. ``redo``: parse, embed and write these
+    sources again even where their content is unchanged (``ragline verify --repair``).
     """
     started = time.perf_counter()
     _check_chunk_size(config, embedder)
@@ -176,37 +179,22 @@ def sync_folder(
     scan = _scan(folder, config, only)
     root_uri = folder.as_uri()
     everything = store.documents()
-    indexed = {d: s for d, s in everything.items() if s.root == root_uri and only in (None, s.source)}
-    if not (scan.files or scan.skipped or allow_empty) and indexed:
+    indexed = {d: s for d, s in everything.items() if s.root == root_uri and _within(s.source, only)}
+    if not (scan.files or scan.skipped or allow_empty or only is not None) and indexed:
         raise EmptyFolderError(_EMPTIED.format(folder=folder, n=len(indexed)))
     present = {document_id(root_uri, f.source) for f in scan.files} | {
         document_id(root_uri, s.source) for s in scan.skipped
     }
     outcome = _Outcome(skipped=list(scan.skipped))
-    jobs, copies = _jobs(scan.files, indexed, everything, root_uri)
+    jobs, copies = _jobs(scan.files, indexed, everything, root_uri, frozenset(redo))
     readers = _file_readers(scan.files, folder, config.access)
-
-    def documents() -> Generator[Document, None, None]:
-        parsing = _Phase(progress, "parsing", len(jobs), "file")
-        for parsed in parse_files(jobs, config.source.parse_workers, config.source.parse_timeout_s):
-            parsing.advance()
-            outcome.stages["parse"] += parsed.seconds
-            if parsed.unchanged and parsed.file.source in copies:
-                outcome.copies.append((parsed.file, copies[parsed.file.source]))
-            elif parsed.unchanged:
-                outcome.unchanged += 1
-            elif parsed.document is None:
-                outcome.skipped.append(SkippedFile(parsed.file.source, parsed.error or "cannot parse"))
-            else:
-                yield parsed.document
-        parsing.close()
 
     if store.meta.tokenizer != bm25.ENGLISH_ONLY_VERSION and any(known is None for _, known in jobs):
         language.warm_up()  # new files will need it; it loads while the parser workers start
     split = _default_splitter(config, embedder)
     readers_of = None if readers is None else (lambda document: readers[document.source])
     target = _Target(store, embedder, config, root_uri, progress, readers_of)
-    _commit(documents(), split, outcome, indexed, present, target)
+    _commit(_parsed(jobs, copies, outcome, config, progress), split, outcome, indexed, present, target)
     with outcome.timed("upsert"):
         _copy_documents(store, root_uri, outcome.copies, readers)
         if readers is not None:
@@ -216,6 +204,30 @@ def sync_folder(
             store, root_uri, everything, outcome.copies, holds_any=bool(present) or only is not None
         )
     return _report(str(folder), outcome, indexed, started)
+
+
+def _parsed(
+    jobs: list[tuple[SourceFile, str | None]],
+    copies: dict[str, DocumentState],
+    outcome: _Outcome,
+    config: AppConfig,
+    progress: Progress,
+) -> Generator[Document, None, None]:
+    """The documents of the files that changed, as the parser workers finish them; the others are counted
+    (unchanged), set aside (copies of another root's file) or skipped with their reason."""
+    parsing = _Phase(progress, "parsing", len(jobs), "file")
+    for parsed in parse_files(jobs, config.source.parse_workers, config.source.parse_timeout_s):
+        parsing.advance()
+        outcome.stages["parse"] += parsed.seconds
+        if parsed.unchanged and parsed.file.source in copies:
+            outcome.copies.append((parsed.file, copies[parsed.file.source]))
+        elif parsed.unchanged:
+            outcome.unchanged += 1
+        elif parsed.document is None:
+            outcome.skipped.append(SkippedFile(parsed.file.source, parsed.error or "cannot parse"))
+        else:
+            yield parsed.document
+    parsing.close()
 
 
 def _file_readers(files: Sequence[SourceFile], folder: Path, access: AccessConfig) -> dict[str, tuple[str, ...]] | None:
@@ -250,8 +262,13 @@ def _update_readers(
     return [s.source for s in changed]
 
 
-def _scan(folder: Path, config: AppConfig, only: str | None) -> ScanResult:
-    """The folder's files to index and those skipped, with reasons (``only``: just that one file)."""
+def _within(source: str, only: Collection[str] | None) -> bool:
+    return only is None or any(is_under(source, path) for path in only)
+
+
+def _scan(folder: Path, config: AppConfig, only: Collection[str] | None) -> ScanResult:
+    """The folder's files to index and those skipped, with reasons (``only``: those at or under these paths;
+    one file that exists but is not indexed, by the include and exclude globs, is an error)."""
     scan = FolderSource(
         folder,
         include=config.source.include,
@@ -260,9 +277,12 @@ def _scan(folder: Path, config: AppConfig, only: str | None) -> ScanResult:
     ).scan()
     if only is None:
         return scan
-    scan = ScanResult([f for f in scan.files if f.source == only], [f for f in scan.skipped if f.source == only])
-    if not (scan.files or scan.skipped):
-        raise RaglineError(f"{folder / only} is not a file ragline indexes (see source.include and exclude)")
+    scan = ScanResult(
+        [f for f in scan.files if _within(f.source, only)], [f for f in scan.skipped if _within(f.source, only)]
+    )
+    named = [folder / path for path in only]
+    if not (scan.files or scan.skipped) and len(named) == 1 and named[0].is_file():
+        raise RaglineError(f"{named[0]} is not a file ragline indexes (see source.include and exclude)")
     return scan
 
 
@@ -281,7 +301,11 @@ def _index_inside(folder: Path, config: AppConfig) -> tuple[str, ...]:
 
 
 def _jobs(
-    files: Sequence[SourceFile], indexed: dict[str, DocumentState], everything: dict[str, DocumentState], root_uri: str
+    files: Sequence[SourceFile],
+    indexed: dict[str, DocumentState],
+    everything: dict[str, DocumentState],
+    root_uri: str,
+    redo: frozenset[str] = frozenset(),
 ) -> tuple[list[tuple[SourceFile, str | None]], dict[str, DocumentState]]:
     """What to parse, each file with the hash that lets a worker skip it: its own indexed version's, or for a
     file new here that another root holds at the same path, that one's (the copies to make, by source)."""
@@ -294,7 +318,8 @@ def _jobs(
         if donor is not None:
             copies[file.source] = donor
         known = donor if donor is not None else state
-        jobs.append((file, known.content_hash if known is not None and known.complete else None))
+        reuse = known is not None and known.complete and file.source not in redo
+        jobs.append((file, known.content_hash if reuse and known is not None else None))
     return jobs, copies
 
 

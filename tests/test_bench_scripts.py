@@ -91,6 +91,14 @@ def test_ranking_sweep_and_latency_benches(tmp_path: Path) -> None:
     index = next((tmp_path / "ragline" / "eval").glob("folder-demo_docs-*"))
     latency = bench("ranking_latency.py", "--index", str(index), "--queries", "5", home=tmp_path)
     assert set(latency["hybrid"]) == {"plain", "document-aware"} and latency["chunks"] > 0
+    access = bench("access_latency.py", "--index", str(index), "--queries", "5", "--groups", "4", home=tmp_path)
+    assert set(access["hybrid"]) == {"admin", "biggest_group", "small_group", "five_groups"}
+    assert access["hybrid"]["admin"]["readable_share"] == 1.0 and access["documents"] == 5
+    assert all(0 < s["readable_share"] <= 1 for s in access["hybrid"].values())
+    from pipeline.stores.edge import EdgeStore
+
+    with EdgeStore.open(index) as original:  # a copy was labelled, not the index given
+        assert all(state.readers is None for state in original.documents().values())
 
 
 def test_confidence_fit_reports_each_set_and_mode(tmp_path: Path) -> None:

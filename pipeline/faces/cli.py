@@ -429,6 +429,72 @@ def stats(app: Any, as_json: bool, as_user: str | None, groups: tuple[str, ...])
     click.echo(json.dumps(data) if as_json else render.render_stats(data))
 
 
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--quiet-ms",
+    type=click.IntRange(10, 60_000),
+    default=None,
+    help="A burst of changes ends (and its one sync starts) after this long with no new change (default 300).",
+)
+@click.pass_obj
+def watch(app: Any, paths: tuple[str, ...], quiet_ms: int | None) -> None:
+    """Keep the index in step with folders: sync each now, then whatever changes in them, until Ctrl-C.
+
+    A stopped or killed watcher catches up at its next start. Bursts of changes (a copy of many files) are
+    one sync; renames and deletes are followed. `ragline serve` does the same with [server] watch = true.
+    """
+    import signal
+    import threading
+    import time
+    from pathlib import Path
+
+    from pipeline.faces.watcher import Watcher
+
+    folders: list[str | Path] = []
+    for path in paths:
+        if not Path(path).expanduser().is_dir():
+            raise RaglineError(f"cannot watch {path!r}: not a folder")
+        folders.append(path)
+
+    def synced(folder: str, report: Any) -> None:
+        if report.changed or report.access_updated:
+            first = render.render_sync_report(report).splitlines()
+            click.echo(f"{time.strftime('%H:%M:%S')} {first[0]}: {first[1].strip()}")
+
+    quiet = quiet_ms or app.config.server.watch_quiet_ms
+    watcher = Watcher(app, folders, quiet, on_sync=synced).start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    click.echo(f"watching {', '.join(watcher.status.folders)} (Ctrl-C to stop)", err=True)
+    try:
+        while not done.wait(0.5) and watcher.status.state != "failed":
+            pass
+    except KeyboardInterrupt:
+        pass
+    watcher.stop()
+    if watcher.status.state == "failed":
+        raise RaglineError(f"the watcher stopped: {watcher.status.last_error}")
+    click.echo("stopped", err=True)
+
+
+@main.command()
+@click.option("--repair", is_flag=True, help="Re-sync exactly the files that differ, then check again.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def verify(app: Any, repair: bool, as_json: bool) -> None:
+    """Prove the index matches its folders: every file indexed with its current content, its chunks whole
+    (count, ids), no orphan points, both vectors on every point, BM25 weights consistent, readers current.
+
+    Exit 0 when all hold; 1 with each difference otherwise (after --repair: what is left).
+    """
+    report = app.verify(repair)
+    found = render.verify_dict(report)
+    click.echo(json.dumps(found) if as_json else render.render_verify(found, app.index_path))
+    if not report.ok:
+        sys.exit(EXIT_ERROR)
+
+
 @main.group(cls=_Group)
 def access() -> None:
     """Who may read what: explain a file's readers, make API keys ([access] in the config; docs/access.md)."""

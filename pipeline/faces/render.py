@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import textwrap
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: importing this module stays cheap for the CLI
-    from pipeline.app import Answer, Moved, Prompt, SearchResponse, SyncReport
+    from pathlib import Path
+
+    from pipeline.app import Answer, Moved, Prompt, SearchResponse, SyncReport, VerifyReport
     from pipeline.eval.evaluate import EvalReport, ModeResult
     from pipeline.eval.folder import FolderEvalReport
     from pipeline.faces.jobs import Job
@@ -119,6 +122,56 @@ def render_sync_report(report: SyncReport) -> str:
         lines.append(f"  who may read {len(report.access_updated)} unchanged files changed: updated, not embedded")
     if not (report.changed or report.access_updated):
         lines.append("  index is up to date: nothing changed")
+    return "\n".join(lines)
+
+
+def verify_dict(report: VerifyReport) -> dict[str, Any]:
+    """``ragline verify --json``."""
+
+    def listed(found: Iterable[Any]) -> list[dict[str, str]]:
+        return [{"kind": d.kind, "root": d.root, "source": d.source, "detail": d.detail} for d in found]
+
+    data: dict[str, Any] = {
+        "ok": report.ok,
+        "roots": report.roots,
+        "files": report.files,
+        "documents": report.documents,
+        "points": report.points,
+        "not_indexable": report.not_indexable,
+        "differences": listed(report.differences),
+        "seconds": round(report.seconds, 3),
+    }
+    if report.repaired or report.before:
+        data["before"] = listed(report.before)
+        data["repaired"] = [
+            {"root": r.root, "updated": len(r.updated), "added": len(r.added), "removed": len(r.removed)}
+            | {"chunks_written": r.chunks_written, "access_updated": len(r.access_updated)}
+            for r in report.repaired
+        ]
+    return data
+
+
+def render_verify(report: dict[str, Any], index: Path) -> str:
+    """``ragline verify``: what was checked, each difference, and with --repair what was done."""
+    lines = [
+        f"verified {index}: {report['roots']} folders, {report['files']} files, {report['documents']} documents, "
+        f"{report['points']} points in {report['seconds']:.1f}s"
+    ]
+    if "before" in report:
+        lines.append(f"  found {len(report['before'])} differences; repaired:")
+        lines += [
+            f"    {r['root']}: {r['updated'] + r['added']} files written again ({r['chunks_written']} chunks), "
+            f"{r['removed']} removed, readers of {r['access_updated']} updated"
+            for r in report["repaired"]
+        ]
+    for d in report["differences"]:
+        lines.append(f"  {d['kind']:<10} {d['root']}/{d['source']}".rstrip("/") + f": {d['detail']}")
+    if report["ok"]:
+        lines.append("  ok: the index matches its folders")
+    else:
+        lines.append(
+            f"  {len(report['differences'])} differences" + ("" if "before" in report else ": --repair re-syncs them")
+        )
     return "\n".join(lines)
 
 

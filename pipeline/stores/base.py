@@ -260,6 +260,8 @@ def check_shape(dense: np.ndarray, rows: int, dimension: int) -> None:
 
 def check_dimension(points: Sequence[StoredPoint], dimension: int) -> None:
     for p in points:
+        if not p.dense:
+            raise RaglineError(f"point {p.id} has no {DENSE!r} vector: run 'ragline verify --repair' on its index")
         if len(p.dense) != dimension:
             raise RaglineError(
                 f"point {p.id} has a dense vector of dimension {len(p.dense)}, the index expects {dimension}"
@@ -268,14 +270,13 @@ def check_dimension(points: Sequence[StoredPoint], dimension: int) -> None:
 
 def stored_point(point_id: Any, vectors: Mapping[str, Any] | None, payload: Mapping[str, Any] | None) -> StoredPoint:
     """A :class:`StoredPoint` from a record of either engine (both name their vectors DENSE and SPARSE;
-    a chunk with no BM25 terms may come back without a sparse vector)."""
+    a chunk with no BM25 terms may come back without a sparse vector; a damaged point with no dense vector
+    comes back with an empty one, which ``ragline verify`` reports and an import refuses)."""
     vectors = vectors or {}
-    if DENSE not in vectors:
-        raise RaglineError(f"point {point_id} has no {DENSE!r} vector")
     sparse = vectors.get(SPARSE)
     return StoredPoint(
         id=str(point_id),
-        dense=[float(x) for x in vectors[DENSE]],
+        dense=[float(x) for x in vectors.get(DENSE) or ()],
         sparse=SparseVector(tuple(int(i) for i in sparse.indices), tuple(float(v) for v in sparse.values))
         if sparse is not None
         else SparseVector((), ()),

@@ -53,7 +53,7 @@ PAYLOAD_FIELDS = {
     "content_hash": "the SHA-256 of the file's bytes",
     "chunk_count": "how many chunks the document has",
     "n_tokens": "the chunk's BM25 length in tokens",
-    ACCESS: "who may read the document: everyone, user:NAME, group:NAME (with [access] enabled)",
+    ACCESS: "who may read the document: everyone, user:NAME, group:NAME (with [access] enabled; docs/access.md)",
 }
 """Every payload field a chunk point can carry, and what it holds: what ``--where key=value`` matches exactly
 (the chunk ``text`` itself is searched, not matched). Documented in docs/filters.md."""

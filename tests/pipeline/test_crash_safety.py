@@ -89,6 +89,20 @@ def _kill_at(index: Path, folder: Path, phase: str, fraction: float, delay: floa
     return seen
 
 
+def _verify(index: Path) -> dict[str, Any]:
+    """``ragline verify --json`` on the index: the oracle that the index matches its folder."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.faces.cli", "--index", str(index), "verify", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    found = json.loads(done.stdout)
+    assert done.returncode == (0 if found["ok"] else 1), done.stderr
+    return dict(found)
+
+
 def _snapshot(index: Path) -> dict[str, Any]:
     with EdgeStore.open(index) as store:
         points = [p for batch in store.export_points() for p in batch]
@@ -135,6 +149,10 @@ def test_sigkill_at_many_moments_then_resume_equals_a_clean_run(tmp_path: Path) 
     assert len(seen) >= 10 and all(seen)
     assert sum(half_written) >= 1, "no kill left a document half-written: the repair path was not exercised"
     incomplete = half_written[-1]
+    killed = _verify(crashed_index)
+    assert not killed["ok"]
+    assert sum(d["kind"] == "incomplete" for d in killed["differences"]) == incomplete
+    assert {d["kind"] for d in killed["differences"]} <= {"incomplete", "missing"}
 
     resumed = _ingest(crashed_index, folder, "--json")
     out, err = resumed.communicate(timeout=600)
@@ -154,6 +172,16 @@ def test_sigkill_at_many_moments_then_resume_equals_a_clean_run(tmp_path: Path) 
     assert len(got["documents"]) == FILES
     duplicates = [key for key, n in Counter(got["texts"]).items() if n > 1]
     assert duplicates == []
+    repaired, clean_check = _verify(crashed_index), _verify(clean_index)
+    assert repaired["ok"] and clean_check["ok"] and repaired["differences"] == []
+    assert (
+        (repaired["documents"], repaired["points"])
+        == (clean_check["documents"], clean_check["points"])
+        == (
+            FILES,
+            got["count"],
+        )
+    )
     # BM25 statistics: the same token counts and the same saturated term weights on every point.
     assert got["n_tokens"] == want["n_tokens"]
     for point_id, vector in want["sparse"].items():

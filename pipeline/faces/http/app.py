@@ -20,6 +20,7 @@ from pipeline.faces.http.routes import ingest_router, search_router, status_rout
 from pipeline.faces.http.schemas import request_models
 from pipeline.faces.identity import Identify, Unauthorized
 from pipeline.faces.jobs import Jobs
+from pipeline.faces.watcher import Watcher
 
 
 def caller_dependency(identify: Identify) -> Any:
@@ -46,9 +47,15 @@ def create_app(rag: Ragline) -> Any:
     caller = caller_dependency(Identify(rag.config.access, limits))  # a config that identifies no one fails here
     jobs = Jobs(rag)
 
+    watcher = Watcher(rag, list(limits.sources.values()), limits.watch_quiet_ms) if limits.watch else None
+
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
+        if watcher is not None:
+            watcher.start()
         yield
+        if watcher is not None:
+            watcher.stop()
         jobs.shutdown()
 
     app = FastAPIOffline(  # /docs and /redoc load their scripts from this server: they work with no internet
@@ -62,7 +69,7 @@ def create_app(rag: Ragline) -> Any:
     app.add_middleware(ConcurrencyLimit, limit=limits.max_concurrent)
     install_error_handlers(app)
     models = request_models(limits)
-    app.include_router(status_router(rag, jobs, caller))
+    app.include_router(status_router(rag, jobs, caller, watcher))
     app.include_router(search_router(rag, models, caller))
     app.include_router(ingest_router(rag, jobs, models, caller))
     return app

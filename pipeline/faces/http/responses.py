@@ -7,7 +7,7 @@ rather than ``additionalProperties: true``.
 (No ``from __future__ import annotations``: pydantic reads the annotations as objects.)
 """
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -141,6 +141,20 @@ class LastSync(BaseModel):
     finished: float = Field(description="Unix time.")
 
 
+class Watch(BaseModel):
+    """The folder watcher of ``[server] watch = true``."""
+
+    folders: list[str]
+    state: Literal["starting", "catching up", "watching", "syncing", "stopped", "failed"]
+    syncs: int
+    changes_seen: int = Field(description="Paths named by file events so far.")
+    errors: int
+    last_error: str | None
+    last_change: float | None = Field(description="Unix time of the last batch of file events.")
+    last_sync: dict[str, Any] | None = Field(description="What the watcher's last sync did.")
+    started: float
+
+
 class Stats(BaseModel):
     documents: int
     chunks: int
@@ -150,6 +164,7 @@ class Stats(BaseModel):
     location: str
     roots: list[Root]
     last_sync: LastSync | None
+    watch: Watch | None = Field(None, description="The folder watcher, when [server] watch = true (admins only).")
 
 
 class Health(BaseModel):

@@ -14,6 +14,7 @@ from pipeline.faces import render
 from pipeline.faces.http import responses
 from pipeline.faces.http.schemas import MAX_NAME, RequestModels, search_args
 from pipeline.faces.jobs import Jobs
+from pipeline.faces.watcher import Watcher
 
 
 def version() -> str:
@@ -26,7 +27,7 @@ def version() -> str:
         return "0"
 
 
-def status_router(rag: Ragline, jobs: Jobs, caller: Any) -> Any:
+def status_router(rag: Ragline, jobs: Jobs, caller: Any, watcher: Watcher | None = None) -> Any:
     from fastapi import APIRouter
 
     router = APIRouter()
@@ -41,7 +42,9 @@ def status_router(rag: Ragline, jobs: Jobs, caller: Any) -> Any:
         """What the index holds of what the caller may read; ``last_sync``: this server's last ingest job, else
         the index's last sync."""
         held = rag.stats(reader)
-        return {**held, "last_sync": render.last_sync_dict(jobs.last_done) or render.recorded_sync(held["roots"])}
+        watching = watcher.status.as_dict() if watcher is not None and reader.admin else None
+        last = render.last_sync_dict(jobs.last_done) or render.recorded_sync(held["roots"])
+        return {**held, "last_sync": last, "watch": watching}
 
     return router
 

@@ -4,7 +4,10 @@ and remove the folders (roots) it holds.
 A move copies every chunk point as it is stored (its dense and BM25 vectors and its payload); BM25 IDF is
 computed by the engine at query time over the points it holds, so the copy answers queries exactly as the
 original does. A re-embedding computes new dense vectors from the stored chunk text (no file is read or
-parsed again) into a new folder, swapped in only once it is complete and closed.
+parsed again) into a new folder, swapped in only once it is complete and closed. ``verify`` proves an index
+matches its folders, and repairs what does not.
+
+May import: ``sync``, ``stages``, ``models`` (protocols), ``stores``, ``connectors`` and the ground floor.
 """
 
 from __future__ import annotations
