@@ -8,7 +8,7 @@ on first use of a format.
 
 from __future__ import annotations
 
-from ._text import Parsed
+from ._text import Parsed, ParseOptions
 from .folder import FolderSource, ScanResult, SourceFile
 from .formats import PARSERS_VERSION, SUPPORTED_EXTENSIONS
 from .loader import load_document, parse_bytes
@@ -17,6 +17,7 @@ __all__ = [
     "PARSERS_VERSION",
     "SUPPORTED_EXTENSIONS",
     "FolderSource",
+    "ParseOptions",
     "Parsed",
     "ScanResult",
     "SourceFile",

@@ -17,6 +17,19 @@ class Parsed(NamedTuple):
     metadata: dict[str, object]
 
 
+class ParseOptions(NamedTuple):
+    """How files are read, from ``[source]``: OCR of PDF pages with no text layer ("auto"), of every page
+    ("always"), or of none ("off"), in Tesseract's ``ocr_languages``; ``deadline``: when this file's time
+    runs out (``time.monotonic()``), so that pages read before it are kept."""
+
+    ocr: str = "auto"
+    ocr_languages: tuple[str, ...] = ("eng",)
+    deadline: float | None = None
+
+
+DEFAULT_OPTIONS = ParseOptions()
+
+
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+\n")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 # C0 controls other than tab, newline, carriage return and form feed.

@@ -16,7 +16,7 @@ from typing import cast
 from pipeline.errors import UnreadableFileError
 from pipeline.types import Document, Section, document_id
 
-from ._text import Parsed
+from ._text import DEFAULT_OPTIONS, Parsed, ParseOptions
 from .folder import SourceFile
 from .formats import MIME_TYPES, parser_module
 
@@ -81,11 +81,25 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def document_from_bytes(file: SourceFile, data: bytes, digest: str | None = None) -> Document:
+def document_from_bytes(
+    file: SourceFile, data: bytes, digest: str | None = None, options: ParseOptions = DEFAULT_OPTIONS
+) -> Document:
     """Parse bytes already read from ``file``; the content hash is of exactly these bytes
     (``digest``: that hash, when the caller has computed it already)."""
+    return read_document(file, data, digest, options)[0]
+
+
+def read_document(
+    file: SourceFile, data: bytes, digest: str | None = None, options: ParseOptions = DEFAULT_OPTIONS
+) -> tuple[Document, str | None]:
+    """:func:`document_from_bytes`, and a notice for the sync report (how to enable OCR, say), if any."""
     ext = PurePosixPath(file.source).suffix.lower() or file.path.suffix.lower()
     parsed = parse_bytes(data, ext)
+    notice = None
+    if ext == ".pdf":
+        from .ocr import with_ocr
+
+        parsed, notice = with_ocr(data, parsed, options)
 
     sections = tuple(
         Section(text=s.text.strip(), page=s.page, heading=tuple(s.heading)) for s in parsed.sections if s.text.strip()
@@ -102,10 +116,11 @@ def document_from_bytes(file: SourceFile, data: bytes, digest: str | None = None
         mime=MIME_TYPES.get(ext, "text/plain" if parser_module(ext) == "text" else "application/octet-stream"),
         ext=ext.lstrip("."),
     )
-    return Document(
+    document = Document(
         id=document_id(file.root, file.source),
         source=file.source,
         sections=sections,
         content_hash=digest or content_hash(data),
         metadata=metadata,
     )
+    return document, notice

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pipeline.errors import RaglineError, UnreadableFileError
 from pipeline.types import Document
 
+from ._text import DEFAULT_OPTIONS, ParseOptions
 from .folder import SourceFile
-from .loader import content_hash, document_from_bytes, read_stable
+from .loader import content_hash, read_document, read_stable
 
 
 @dataclass(frozen=True)
@@ -38,20 +39,28 @@ class ParseOutcome:
     error: str | None = None
     seconds: float = 0.0
     """Time the worker spent reading, hashing and parsing."""
+    notice: str | None = None
+    """What the sync report says once, whichever files met it (OCR that is not available here, say)."""
 
 
-def load(file: SourceFile, known_hash: str | None = None) -> ParseOutcome:
-    """Read and parse one file (in a worker); ``known_hash`` lets an unchanged file skip parsing."""
+def load(
+    file: SourceFile, known_hash: str | None = None, options: ParseOptions = DEFAULT_OPTIONS, allowed: float = 0.0
+) -> ParseOutcome:
+    """Read and parse one file (in a worker); ``known_hash`` lets an unchanged file skip parsing. ``allowed``:
+    the seconds the file has before its worker is stopped (OCR stops short of them and keeps what it read)."""
     started = time.perf_counter()
+    if allowed:
+        options = options._replace(deadline=time.monotonic() + 0.85 * allowed)
     try:
         data = read_stable(file)
         digest = content_hash(data)
         if digest == known_hash:
             outcome = ParseOutcome(file, unchanged=True)
         else:
-            outcome = ParseOutcome(file, document=document_from_bytes(file, data, digest))
+            document, notice = read_document(file, data, digest, options)
+            outcome = ParseOutcome(file, document=document, notice=notice)
     except UnreadableFileError as exc:
-        outcome = ParseOutcome(file, error=str(exc))
+        outcome = ParseOutcome(file, error=str(exc), notice=exc.notice)
     return dataclasses.replace(outcome, seconds=time.perf_counter() - started)
 
 
@@ -99,6 +108,7 @@ def parse_files(
     files: Sequence[tuple[SourceFile, str | None]],
     workers: int = 0,
     timeout_s: float = 60.0,
+    options: ParseOptions = DEFAULT_OPTIONS,
 ) -> Iterator[ParseOutcome]:
     """Parse ``(file, known_hash)`` pairs in ``workers`` processes; yield each as it finishes."""
     if not files:
@@ -119,7 +129,8 @@ def parse_files(
         while queue or pending:
             while queue and len(pending) < in_flight:
                 file, known = queue.pop()
-                pending[pool.schedule(load, args=(file, known), timeout=allowed_s(file, timeout_s))] = file
+                allowed = allowed_s(file, timeout_s)
+                pending[pool.schedule(load, args=(file, known, options, allowed), timeout=allowed)] = file
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in sorted(done, key=lambda f: pending[f].source):
                 file = pending.pop(future)

@@ -93,8 +93,12 @@ def _open(data: bytes) -> Any:
     return reader
 
 
+NO_TEXT_LAYER = "pages_without_text"
+
+
 def parse(data: bytes) -> Parsed:
-    """Extract each page's text layer with pypdf; ``Section.page`` is 1-based."""
+    """Extract each page's text layer with pypdf; ``Section.page`` is 1-based. The pages that have none are
+    listed in the metadata (``NO_TEXT_LAYER``), and a PDF with none at all comes back with no section."""
     reader = _open(data)
     try:
         pages = list(reader.pages)
@@ -127,12 +131,13 @@ def parse(data: bytes) -> Parsed:
     else:  # no bookmarks: lines set larger than the body text head what follows them
         sections = split_at_headings(texts, font_headings(fragments))
 
-    if not sections:
-        if first_error is not None:
-            raise UnreadableFileError(f"corrupt PDF ({_brief(first_error)})")
-        raise UnreadableFileError("no text layer (scanned PDF?)")
+    if not sections and first_error is not None:
+        raise UnreadableFileError(f"corrupt PDF ({_brief(first_error)})")
 
     metadata: dict[str, object] = {"pages": len(pages)}
+    blank = [n for n in range(1, len(pages) + 1) if n not in texts and n not in failed]
+    if blank:  # scanned pages, for OCR (connectors.ocr); not kept in the index
+        metadata[NO_TEXT_LAYER] = blank
     title = _title(reader)
     if title:
         metadata["title"] = title

@@ -38,6 +38,10 @@ class SourceConfig(_Section):
     max_file_mb: float = Field(50.0, gt=0)
     parse_workers: int = Field(0, ge=0, le=64)
     parse_timeout_s: float = Field(60.0, gt=0)
+    ocr: Literal["auto", "off", "always"] = "auto"
+    """PDF pages read with Tesseract: those with no text layer (auto), every page (always), or none (off)."""
+    ocr_languages: tuple[Annotated[str, Field(pattern=r"^[a-z]{3}(_[a-z]+)?$")], ...] = Field(("eng",), min_length=1)
+    """Tesseract language codes (eng, deu, fra, chi_sim ...); each needs its tesseract-ocr-LANG package."""
 
 
 class ChunkingConfig(_Section):

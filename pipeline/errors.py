@@ -18,6 +18,11 @@ class ConfigError(RaglineError):
 class UnreadableFileError(RaglineError):
     """A source file cannot be parsed; the sync skips it and reports the reason."""
 
+    def __init__(self, reason: str, notice: str | None = None) -> None:
+        super().__init__(reason)
+        self.notice = notice
+        """What the sync report should say once, however many files meet it (how to enable OCR, say)."""
+
 
 class EmptyFolderError(RaglineError):
     """A sync found no file in a folder whose documents the index holds, and left them."""

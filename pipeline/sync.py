@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from connectors import FolderSource
+from connectors import FolderSource, ParseOptions
 from connectors.folder import ScanResult, SourceFile
 from connectors.parse_pool import parse_files
 from connectors.permissions import Mode, posix_readers
@@ -57,6 +57,8 @@ class SyncReport:
     access_updated: tuple[str, ...] = ()
     """Unchanged files whose readers changed (a rule or their permissions): their points' ``access`` was
     rewritten, nothing re-embedded."""
+    notices: tuple[str, ...] = ()
+    """What some files met that the user can fix, each said once (OCR that is not installed, say)."""
     seconds: float = 0.0
     stages_s: dict[str, float] = field(default_factory=dict)
     """Time in each stage: parse (summed over the worker processes), chunk, embed, bm25, upsert, optimize.
@@ -78,6 +80,7 @@ class _Outcome:
     copies: list[tuple[SourceFile, DocumentState]] = field(default_factory=list)
     moved_from: list[str] = field(default_factory=list)
     access_updated: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
     written: int = 0
     stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
@@ -216,9 +219,13 @@ def _parsed(
     """The documents of the files that changed, as the parser workers finish them; the others are counted
     (unchanged), set aside (copies of another root's file) or skipped with their reason."""
     parsing = _Phase(progress, "parsing", len(jobs), "file")
-    for parsed in parse_files(jobs, config.source.parse_workers, config.source.parse_timeout_s):
+    source = config.source
+    options = ParseOptions(source.ocr, source.ocr_languages)
+    for parsed in parse_files(jobs, source.parse_workers, source.parse_timeout_s, options):
         parsing.advance()
         outcome.stages["parse"] += parsed.seconds
+        if parsed.notice and parsed.notice not in outcome.notices:
+            outcome.notices.append(parsed.notice)
         if parsed.unchanged and parsed.file.source in copies:
             outcome.copies.append((parsed.file, copies[parsed.file.source]))
         elif parsed.unchanged:
@@ -548,6 +555,7 @@ def _report(root: str, outcome: _Outcome, indexed: dict[str, DocumentState], sta
         reused=tuple(sorted(file.source for file, _ in outcome.copies)),
         moved_from=tuple(outcome.moved_from),
         access_updated=tuple(outcome.access_updated),
+        notices=tuple(outcome.notices),
         seconds=time.perf_counter() - started,
         stages_s=dict(outcome.stages),
     )

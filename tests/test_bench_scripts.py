@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,22 @@ def test_noop_sync_bench(tmp_path: Path) -> None:
     out = bench("noop_sync.py", "--repeat", "1", "--baseline", str(REPO), home=tmp_path)
     assert set(out["noop_sync_s"]) == {"now", "baseline"} and out["stats_s"] > 0
     assert all(len(runs) == 1 for runs in out["noop_sync_runs_s"].values())
+
+
+def test_watch_bench(tmp_path: Path) -> None:
+    out = bench("watch_latency.py", "--saves", "2", "--files", "12", home=tmp_path)
+    assert out["saves"] == 2 and out["save_to_searchable_s"]["p50"] > 0 and out["errors"] == 0
+    burst = out["burst"]
+    assert (
+        burst["files"] == 12
+        and burst["chunks"] >= 12 + 2
+        and burst["against_one_clean_sync"]["same_points_texts_and_bm25"]
+    )
+    assert burst["against_one_clean_sync"]["dense_min_cosine"] > 0.95
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="Tesseract is not installed (apt install tesseract-ocr)")
+def test_ocr_bench(tmp_path: Path) -> None:
+    out = bench("ocr.py", "--pages", "1", home=tmp_path)
+    assert out["pages"] == 1 and out["pages_per_s"] > 0 and len(out["cer_per_page"]) == 1
+    assert out["cer_max"] <= 0.03

@@ -37,6 +37,7 @@ def sync_dict(report: SyncReport) -> dict[str, Any]:
         "reused": len(report.reused),
         "moved_from": list(report.moved_from),
         "access_updated": list(report.access_updated),
+        "notices": list(report.notices),
         "seconds": round(report.seconds, 3),
         "stages_s": {k: round(v, 3) for k, v in report.stages_s.items()},
         "changed": report.changed,
@@ -120,6 +121,7 @@ def render_sync_report(report: SyncReport) -> str:
         lines.append(f"  {folder} is gone and its files are here: its documents now point to this folder")
     if report.access_updated:
         lines.append(f"  who may read {len(report.access_updated)} unchanged files changed: updated, not embedded")
+    lines += [f"  notice: {notice}" for notice in report.notices]
     if not (report.changed or report.access_updated):
         lines.append("  index is up to date: nothing changed")
     return "\n".join(lines)
