@@ -3,8 +3,8 @@
 Headings are paragraphs styled "Title" or "Heading 1".."Heading 6"; their
 text goes into ``Section.heading``, not the section text. A document that uses
 no heading style (many are typed that way) is headed by its short paragraphs
-set all in bold or all in capitals ("CHAPTER 1", "B. ROLE OF THE TRUSTEE"). A table row
-becomes one line of tab-joined cells. Headers, footers, footnotes, comments
+set all in bold or all in capitals ("CHAPTER 1", "B. ROLE OF THE TRUSTEE"). A table becomes sections of
+its own, its rows as ``header: value`` text (``connectors.table``). Headers, footers, footnotes, comments
 and text boxes are not read.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 from pipeline.types import Section
 
 from ._text import Parsed, clean_text
+from .table import table_sections
 
 _HEADING_STYLE = re.compile(r"^heading ([1-6])$", re.IGNORECASE)
 
@@ -49,8 +50,8 @@ def _cue_level(paragraph: Any) -> int | None:
     return CUE_LEVEL if bold or capitals else None
 
 
-def _table_lines(table: Any) -> list[str]:
-    lines = []
+def _table_rows(table: Any) -> list[list[str]]:
+    rows = []
     for row in table.rows:
         cells: list[str] = []
         seen: set[int] = set()
@@ -58,12 +59,9 @@ def _table_lines(table: Any) -> list[str]:
             if id(cell._tc) in seen:  # a merged cell is returned once per grid column
                 continue
             seen.add(id(cell._tc))
-            text = " ".join(cell.text.split())
-            if text:
-                cells.append(text)
-        if cells:
-            lines.append("\t".join(cells))
-    return lines
+            cells.append(" ".join(cell.text.split()))
+        rows.append(cells)
+    return rows
 
 
 def parse(data: bytes) -> Parsed:
@@ -76,6 +74,7 @@ def parse(data: bytes) -> Parsed:
     path: list[tuple[int, str]] = []
     body: list[str] = []
     title_paragraph: str | None = None
+    tables = 0
 
     def flush() -> None:
         text = clean_text("\n".join(body))
@@ -86,7 +85,9 @@ def parse(data: bytes) -> Parsed:
     styled = any(_heading_level(p) is not None for p in document.paragraphs)
     for block in document.iter_inner_content():
         if isinstance(block, Table):
-            body.extend(_table_lines(block))
+            flush()
+            tables += 1
+            sections.extend(table_sections(_table_rows(block), tuple(t for _, t in path), f"table {tables}"))
             continue
         level = _heading_level(block) if styled else _cue_level(block)
         if level is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-PARSERS_VERSION = "text-underlined-headings@2+pdf-outline-rotated+ocr@1"
+PARSERS_VERSION = "text-underlined-headings@2+pdf-outline-rotated+ocr@1+tables@1"
 """What the parsers make of a file (its sections, headings, title): bumped when that changes, so that the
 evaluation's cached indexes of a folder are rebuilt rather than reused. A sync re-parses changed files
 only, so an index built before keeps its files' old sections until they change (or it is built anew)."""

@@ -2,9 +2,11 @@
 
 As for Markdown, heading text lives in ``Section.heading`` and not in the
 section text. Block elements end a line; runs of whitespace collapse to one
-space within a line (``<pre>`` keeps its line breaks). Paragraphs, lists and
-tables are separated by a blank line, other blocks (div, li, tr) by a newline;
-table cells are joined with a tab, one table row per line.
+space within a line (``<pre>`` keeps its line breaks). Paragraphs and lists
+are separated by a blank line, other blocks (div, li) by a newline. A data
+table becomes sections of its own, its rows as ``header: value`` text
+(``connectors.table``); a table used for layout (one column, one row, tables
+inside) is read as text, its cells joined with a tab, one row per line.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from pipeline.types import Section
 
 from ._text import Parsed, clean_text, decode_text
+from .table import table_sections
 
 _INVISIBLE = [
     "script", "style", "noscript", "template", "svg", "head", "iframe",
@@ -134,6 +137,7 @@ class _Walk:
         self.sections: list[Section] = []
         self.path: list[tuple[int, str]] = []
         self.out = _Text()
+        self.tables = 0
 
     def flush(self) -> None:
         text = self.out.take()
@@ -163,6 +167,23 @@ class _Walk:
         if text:
             self.path.append((level, text))
 
+    def table(self, node: Any) -> bool:
+        """A data table as sections of ``header: value`` rows (``connectors.table``); False for a table used for
+        layout (one column, one row, or tables inside), which is read as text like any other block."""
+        rows = _table_rows(node)
+        if rows is None or len(rows) < 2 or max(len(cells) for _, cells in rows) < 2:
+            return False
+        self.flush()
+        self.tables += 1
+        caption = node.css_first("caption")
+        label = " ".join(caption.text(separator=" ").split()) if caption is not None else ""
+        header = rows[0][0] or None  # a row of th cells, or the thead, is the header; else it is guessed
+        cells = [row for _, row in rows]
+        self.sections.extend(
+            table_sections(cells, tuple(t for _, t in self.path), label or f"table {self.tables}", None, header)
+        )
+        return True
+
     def visit(self, node: Any, in_pre: bool, stack: list[tuple[Any, Any]]) -> None:
         """Handle one node; push its children (and the marker for leaving it) onto ``stack``."""
         tag = node.tag
@@ -179,6 +200,8 @@ class _Walk:
             return
         if tag in ("img", "input"):
             return
+        if tag == "table" and self.table(node):
+            return
         if tag in _BLOCK:
             self.out.block(2 if tag in _PARAGRAPH else 1)
             stack.append(("/", tag))
@@ -191,6 +214,40 @@ class _Walk:
             child = child.next
         pre = in_pre or tag in ("pre", "textarea")
         stack.extend((c, pre) for c in reversed(children))
+
+
+MAX_SPAN = 50
+
+
+def _children(node: Any) -> list[Any]:
+    out, child = [], node.child
+    while child is not None:
+        out.append(child)
+        child = child.next
+    return out
+
+
+def _table_rows(table: Any) -> list[tuple[bool, list[str]]] | None:
+    """The table's own rows (not those of a table inside it), each with whether it is a header row (all ``th``,
+    or in ``thead``) and its cells, a cell spanning columns repeated in a header and padded in a body; None
+    when a cell holds a table (a layout table)."""
+    rows: list[tuple[bool, list[str]]] = []
+    for part in _children(table):
+        members = _children(part) if part.tag in ("thead", "tbody", "tfoot") else [part]
+        for row in (m for m in members if m.tag == "tr"):
+            cells = [c for c in _children(row) if c.tag in _CELL]
+            if any(c.css_first("table") is not None for c in cells):
+                return None
+            heading = part.tag == "thead" or (bool(cells) and all(c.tag == "th" for c in cells))
+            values: list[str] = []
+            for cell in cells:
+                text = " ".join(cell.text(separator=" ").split())
+                raw = cell.attributes.get("colspan") or "1"
+                span = max(1, min(int(raw), MAX_SPAN)) if raw.isdigit() else 1
+                values += [text] * span if heading else [text] + [""] * (span - 1)
+            if any(values):
+                rows.append((heading, values))
+    return rows
 
 
 def html_to_parsed(html: str) -> Parsed:

@@ -1,8 +1,8 @@
 """PowerPoint (.pptx): one section per slide; ``page`` is the slide number.
 
 The slide title goes into ``Section.heading`` (not the text). Text boxes,
-placeholders, tables (a row per line, cells tab-joined) and grouped shapes
-are read in the slide's shape order; speaker notes are not.
+placeholders and grouped shapes are read in the slide's shape order; a table becomes sections of its own,
+its rows as ``header: value`` text (``connectors.table``); speaker notes are not.
 """
 
 from __future__ import annotations
@@ -14,23 +14,20 @@ from typing import Any
 from pipeline.types import Section
 
 from ._text import Parsed, clean_text
+from .table import table_sections
 
 
-def _shape_lines(shapes: Iterable[Any], skip: Any) -> list[str]:
-    lines: list[str] = []
+def _shapes(shapes: Iterable[Any], skip: Any, lines: list[str], tables: list[list[list[str]]]) -> None:
+    """The text lines and the tables (rows of cells) of these shapes, groups included, in shape order."""
     for shape in shapes:
         if skip is not None and shape.shape_id == skip:
             continue
         if getattr(shape, "shape_type", None) == 6:  # MSO_SHAPE_TYPE.GROUP
-            lines.extend(_shape_lines(shape.shapes, skip))
+            _shapes(shape.shapes, skip, lines, tables)
         elif getattr(shape, "has_table", False) and shape.has_table:
-            for row in shape.table.rows:
-                cells = [" ".join(c.text.split()) for c in row.cells]
-                if any(cells):
-                    lines.append("\t".join(c for c in cells if c))
+            tables.append([[" ".join(c.text.split()) for c in row.cells] for row in shape.table.rows])
         elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
             lines.append(shape.text_frame.text)
-    return lines
 
 
 def parse(data: bytes) -> Parsed:
@@ -46,9 +43,15 @@ def parse(data: bytes) -> Parsed:
         if title and first_title is None:
             first_title = title
         skip = title_shape.shape_id if title_shape is not None else None
-        text = clean_text("\n".join(_shape_lines(slide.shapes, skip)).replace("\x0b", "\n"))
+        lines: list[str] = []
+        tables: list[list[list[str]]] = []
+        _shapes(slide.shapes, skip, lines, tables)
+        heading = (title,) if title else ()
+        text = clean_text("\n".join(lines).replace("\x0b", "\n"))
         if text:
-            sections.append(Section(text=text, page=number, heading=(title,) if title else ()))
+            sections.append(Section(text=text, page=number, heading=heading))
+        for n, rows in enumerate(tables, start=1):
+            sections.extend(table_sections(rows, heading, f"table {n}" if len(tables) > 1 else "table", number))
 
     metadata: dict[str, object] = {"slides": len(presentation.slides)}
     doc_title = (presentation.core_properties.title or "").strip() or first_title

@@ -79,7 +79,7 @@ def test_text_without_a_known_type_is_read_as_text_when_its_bytes_are_text(tmp_p
         load_document(SourceFile(path=path, source=name, size=path.stat().st_size, mtime=0.0))
 
 
-def test_a_csv_is_read_as_blocks_of_rows_each_with_its_header(tmp_path: Path) -> None:
+def test_a_csv_is_read_as_blocks_of_rows_each_naming_its_columns(tmp_path: Path) -> None:
     rows = [f"{n},Widget {n},{n * 1.5:.2f},Warehouse {'ABC'[n % 3]}" for n in range(1, 120)]
     path = tmp_path / "stock.csv"
     path.write_text(
@@ -87,12 +87,16 @@ def test_a_csv_is_read_as_blocks_of_rows_each_with_its_header(tmp_path: Path) ->
     )
     document = load_document(SourceFile(path=path, source="stock.csv", size=path.stat().st_size, mtime=0.0))
     sections = document.sections
-    assert len(sections) > 3 and all(s.text.startswith("id | product | price | location\n") for s in sections)
+    lines = [line for s in sections for line in s.text.splitlines()]
+    assert len(sections) > 3 and len(lines) == 120  # every row, each naming its columns
+    assert all(line.startswith("id: ") and " | product: " in line and " | location: " in line for line in lines)
     assert all(len(s.text) <= BLOCK_CHARS for s in sections)
     numbers = [tuple(map(int, s.heading[0].removeprefix("rows ").split("-"))) for s in sections]
     assert numbers[0][0] == 2 and numbers[-1][1] == 121
     assert all(b[0] == a[1] + 1 for a, b in zip(numbers, numbers[1:], strict=False))
-    assert "120 | Gadget, large | 9.99 | Warehouse A" in sections[-1].text  # a quoted comma stays in its cell
+    assert (
+        "id: 120 | product: Gadget, large | price: 9.99 | location: Warehouse A" in sections[-1].text
+    )  # a quoted comma
     assert document.metadata["mime"] == "text/csv" and document.metadata["ext"] == "csv"
 
 

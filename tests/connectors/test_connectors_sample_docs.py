@@ -29,7 +29,7 @@ ALL_FILES = sorted(p.name for p in SAMPLE_DOCS.iterdir() if not p.name.startswit
 EXPECTED: dict[str, tuple[int, list[int | None], list[str]]] = {
     "SOURCE.md": (3, [None] * 3, ["mixed-format folder", "ece36293ad73801de2e9f0c1a047b90a"]),
     "copy-protected.pdf": (2, [1, 2], ["LayoutParser: A Unified Toolkit for Deep"]),
-    "example-10k-1p.html": (1, [None], ["Galaxy Gaming, Inc.", "Commission file number: 000-30653"]),
+    "example-10k-1p.html": (7, [None] * 7, ["Galaxy Gaming, Inc.", "Trading symbol: GLXZ | Name of exchange"]),
     "fake-email.eml": (1, [None], ["This is a test email to use for unit tests.", "Violets are blue"]),
     "fake-memo.pdf": (1, [1], ["20,000 bottles of water"]),
     "fake-power-point.pptx": (1, [1], ["Here is some text in a text box!"]),
