@@ -1,9 +1,11 @@
-"""PDF: one section per page, so every chunk can cite its page number."""
+"""PDF: one section per page, so every chunk can cite its page number; a table pdfplumber finds on a page
+is added after it as ``header: value`` rows (``connectors.pdf_tables``)."""
 
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from pipeline.errors import UnreadableFileError
@@ -93,6 +95,25 @@ def _open(data: bytes) -> Any:
     return reader
 
 
+def _with_tables(data: bytes, pages: list[Any], sections: list[Section], readable: Iterable[int]) -> list[Section]:
+    """The page sections and, after each page's, the tables pdfplumber finds on it (``connectors.pdf_tables``)
+    among the pages with a text layer that draw a grid; a page pdfplumber cannot read keeps its text alone."""
+    from .pdf_tables import page_tables, ruled_pages
+
+    ruled = sorted(set(ruled_pages(pages)) & set(readable))
+    if not ruled:
+        return sections
+    headings: dict[int, tuple[str, ...]] = {}
+    for section in sections:
+        if section.page is not None:
+            headings.setdefault(section.page, section.heading)
+    try:
+        tables = page_tables(data, ruled, headings)
+    except Exception:  # noqa: BLE001 - pdfplumber failing on a page costs only its tables
+        return sections
+    return sorted([*sections, *tables], key=lambda s: s.page or 0)  # stable: each page's text, then its tables
+
+
 NO_TEXT_LAYER = "pages_without_text"
 
 
@@ -104,7 +125,8 @@ def parse(data: bytes) -> Parsed:
         pages = list(reader.pages)
     except Exception as exc:
         raise UnreadableFileError(f"corrupt PDF ({_brief(exc)})") from exc
-    if any(page.rotation % 360 for page in pages):
+    rotated = {number for number, page in enumerate(pages, start=1) if page.rotation % 360}
+    if rotated:
         from pypdf import PdfWriter
 
         pages = list(PdfWriter(clone_from=reader).pages)  # a page's rotation can be moved into its content there
@@ -133,6 +155,7 @@ def parse(data: bytes) -> Parsed:
 
     if not sections and first_error is not None:
         raise UnreadableFileError(f"corrupt PDF ({_brief(first_error)})")
+    sections = _with_tables(data, pages, sections, texts.keys() - rotated)
 
     metadata: dict[str, object] = {"pages": len(pages)}
     blank = [n for n in range(1, len(pages) + 1) if n not in texts and n not in failed]

@@ -153,17 +153,20 @@ def verify_dict(report: VerifyReport) -> dict[str, Any]:
     return data
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def render_verify(report: dict[str, Any], index: Path) -> str:
     """``ragline verify``: what was checked, each difference, and with --repair what was done."""
-    lines = [
-        f"verified {index}: {report['roots']} folders, {report['files']} files, {report['documents']} documents, "
-        f"{report['points']} points in {report['seconds']:.1f}s"
-    ]
+    counts = [_count(report["roots"], "folder"), *(_count(report[k], k[:-1]) for k in ("files", "documents", "points"))]
+    lines = [f"verified {index}: {', '.join(counts)} in {report['seconds']:.1f}s"]
     if "before" in report:
-        lines.append(f"  found {len(report['before'])} differences; repaired:")
+        lines.append(f"  found {_count(len(report['before']), 'difference')}; repaired:")
         lines += [
-            f"    {r['root']}: {r['updated'] + r['added']} files written again ({r['chunks_written']} chunks), "
-            f"{r['removed']} removed, readers of {r['access_updated']} updated"
+            f"    {r['root']}: {_count(r['updated'] + r['added'], 'file')} written again "
+            f"({_count(r['chunks_written'], 'chunk')}), {r['removed']} removed"
+            + (f", readers of {r['access_updated']} updated" if r["access_updated"] else "")
             for r in report["repaired"]
         ]
     for d in report["differences"]:
@@ -171,9 +174,8 @@ def render_verify(report: dict[str, Any], index: Path) -> str:
     if report["ok"]:
         lines.append("  ok: the index matches its folders")
     else:
-        lines.append(
-            f"  {len(report['differences'])} differences" + ("" if "before" in report else ": --repair re-syncs them")
-        )
+        left = _count(len(report["differences"]), "difference")
+        lines.append(f"  {left}" + ("" if "before" in report else ": --repair re-syncs them"))
     return "\n".join(lines)
 
 

@@ -5,9 +5,11 @@ Runs where Tesseract is installed (``.ci/run`` installs it as root); skips with 
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import shutil
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -16,7 +18,7 @@ from connectors._text import ParseOptions
 from connectors.loader import read_document
 from pipeline.errors import UnreadableFileError
 from pipeline.models.embedder import SentenceTransformerEmbedder
-from tests.conftest import DEMO_DOCS, make_app
+from tests.conftest import DEMO_DOCS, REPO, make_app
 
 pytestmark = pytest.mark.integration
 needs_tesseract = pytest.mark.skipif(
@@ -46,35 +48,17 @@ PAGES = [
 ]
 
 
-def scanned_pdf(pages: list[str]) -> bytes:
-    """A PDF of page images (no text layer), each page's text set in lines at about 300 dpi."""
-    import textwrap
-
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default(size=42)
-    images = []
-    for text in pages:
-        image = Image.new("L", (2480, 3508), 255)  # A4 at 300 dpi
-        draw = ImageDraw.Draw(image)
-        for n, line in enumerate(textwrap.wrap(text, 70)):
-            draw.text((180, 250 + n * 64), line, fill=0, font=font)
-        images.append(image)
-    out = io.BytesIO()
-    images[0].save(out, format="PDF", save_all=True, append_images=images[1:], resolution=300)
-    return out.getvalue()
+def _bench() -> ModuleType:
+    """bench/ocr.py: it sets known text on page images (``scan``) and scores what OCR read (``error_rate``)."""
+    spec = importlib.util.spec_from_file_location("ocr_bench", REPO / "bench" / "ocr.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def cer(read: str, truth: str) -> float:
-    """Character error rate: the edit distance over the length of the truth, whitespace runs as one space."""
-    a, b = " ".join(read.split()), " ".join(truth.split())
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, start=1):
-        current = [i]
-        for j, y in enumerate(b, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1] / max(len(b), 1)
+BENCH = _bench()
+scanned_pdf, cer = BENCH.scan, BENCH.error_rate
 
 
 def source(tmp_path: Path, name: str, data: bytes) -> SourceFile:

@@ -1,5 +1,5 @@
-"""Tables in Word, PowerPoint, HTML and CSV files: rows as ``header: value`` text, in blocks that each carry
-the column names, so a question about a number finds its row and its column."""
+"""Tables in Word, PowerPoint, HTML, PDF and CSV files: rows as ``header: value`` text, in blocks that each
+carry the column names, so a question about a number finds its row and its column."""
 
 from __future__ import annotations
 
@@ -69,6 +69,22 @@ def html_bytes() -> bytes:
     ).encode()
 
 
+def pdf_bytes(ruled: bool = True) -> bytes:
+    """A page of text, then a table drawn with cell borders (``ruled``) or without, made with reportlab."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Table, TableStyle
+
+    out = io.BytesIO()
+    styles = getSampleStyleSheet()
+    table = Table([HEADER, *ROWS])
+    if ruled:
+        table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.5, "black")]))
+    story = [Paragraph("Annual figures", styles["Heading1"]), Paragraph("Revenue by year.", styles["Normal"]), table]
+    SimpleDocTemplate(out, pagesize=A4).build(story)
+    return out.getvalue()
+
+
 def table_text(document: Document) -> list[str]:
     return [s.text for s in document.sections if s.heading and "rows" in s.heading[-1]]
 
@@ -87,7 +103,16 @@ def test_each_row_names_its_columns_in_every_block(tmp_path: Path, name: str, ma
     assert all(line.startswith("Year: ") and "| Total orders: " in line for line in lines)
     headings = [s.heading for s in document.sections if s.heading and "rows" in s.heading[-1]]
     assert headings[0][-1].endswith("rows 2-" + headings[0][-1].rsplit("-", 1)[1])  # the header is row 1
-    assert all(h[0] in ("Annual figures", "Revenue by year") for h in headings)  # under the section it is in
+    assert all(h[0] in ("Annual figures", "Revenue by year") or h[0].startswith("table") for h in headings)
+
+
+@pytest.mark.unit
+def test_a_pdf_table_without_rules_stays_page_text(tmp_path: Path) -> None:
+    ruled, plain = load(tmp_path, "a.pdf", pdf_bytes()), load(tmp_path, "b.pdf", pdf_bytes(ruled=False))
+    assert table_text(ruled) and not table_text(plain)
+    assert "2019 South 1,449,244 5,718" in " ".join(plain.text.split())  # the text layer, as it always was
+    assert [s.page for s in ruled.sections] == [1] * len(ruled.sections)  # cited at the page the table is on
+    assert "2019 South 1,449,244 5,718" in " ".join(ruled.sections[0].text.split())  # and the page keeps it
 
 
 @pytest.mark.unit
@@ -131,6 +156,7 @@ def test_a_question_about_a_number_finds_its_row(tmp_path: Path, embedder: Sente
     (folder / "figures.docx").write_bytes(docx_bytes())
     (folder / "slides.pptx").write_bytes(pptx_bytes())
     (folder / "page.html").write_bytes(html_bytes())
+    (folder / "figures.pdf").write_bytes(pdf_bytes())
     app = make_app(tmp_path / "index", embedder)
     app.ingest(folder)
     row = "Year: 2019 | Region: South | Revenue (EUR): 1,449,244 | Total orders: 5,718"
@@ -138,7 +164,7 @@ def test_a_question_about_a_number_finds_its_row(tmp_path: Path, embedder: Sente
         results = app.search(question, top_k=10, rerank=False).results
         assert row in results[0].chunk.text, question
         # in each file, the block that holds 2019 ranks above the one that does not
-        for source in ("figures.docx", "slides.pptx", "page.html"):
+        for source in ("figures.docx", "slides.pptx", "page.html", "figures.pdf"):
             blocks = [r.chunk.text for r in results if r.chunk.source == source and "Year: " in r.chunk.text]
             assert row in blocks[0], (question, source)
     app.close()

@@ -127,12 +127,14 @@ def test_cli_watch_syncs_then_stops_on_sigterm(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "pipeline.faces.cli", "--index", str(tmp_path / "index"), "watch", str(folder)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None
-    first = process.stdout.readline()  # the catch-up sync of the whole folder
-    assert "synced" in first and "added 5" in first
-    (folder / "memo.md").write_text("The zq45 printer is fixed.")
-    second = process.stdout.readline()
-    assert "added 1" in second
-    process.terminate()
+    try:
+        first = process.stdout.readline()  # the catch-up sync of the whole folder
+        assert "synced" in first and "added 5" in first
+        (folder / "memo.md").write_text("The zq45 printer is fixed.")
+        second = process.stdout.readline()
+        assert "added 1" in second
+    finally:
+        process.terminate()
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0 and "stopped" in err
     bad = subprocess.run([*command[:-1], str(folder / "faq.txt")], capture_output=True, text=True, check=False)
