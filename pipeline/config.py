@@ -228,8 +228,10 @@ class ServerConfig(_Section):
     """A burst of file events ends (and its one sync starts) once this long passes with no new event."""
 
 
-PRINCIPAL = r"^(everyone|(user|group):[^\s,]{1,200})$"
-"""Who may read a document: ``everyone``, ``user:NAME`` or ``group:NAME`` (pipeline/access.py)."""
+PRINCIPAL = r"^(everyone|(user|group):[^\x00-\x20](?:[^\x00-\x1f]{0,198}[^\x00-\x20])?)$"
+"""Who may read a document: ``everyone``, ``user:NAME`` or ``group:NAME`` (pipeline/access.py). A name may hold
+spaces, as identity providers' group names do ("HR Team"), but not begin or end with one, nor hold control
+characters."""
 Principal = Annotated[str, Field(pattern=PRINCIPAL)]
 
 

@@ -58,8 +58,11 @@ def test_posix_readers_join_the_rule_only_with_from_posix() -> None:
     assert grant("other.md", None, posix, with_posix).readers == posix
 
 
-@pytest.mark.parametrize("bad", ["alice", "user:", "group:a b", "user:a,b", "role:admin", "Everyone", ""])
+@pytest.mark.parametrize(
+    "bad", ["alice", "user:", "user: alice", "group:hr ", "group:a\nb", "role:admin", "Everyone", ""]
+)
 def test_a_principal_is_everyone_user_or_group(bad: str) -> None:
+    assert principal("group:HR Team") == "group:HR Team" and principal("user:j.doe@example.com")
     with pytest.raises(RaglineError, match="not a principal"):
         principal(bad)
     with pytest.raises(ConfigError, match="access.rules.0.allow.0"):
