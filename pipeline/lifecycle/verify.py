@@ -41,7 +41,7 @@ from pipeline.stores.schema import ACCESS, DOC_STATE_FIELDS
 from pipeline.sync import SyncReport, file_grant, sync_folder
 from pipeline.types import SparseVector, document_id
 
-REQUIRED = (*DOC_STATE_FIELDS[:-1], "text", "ordinal")
+REQUIRED = (*(f for f in DOC_STATE_FIELDS if f != ACCESS), "text", "ordinal")
 """Payload fields every chunk point must carry (``access`` only with access control on)."""
 REWRITE = frozenset({"changed", "missing", "incomplete", "id", "dense", "sparse", "bm25", "payload"})
 """What a repair parses and writes again; orphans and stale readers a plain sync of the root mends."""
