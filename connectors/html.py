@@ -207,13 +207,8 @@ class _Walk:
             stack.append(("/", tag))
         elif tag in _CELL:
             stack.append(("/", tag))
-        children = []
-        child = node.child
-        while child is not None:
-            children.append(child)
-            child = child.next
         pre = in_pre or tag in ("pre", "textarea")
-        stack.extend((c, pre) for c in reversed(children))
+        stack.extend((c, pre) for c in reversed(_children(node)))
 
 
 MAX_SPAN = 50

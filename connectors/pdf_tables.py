@@ -22,7 +22,7 @@ from typing import Any
 
 from pipeline.types import Section
 
-from .table import looks_like_header, table_sections
+from .table import looks_like_header, table_sections, without_empty_columns
 
 RULINGS = re.compile(rb"\s(?:re|l)\s")
 """Rectangle (``re``) and line (``l``) operators in a page's content stream."""
@@ -66,8 +66,7 @@ def as_table(rows: list[list[str]]) -> tuple[str, list[list[str]]] | None:
     filled = [row for row in rows if any(row)]
     if len(filled) < 2:
         return None
-    columns = [i for i in range(len(filled[0])) if any(i < len(row) and row[i] for row in filled)]
-    trimmed = [[row[i] if i < len(row) else "" for i in columns] for row in filled]
+    trimmed = without_empty_columns(filled)
     if not looks_like_header(trimmed[0]):
         return None
     return " ".join(title), trimmed

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-EVERYONE = "everyone"
+from pipeline.access import EVERYONE
 
 
 @dataclass(frozen=True)

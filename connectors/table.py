@@ -62,7 +62,7 @@ def table_sections(
     """A table's rows (cells with whitespace tidied) as sections of at most about ``BLOCK_CHARS`` each, headed
     ``heading`` + ``"{label}, rows A-B"``. ``header``: whether the first row is the header (None: guess);
     ``first_row``: the number the first row has (a CSV file's line number)."""
-    rows = _without_empty_columns([[" ".join(c.split()) for c in row] for row in rows if any(c.strip() for c in row)])
+    rows = without_empty_columns([[" ".join(c.split()) for c in row] for row in rows if any(c.strip() for c in row)])
     if not rows:
         return []
     has_header = looks_like_header(rows[0]) if header is None else header and len(rows) > 1
@@ -91,7 +91,7 @@ def table_sections(
     return sections
 
 
-def _without_empty_columns(rows: list[list[str]]) -> list[list[str]]:
+def without_empty_columns(rows: list[list[str]]) -> list[list[str]]:
     """The rows without the columns no row fills (spacer cells of a layout, padding after a spanning cell)."""
     width = max((len(row) for row in rows), default=0)
     kept = [i for i in range(width) if any(i < len(row) and row[i] for row in rows)]

@@ -402,11 +402,14 @@ class Ragline:
         """Check the index against its folders and itself (``ragline verify``); ``repair``: re-sync what differs."""
         from pipeline.lifecycle import verify
 
-        store = self._writable_store() if repair else self.store(check_model=False)
-        found = verify.verify(store, self.config)
-        if repair and not found.ok:
-            found = verify.repair(store, self.embedder, self.config, found)
-            self._labels = None
+        if not repair:
+            return verify.verify(self.store(check_model=False), self.config)
+        with self._syncing:  # a repair syncs: it takes its turn with a watcher's and a job's syncs
+            store = self._writable_store()
+            found = verify.verify(store, self.config)
+            if not found.ok:
+                found = verify.repair(store, self.embedder, self.config, found)
+                self._labels = None
         return found
 
     def migrate(self, url: str, collection: str | None = None, progress: bool = False) -> Moved:

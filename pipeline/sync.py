@@ -179,7 +179,7 @@ def sync_folder(
     started = time.perf_counter()
     _check_chunk_size(config, embedder)
     folder = Path(root).expanduser().resolve()
-    scan = _scan(folder, config, only)
+    scan = scan_folder(folder, config, only)
     root_uri = folder.as_uri()
     everything = store.documents()
     indexed = {d: s for d, s in everything.items() if s.root == root_uri and _within(s.source, only)}
@@ -273,7 +273,7 @@ def _within(source: str, only: Collection[str] | None) -> bool:
     return only is None or any(is_under(source, path) for path in only)
 
 
-def _scan(folder: Path, config: AppConfig, only: Collection[str] | None) -> ScanResult:
+def scan_folder(folder: Path, config: AppConfig, only: Collection[str] | None = None) -> ScanResult:
     """The folder's files to index and those skipped, with reasons (``only``: those at or under these paths;
     one file that exists but is not indexed, by the include and exclude globs, is an error)."""
     scan = FolderSource(

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from connectors import FolderSource
 from connectors.loader import content_hash, read_stable
 from connectors.parse_pool import load
+from connectors.permissions import Mode
 from pipeline.config import AppConfig
 from pipeline.errors import EmptyFolderError, UnreadableFileError
 from pipeline.models.protocols import Embedder
@@ -38,7 +38,7 @@ from pipeline.stages.chunking import chunk_id
 from pipeline.stores import roots
 from pipeline.stores.base import CHUNK_IDS, Store, StoredPoint
 from pipeline.stores.schema import ACCESS, DOC_STATE_FIELDS
-from pipeline.sync import SyncReport, file_grant, sync_folder
+from pipeline.sync import SyncReport, file_grant, scan_folder, sync_folder
 from pipeline.types import SparseVector, document_id
 
 REQUIRED = (*(f for f in DOC_STATE_FIELDS if f != ACCESS), "text", "ordinal")
@@ -241,11 +241,10 @@ class _Checked:
 
 def _against_folder(folder: Path, uri: str, label: str, held: dict[str, _Document], config: AppConfig) -> _Checked:
     """The root's files against its documents."""
-    scan = FolderSource(
-        folder, config.source.include, config.source.exclude, int(config.source.max_file_mb * 1_000_000)
-    ).scan()
+    scan = scan_folder(folder, config)  # as sync scans it: the index itself, if it lies inside, left out
     differences: list[Difference] = []
     access = config.access
+    folders: dict[Path, Mode] = {}  # each folder's mode read once
     present = {document_id(uri, s.source) for s in scan.skipped}
     unindexable = 0
     for file in scan.files:
@@ -266,7 +265,7 @@ def _against_folder(folder: Path, uri: str, label: str, held: dict[str, _Documen
         if doc.hashes != {digest}:
             differences.append(Difference("changed", label, file.source, "its content differs from the index's"))
         if access.enabled:
-            wanted = file_grant(file.path, folder, access).readers
+            wanted = file_grant(file.path, folder, access, folders).readers
             if doc.readers != {wanted}:
                 had = ", ".join(sorted({p for r in doc.readers if r for p in r})) or "nobody"
                 differences.append(

@@ -138,3 +138,15 @@ def test_cli_verify_exit_codes_and_json(tmp_path: Path) -> None:
     data = json.loads(fixed.stdout)
     assert fixed.exit_code == 0 and data["ok"] and [d["kind"] for d in data["before"]] == ["orphan"]
     assert data["repaired"][0]["removed"] == 1 and data["repaired"][0]["chunks_written"] == 0
+
+
+def test_an_index_inside_its_folder_is_not_taken_for_files(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    docs = tmp_path / "docs"
+    shutil.copytree(DEMO_DOCS, docs)
+    app = make_app(docs / "index", embedder)
+    app.ingest(docs)
+    report = app.verify()
+    assert report.ok and report.files == 5 and report.not_indexable == 0
+    app.close()
