@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +29,16 @@ from pipeline.models.reranker import CrossEncoderReranker
 from pipeline.models.weights import canonical_model_name
 from pipeline.retrieval import HybridRetriever, Mode, rerank_head
 from pipeline.stages.bm25 import TOKENIZER_VERSION, TOKENIZERS
+from pipeline.stages.followup import standalone
+from pipeline.stages.highlights import highlight
+from pipeline.stages.llm import astream, complete, stream
 from pipeline.stages.prompt import Prompt, build_prompt
 from pipeline.stores import CHUNK_IDS, IndexMeta, Store, open_store, roots
 from pipeline.stores.folder import ADAPTED_FILE, check_space, read_json
 from pipeline.stores.schema import PAYLOAD_FIELDS
 from pipeline.sync import Progress, Splitter, SyncReport, file_grant, sync_documents, sync_folder
-from pipeline.types import Document, ScoredChunk, document_id
+from pipeline.tracing import span, stage
+from pipeline.types import Document, ScoredChunk, Turn, document_id
 
 READABLE_TYPES = frozenset(ext.lstrip(".") for ext in SUPPORTED_EXTENSIONS)
 """File types ragline reads by name: ``--type`` may ask for one the index holds no file of (an empty answer)."""
@@ -54,6 +57,8 @@ class SearchResponse:
     """How likely the first-stage first result is relevant, 0-1 (pipeline/retrieval/confidence.py); None: no result."""
     low_confidence: bool = False
     """``confidence`` is under ``retrieval.low_confidence``: the context may not hold the answer."""
+    searched_query: str = ""
+    """What was searched: ``query`` itself, or, after a chat history, the standalone query made of both."""
 
 
 @dataclass(frozen=True)
@@ -324,63 +329,90 @@ class Ragline:
         rerank: bool | None = None,
         mode: Mode = "hybrid",
         reader: Reader = ADMIN,
+        history: Sequence[Turn] = (),
     ) -> SearchResponse:
         """Ranked chunks for ``query`` of what ``reader`` may read (the CLI and the Python API read as an admin;
-        every HTTP request as its caller)."""
-        readers = self.readers(reader)
-        top_k = top_k or self.config.retrieval.top_k
-        use_rerank = self.config.rerank.enabled if rerank is None else rerank
-        depth = max(top_k, self.config.rerank.candidates) if use_rerank else top_k
-        if where is not None:
-            held = self.store().file_types(readers) if where.file_types else ()
-            check_filter(where, held, READABLE_TYPES, PAYLOAD_FIELDS)
-        known = self._recorded_roots()
-        where = _scoped(where, known)
-        with self._reading() as retriever:
-            retrieved = retriever.retrieve(query, top_k=depth, where=where, fusion=fusion, mode=mode, readers=readers)
-        timings = dict(retrieved.timings_ms)
-        results = retrieved.results
-        notices: list[str] = []
-        reranked = False
-        if use_rerank and results:
-            t0 = time.perf_counter()
-            try:
-                results = rerank_head(self.reranker, query, results, depth)
-                reranked = True
-            except ModelUnavailableError as exc:
-                if self.config.rerank.on_failure == "stop":
-                    raise
-                notices.append(f"{exc}; results are not reranked (rerank.on_failure = continue)")
-            timings["rerank"] = (time.perf_counter() - t0) * 1e3
-        if not results and where is not None and where.fields:
-            asked = ", ".join(f"{key} = {value!r}" for key, value in where.fields)
-            notices.append(f"no chunk has {asked}: --where matches a field's whole value, exactly")
-        sure = retrieved.confidence
-        low = sure is None or sure < self.config.retrieval.low_confidence
-        labelled = [_labelled(r, known) for r in results[:top_k]] if len(known) > 1 else results[:top_k]
-        return SearchResponse(query, labelled, timings, reranked, tuple(notices), sure, low)
+        every HTTP request as its caller). After a chat ``history``, ``query`` is first made a standalone query
+        (pipeline/stages/followup.py), which the response gives as ``searched_query``."""
+        with span("search", mode=mode):
+            readers = self.readers(reader)
+            top_k = top_k or self.config.retrieval.top_k
+            use_rerank = self.config.rerank.enabled if rerank is None else rerank
+            depth = max(top_k, self.config.rerank.candidates) if use_rerank else top_k
+            if where is not None:
+                held = self.store().file_types(readers) if where.file_types else ()
+                check_filter(where, held, READABLE_TYPES, PAYLOAD_FIELDS)
+            known = self._recorded_roots()
+            where = _scoped(where, known)
+            timings: dict[str, float] = {}
+            searched = query
+            if history:
+                with stage("rewrite", timings):
+                    searched = standalone(query, history, self.config.llm, self.config.server.max_query_chars)
+            with self._reading() as retriever:
+                retrieved = retriever.retrieve(
+                    searched, top_k=depth, where=where, fusion=fusion, mode=mode, readers=readers
+                )
+            timings.update(retrieved.timings_ms)
+            results = retrieved.results
+            notices: list[str] = []
+            reranked = False
+            if use_rerank and results:
+                with stage("rerank", timings):
+                    try:
+                        results = rerank_head(self.reranker, searched, results, depth)
+                        reranked = True
+                    except ModelUnavailableError as exc:
+                        if self.config.rerank.on_failure == "stop":
+                            raise
+                        notices.append(f"{exc}; results are not reranked (rerank.on_failure = continue)")
+            if not results and where is not None and where.fields:
+                asked = ", ".join(f"{key} = {value!r}" for key, value in where.fields)
+                notices.append(f"no chunk has {asked}: --where matches a field's whole value, exactly")
+            sure = retrieved.confidence
+            low = sure is None or sure < self.config.retrieval.low_confidence
+            kept = [_labelled(r, known) for r in results[:top_k]] if len(known) > 1 else results[:top_k]
+            with stage("highlight", timings):
+                spans = highlight(searched, [r.chunk.text for r in kept], self.config.retrieval.highlights)
+                kept = [dataclasses.replace(r, highlights=s) for r, s in zip(kept, spans, strict=True)]
+            return SearchResponse(query, kept, timings, reranked, tuple(notices), sure, low, searched)
 
-    def context(self, question: str, budget: int | None = None, **search_args: Any) -> tuple[Prompt, SearchResponse]:
-        response = self.search(question, **search_args)
-        t0 = time.perf_counter()
-        prompt = build_prompt(
-            question, response.results, self.config.prompt, self.embedder.tokens, budget, response.low_confidence
-        )
-        timings = {**response.timings_ms, "prompt": (time.perf_counter() - t0) * 1e3}
+    def context(
+        self, question: str, budget: int | None = None, history: Sequence[Turn] = (), **search_args: Any
+    ) -> tuple[Prompt, SearchResponse]:
+        """Prompt-ready context for ``question`` (after ``history``, for the standalone query it makes)."""
+        response = self.search(question, history=history, **search_args)
+        timings = dict(response.timings_ms)
+        with stage("prompt", timings):
+            prompt = build_prompt(
+                question,
+                response.results,
+                self.config.prompt,
+                self.embedder.tokens,
+                budget,
+                response.low_confidence,
+                response.searched_query,
+            )
         return prompt, dataclasses.replace(response, timings_ms=timings)
 
-    def ask(self, question: str, budget: int | None = None, **search_args: Any) -> Answer:
-        """Build the prompt and, when an LLM endpoint is configured, send it."""
-        from pipeline.stages.llm import complete
-
-        prompt, response = self.context(question, budget, **search_args)
-        answer = None
-        timings = dict(response.timings_ms)
-        if self.config.llm.configured:
-            t0 = time.perf_counter()
-            answer = complete(prompt.text, self.config.llm)
-            timings["llm"] = (time.perf_counter() - t0) * 1e3
+    def ask(self, question: str, budget: int | None = None, history: Sequence[Turn] = (), **search_args: Any) -> Answer:
+        """Build the prompt and, when an LLM endpoint is configured, send it after the chat ``history``."""
+        with span("ask"):
+            prompt, response = self.context(question, budget, history, **search_args)
+            answer = None
+            timings = dict(response.timings_ms)
+            if self.config.llm.configured:
+                with stage("llm", timings):
+                    answer = complete(prompt.text, self.config.llm, history)
         return Answer(response, prompt, answer, timings)
+
+    def answer_tokens(self, prompt: Prompt, history: Sequence[Turn] = ()) -> Iterator[str]:
+        """The LLM's answer to ``prompt`` as its tokens stream in (``ask --stream``)."""
+        return stream(prompt.text, self.config.llm, history)
+
+    def answer_tokens_async(self, prompt: Prompt, history: Sequence[Turn] = ()) -> AsyncGenerator[str]:
+        """:meth:`answer_tokens` for an event loop; closing the iterator closes the upstream request."""
+        return astream(prompt.text, self.config.llm, history)
 
     def stats(self, reader: Reader = ADMIN) -> dict[str, Any]:
         """What the index holds (of what ``reader`` may read; where it lies, to admins alone)."""

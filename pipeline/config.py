@@ -122,6 +122,8 @@ class RetrievalConfig(_Section):
     low_confidence: float = Field(0.5, ge=0, le=1)
     """A search whose confidence is under this says ``low_confidence: true``, and its prompt warns the model.
     The confidence is a fitted probability, so 0.5 flags a first result more likely wrong than right."""
+    highlights: int = Field(2, ge=0, le=20)
+    """Each result's evidence spans: at most this many of its sentences that best match the query; 0: none."""
     tuned: bool = True
     """Use the settings ``ragline tune`` saved with the index for those of ``TUNABLE`` this config does not set."""
 
@@ -151,6 +153,9 @@ DEFAULT_TEMPLATE = (
 class PromptConfig(_Section):
     max_context_tokens: int = Field(1500, ge=32)
     merge_adjacent: bool = True
+    best_sentences: int = Field(0, ge=0, le=100)
+    """Cut each context block to its this many sentences that best match the question (the parts left out
+    shown as "…"), so more sources fit the budget; 0: whole blocks."""
     template: str = DEFAULT_TEMPLATE
 
     @model_validator(mode="after")
@@ -226,6 +231,9 @@ class ServerConfig(_Section):
     """Follow the ``sources`` folders: sync each at start, then what their file events name."""
     watch_quiet_ms: int = Field(300, ge=10, le=60_000)
     """A burst of file events ends (and its one sync starts) once this long passes with no new event."""
+    metrics: Literal["key", "open", "off"] = "key"
+    """``/metrics``: "key" asks for the same bearer credential as the API (any valid caller); "open": no
+    credential (for a scraper on a private network); "off": not served."""
 
 
 PRINCIPAL = r"^(everyone|(user|group):[^\x00-\x20](?:[^\x00-\x1f]{0,198}[^\x00-\x20])?)$"

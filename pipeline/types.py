@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 def _frozen_map(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -124,14 +124,24 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Span:
+    """Characters ``start``..``end`` (end exclusive) of a chunk's text."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class ScoredChunk:
-    """A chunk with the score each retrieval stage gave it (None: stage not run)."""
+    """A chunk with the score each retrieval stage gave it (None: stage not run), and its evidence spans:
+    the sentences that best match the query, set on the results a search returns."""
 
     chunk: Chunk
     dense: float | None = None
     bm25: float | None = None
     fused: float | None = None
     rerank: float | None = None
+    highlights: tuple[Span, ...] = ()
 
     @property
     def score(self) -> float:
@@ -143,6 +153,14 @@ class ScoredChunk:
 
     def scores(self) -> dict[str, float | None]:
         return {"dense": self.dense, "bm25": self.bm25, "fused": self.fused, "rerank": self.rerank}
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of a chat so far: what the user asked or what the assistant answered."""
+
+    role: Literal["user", "assistant"]
+    content: str
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -179,16 +179,29 @@ def tiny_embedder_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "st"
 
 
+ANSWER = "Every 8 weeks [1]."
+REWRITE_MARK = "Standalone query:"  # the end of the follow-up rewrite prompt (pipeline/stages/followup.py)
+
+
 @dataclass
 class ChatServer:
     url: str
     requests: list[dict[str, Any]]
+    rewrite: str = "How long does descaling the Aurora 2 take?"
+    """What the server answers to a follow-up rewrite prompt."""
+    tokens: tuple[str, ...] = ("Every ", "8 ", "weeks ", "[1].")
+    """What it streams, one SSE chunk each, ``delay_s`` apart, to a request with ``"stream": true``."""
+    delay_s: float = 0.0
+    streamed: int = 0
+    """Tokens written to streaming clients; a client that leaves stops it short of ``len(tokens)``."""
+    client_left: threading.Event = field(default_factory=threading.Event)
 
 
 @pytest.fixture
 def chat_server() -> Iterator[ChatServer]:
-    """A real OpenAI-compatible chat-completions endpoint on loopback with a canned answer;
-    it records every request (path, Authorization header, JSON body)."""
+    """A real OpenAI-compatible chat-completions endpoint on loopback with a canned answer (and a canned
+    rewrite for follow-up prompts; tokens as Server-Sent Events when asked to stream); it records every
+    request (path, Authorization header, JSON body)."""
     with recording_chat_server() as server:
         yield server
 
@@ -196,24 +209,48 @@ def chat_server() -> Iterator[ChatServer]:
 @contextmanager
 def recording_chat_server() -> Iterator[ChatServer]:
     """The chat server of :func:`chat_server`, for fixtures of a wider scope."""
-    requests: list[dict[str, Any]] = []
+    import time
+
+    chat = ChatServer("", [])
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-            reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": "Every 8 weeks [1]."}}]})
+            chat.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+            asked = body["messages"][-1]["content"]
+            content = chat.rewrite if asked.rstrip().endswith(REWRITE_MARK) else ANSWER
+            if body.get("stream"):
+                self._stream()
+                return
+            reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()
             self.wfile.write(reply.encode())
 
+        def _stream(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            try:
+                for token in chat.tokens:
+                    time.sleep(chat.delay_s)
+                    delta = {"choices": [{"index": 0, "delta": {"content": token}}]}
+                    self.wfile.write(f"data: {json.dumps(delta)}\n\n".encode())
+                    self.wfile.flush()
+                    chat.streamed += 1
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                chat.client_left.set()
+
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield ChatServer(f"http://127.0.0.1:{server.server_port}/v1", requests)
+    chat.url = f"http://127.0.0.1:{server.server_port}/v1"
+    yield chat
     server.shutdown()

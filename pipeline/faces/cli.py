@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -300,15 +301,48 @@ def search(app: Any, query: str, as_json: bool, **kwargs: Any) -> None:
 @click.argument("question")
 @_search_options
 @click.option("--budget", type=click.IntRange(32, 1_000_000), default=None, help="Context token budget.")
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Print the answer's tokens as the LLM sends them (with --json: one JSON event per line: "
+    "sources, token..., done).",
+)
 @click.pass_obj
-def ask(app: Any, question: str, as_json: bool, budget: int | None, **kwargs: Any) -> None:
+def ask(app: Any, question: str, as_json: bool, budget: int | None, stream: bool, **kwargs: Any) -> None:
     """Retrieve, build the cited prompt, and answer if an LLM endpoint is configured."""
+    if stream and app.config.llm.configured:
+        _ask_streamed(app, question, as_json, budget, **kwargs)
+        return
     result = app.ask(question, budget=budget, **_search_args(app, **kwargs))
     if as_json:
         click.echo(json.dumps(render.answer_dict(result), ensure_ascii=False))
     else:
         _notify(result.search.notices)
         click.echo(render.render_answer(result, llm_configured=app.config.llm.configured))
+
+
+def _ask_streamed(app: Any, question: str, as_json: bool, budget: int | None, **kwargs: Any) -> None:
+    """``ask --stream``: the sources first, then each token as it comes (flushed), then the timings."""
+    from pipeline.app import Answer
+
+    prompt, response = app.context(question, budget, **_search_args(app, **kwargs))
+    if as_json:
+        click.echo(json.dumps({"event": "sources", **render.sources_dict(prompt, response)}, ensure_ascii=False))
+    else:
+        _notify(response.notices)
+        click.echo(render.render_answer(Answer(response, prompt), llm_configured=True) + "== answer ==")
+    parts: list[str] = []
+    started = time.perf_counter()
+    for token in app.answer_tokens(prompt):
+        parts.append(token)
+        click.echo(json.dumps({"event": "token", "text": token}) if as_json else token, nl=as_json)
+        sys.stdout.flush()
+    timings = {**response.timings_ms, "llm": (time.perf_counter() - started) * 1e3}
+    if as_json:
+        done = {"event": "done", "answer": "".join(parts), "timings_ms": render.rounded_ms(timings)}
+        click.echo(json.dumps(done, ensure_ascii=False))
+    else:
+        click.echo()
 
 
 @main.command()

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # annotations only: importing this module stays cheap for the
     from pipeline.training.loop import TrainingReport
 
 
-def _ms(timings: dict[str, float]) -> dict[str, float]:
+def rounded_ms(timings: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 3) for k, v in timings.items()}
 
 
@@ -62,14 +62,16 @@ def search_dict(response: SearchResponse) -> dict[str, Any]:
                 "heading": " > ".join(r.chunk.heading) or None,
                 "text": r.chunk.text,
                 "scores": r.scores(),
+                "highlights": [{"start": h.start, "end": h.end} for h in r.highlights],
             }
             for rank, r in enumerate(response.results, start=1)
         ],
+        "searched_query": response.searched_query or response.query,
         "confidence": _confidence(response.confidence),
         "low_confidence": response.low_confidence,
         "reranked": response.reranked,
         "notices": list(response.notices),
-        "timings_ms": _ms(response.timings_ms),
+        "timings_ms": rounded_ms(response.timings_ms),
     }
 
 
@@ -77,6 +79,7 @@ def context_dict(query: str, prompt: Prompt, response: SearchResponse) -> dict[s
     """Prompt-ready context: numbered, cited blocks within the token budget."""
     return {
         "query": query,
+        "searched_query": response.searched_query or query,
         "context": "\n\n".join(b.render() for b in prompt.blocks),
         "prompt": prompt.text,
         "blocks": [
@@ -99,7 +102,7 @@ def context_dict(query: str, prompt: Prompt, response: SearchResponse) -> dict[s
         "note": prompt.note,
         "confidence": _confidence(response.confidence),
         "low_confidence": response.low_confidence,
-        "timings_ms": _ms(response.timings_ms),
+        "timings_ms": rounded_ms(response.timings_ms),
     }
 
 
@@ -219,18 +222,25 @@ def render_results(response: SearchResponse) -> str:
     return "\n".join(lines)
 
 
+def sources_dict(prompt: Prompt, response: SearchResponse) -> dict[str, Any]:
+    """An answer's search and prompt: what a streamed answer sends before its first token."""
+    return {
+        **search_dict(response),
+        "prompt": prompt.text,
+        "prompt_tokens": prompt.token_count,
+        "sources": [
+            {"number": b.number, "citation": b.citation, "chunk_ids": list(b.chunk_ids)} for b in prompt.blocks
+        ],
+        "dropped_chunks": prompt.dropped_chunks,
+        "note": prompt.note,
+    }
+
+
 def answer_dict(answer: Answer) -> dict[str, Any]:
     return {
-        **search_dict(answer.search),
-        "prompt": answer.prompt.text,
-        "prompt_tokens": answer.prompt.token_count,
-        "sources": [
-            {"number": b.number, "citation": b.citation, "chunk_ids": list(b.chunk_ids)} for b in answer.prompt.blocks
-        ],
-        "dropped_chunks": answer.prompt.dropped_chunks,
-        "note": answer.prompt.note,
+        **sources_dict(answer.prompt, answer.search),
         "answer": answer.answer,
-        "timings_ms": _ms(answer.timings_ms),
+        "timings_ms": rounded_ms(answer.timings_ms),
     }
 
 

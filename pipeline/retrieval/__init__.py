@@ -12,7 +12,6 @@ May import: ``stages``, ``models`` (protocols), ``stores`` (protocol) and the gr
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,6 +28,7 @@ from pipeline.retrieval.documents import cap_per_document, with_document_evidenc
 from pipeline.retrieval.fusion import Fused, fuse, single
 from pipeline.stages import bm25
 from pipeline.stores.base import CHUNK_IDS, Hit, Readers, Store
+from pipeline.tracing import stage
 from pipeline.types import Chunk, ScoredChunk, document_key
 
 __all__ = ["MODES", "Fused", "HybridRetriever", "Mode", "Retrieved", "fuse", "rank", "rerank_head"]
@@ -102,40 +102,33 @@ class HybridRetriever:
         ranking = mode == "hybrid" or self.config.document_weight > 0
         depth = max(candidates or self.config.candidates, top_k) if ranking else top_k
         timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        dense_vec = self._embed(query) if mode != "bm25" else None
-        sparse_vec = bm25.query_vector(query, tokenizer=self.store.meta.tokenizer) if mode != "dense" else None
-        t1 = time.perf_counter()
+        with stage("embed", timings):
+            dense_vec = self._embed(query) if mode != "bm25" else None
+            sparse_vec = bm25.query_vector(query, tokenizer=self.store.meta.tokenizer) if mode != "dense" else None
         keyed = self.store.meta.chunk_ids == CHUNK_IDS  # candidates name their document from their id
-        dense, sparse = self.store.search(
-            dense_vec, sparse_vec, depth, where, self.config.exact, documents=keyed, readers=readers
-        )
-        t2 = time.perf_counter()
+        with stage("retrieve", timings):
+            dense, sparse = self.store.search(
+                dense_vec, sparse_vec, depth, where, self.config.exact, documents=keyed, readers=readers
+            )
         cut = max(top_k, SIGNAL_DEPTH)  # the confidence reads the first two documents, whatever top_k is
-        fused = first_stage(dense, sparse, mode, self.config, max(cut, self.config.document_candidates), fusion)
-        t3 = time.perf_counter()
+        with stage("fuse", timings):
+            fused = first_stage(dense, sparse, mode, self.config, max(cut, self.config.document_candidates), fusion)
         chunks: dict[str, Chunk] = {}
-        if not keyed:
-            fused, dense, sparse, chunks = self._read_documents(fused, dense, sparse, readers)
-        t4 = time.perf_counter()
-        ranked = by_document(fused, self.config, cut)
-        signals = confidence.features(dense, sparse, ranked, len(sparse_vec) if sparse_vec is not None else 0)
-        ranked = ranked[:top_k]
-        t5 = time.perf_counter()
-        missing = [f.id for f in ranked if f.id not in chunks]  # results whose chunk was not read above
-        chunks.update(self.store.chunks(missing, readers) if missing else {})
+        with stage("payload", timings):
+            if not keyed:
+                fused, dense, sparse, chunks = self._read_documents(fused, dense, sparse, readers)
+        with stage("fuse", timings):
+            ranked = by_document(fused, self.config, cut)
+            signals = confidence.features(dense, sparse, ranked, len(sparse_vec) if sparse_vec is not None else 0)
+            ranked = ranked[:top_k]
+        with stage("payload", timings):
+            missing = [f.id for f in ranked if f.id not in chunks]  # results whose chunk was not read above
+            chunks.update(self.store.chunks(missing, readers) if missing else {})
         results = [
             ScoredChunk(chunks[f.id], f.dense, f.bm25, f.fused if mode == "hybrid" else None)
             for f in ranked
             if f.id in chunks  # a point deleted by a concurrent sync since the search
         ]
-        t6 = time.perf_counter()
-        timings.update(
-            embed=(t1 - t0) * 1e3,
-            retrieve=(t2 - t1) * 1e3,
-            fuse=(t3 - t2 + t5 - t4) * 1e3,
-            payload=(t4 - t3 + t6 - t5) * 1e3,
-        )
         sure = confidence.confidence(signals, mode) if results else None
         return Retrieved(results, timings, sure, signals)
 

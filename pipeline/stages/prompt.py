@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from pipeline.config import PromptConfig
+from pipeline.stages.highlights import keep_best
 from pipeline.types import Chunk, ScoredChunk, TokenCounter
 
 
@@ -159,15 +160,21 @@ def build_prompt(
     tokens: TokenCounter,
     budget: int | None = None,
     low_confidence: bool = False,
+    searched: str | None = None,
 ) -> Prompt:
     """Fill the template with as many blocks, best first, as the context budget allows; when retrieval was
-    not confident, the context says so, so the model can decline rather than answer from weak context."""
+    not confident, the context says so, so the model can decline rather than answer from weak context.
+    With ``config.best_sentences``, each block keeps only its sentences that best match ``searched`` (the
+    query that was searched; default ``question``)."""
     budget = budget or config.max_context_tokens
     groups = merge_adjacent(results) if config.merge_adjacent else [_Group([r.chunk], r.score) for r in results]
     blocks: list[ContextBlock] = []
     used = 0
     dropped = 0
     candidates = _told_apart([_block(group) for group in groups], groups)
+    if config.best_sentences:
+        query = searched or question
+        candidates = [replace(b, text=keep_best(query, b.text, config.best_sentences)) for b in candidates]
     for block, group in zip(candidates, groups, strict=True):
         block = replace(block, number=len(blocks) + 1)
         cost = tokens.count(block.render()) + 2

@@ -19,6 +19,11 @@ class Scores(BaseModel):
     rerank: float | None = Field(description="Cross-encoder score; null when not reranked.")
 
 
+class Highlight(BaseModel):
+    start: int = Field(description="First character of the span in the result's `text`.")
+    end: int = Field(description="One past the span's last character.")
+
+
 class SearchResult(BaseModel):
     rank: int
     chunk_id: str
@@ -29,10 +34,14 @@ class SearchResult(BaseModel):
     heading: str | None = Field(description="The heading path, outermost first, joined by ' > '.")
     text: str
     scores: Scores
+    highlights: list[Highlight] = Field(
+        description="The sentences of `text` that best match the query, as character spans, in text order."
+    )
 
 
 class SearchResponse(BaseModel):
     query: str
+    searched_query: str = Field(description="What was searched: `query`, or after a `history` the standalone query.")
     results: list[SearchResult]
     confidence: float | None = Field(description="How likely the first result is relevant, 0-1.")
     low_confidence: bool
@@ -55,6 +64,7 @@ class ContextBlock(BaseModel):
 
 class ContextResponse(BaseModel):
     query: str
+    searched_query: str
     context: str = Field(description="The numbered, cited blocks, as the prompt holds them.")
     prompt: str
     blocks: list[ContextBlock]
@@ -165,6 +175,7 @@ class Stats(BaseModel):
     roots: list[Root]
     last_sync: LastSync | None
     watch: Watch | None = Field(None, description="The folder watcher, when [server] watch = true (admins only).")
+    llm: bool = Field(description="Whether an LLM endpoint is configured, so that /ask answers.")
 
 
 class Health(BaseModel):

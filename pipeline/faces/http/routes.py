@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pipeline.access import Reader
 from pipeline.app import Ragline
 from pipeline.faces import render
-from pipeline.faces.http import responses
+from pipeline.faces.http import responses, stream
 from pipeline.faces.http.schemas import MAX_NAME, RequestModels, search_args
 from pipeline.faces.jobs import Jobs
 from pipeline.faces.watcher import Watcher
@@ -44,20 +44,23 @@ def status_router(rag: Ragline, jobs: Jobs, caller: Any, watcher: Watcher | None
         held = rag.stats(reader)
         watching = watcher.status.as_dict() if watcher is not None and reader.admin else None
         last = render.last_sync_dict(jobs.last_done) or render.recorded_sync(held["roots"])
-        return {**held, "last_sync": last, "watch": watching}
+        return {**held, "last_sync": last, "watch": watching, "llm": rag.config.llm.configured}
 
     return router
 
 
 def search_router(rag: Ragline, models: RequestModels, caller: Any) -> Any:
-    from fastapi import APIRouter, HTTPException
+    from fastapi import APIRouter, HTTPException, Request
+    from fastapi.responses import StreamingResponse
+    from starlette.concurrency import run_in_threadpool
 
     router = APIRouter()
     if TYPE_CHECKING:
+        from pipeline.faces.http.schemas import AskBody as AskRequest
         from pipeline.faces.http.schemas import ContextBody as ContextRequest
         from pipeline.faces.http.schemas import SearchBody as SearchRequest
     else:  # FastAPI reads the real models, with this app's limits
-        SearchRequest, ContextRequest = models.search, models.context
+        SearchRequest, ContextRequest, AskRequest = models.search, models.context, models.ask
 
     @router.post("/search", response_model=responses.SearchResponse)
     def search(request: SearchRequest, reader: Reader = caller) -> dict[str, Any]:
@@ -70,12 +73,21 @@ def search_router(rag: Ragline, models: RequestModels, caller: Any) -> Any:
         prompt, response = rag.context(request.query, request.budget, **search_args(request), reader=reader)
         return render.context_dict(request.query, prompt, response)
 
-    @router.post("/ask", response_model=responses.AnswerResponse)
-    def ask(request: ContextRequest, reader: Reader = caller) -> dict[str, Any]:
-        """Answer through the configured OpenAI-compatible endpoint."""
+    @router.post(
+        "/ask",
+        response_model=responses.AnswerResponse,
+        responses={200: {"content": {"text/event-stream": {"description": "With `stream`: sources, token*, done"}}}},
+    )
+    async def ask(request: AskRequest, http: Request, reader: Reader = caller) -> Any:
+        """Answer through the configured OpenAI-compatible endpoint; with ``stream``, as Server-Sent Events."""
         if not rag.config.llm.configured:
             raise HTTPException(503, "no LLM endpoint configured: set [llm] base_url and model in the config")
-        return render.answer_dict(rag.ask(request.query, request.budget, **search_args(request), reader=reader))
+        args = {**search_args(request), "reader": reader}
+        if not request.stream:
+            return render.answer_dict(await run_in_threadpool(rag.ask, request.query, request.budget, **args))
+        prompt, response = await run_in_threadpool(rag.context, request.query, request.budget, **args)
+        events = stream.answer_events(rag, http, prompt, response, args["history"])
+        return StreamingResponse(events, media_type="text/event-stream", headers=stream.HEADERS)
 
     return router
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from pipeline.config import Fusion, ServerConfig
 from pipeline.filters import INT64, SearchFilter, normal_types
+from pipeline.types import Turn
 
 MAX_FILTER_PATH = 1000
 MAX_FILTER_FIELDS = 20
@@ -59,6 +60,20 @@ class Filters(BaseModel):
         return SearchFilter(self.path or None, normal_types(self.file_types), tuple(self.fields.items()))
 
 
+MAX_TURNS = 50
+
+
+class ChatTurn(BaseModel):
+    """One message of the chat so far."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=20_000)
+
+    def turn(self) -> Turn:
+        return Turn(self.role, self.content)
+
+
 class SearchBody(Protocol):
     """What the handlers read of a search request (the per-app model below), for the type checker."""
 
@@ -68,10 +83,15 @@ class SearchBody(Protocol):
     fusion: Fusion | None
     mode: Literal["hybrid", "dense", "bm25"]
     rerank: bool | None
+    history: list[ChatTurn]
 
 
 class ContextBody(SearchBody, Protocol):
     budget: int | None
+
+
+class AskBody(ContextBody, Protocol):
+    stream: bool
 
 
 class IngestBody(Protocol):
@@ -84,6 +104,7 @@ class RequestModels:
 
     search: Any
     context: Any
+    ask: Any
     ingest: Any
 
 
@@ -95,6 +116,7 @@ def search_args(request: SearchBody) -> dict[str, Any]:
         "fusion": request.fusion,
         "mode": request.mode,
         "rerank": request.rerank,
+        "history": [t.turn() for t in request.history],
     }
 
 
@@ -107,10 +129,23 @@ def request_models(limits: ServerConfig) -> RequestModels:
         fusion: Fusion | None = None
         mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
         rerank: bool | None = None
+        history: list[ChatTurn] = Field(
+            default_factory=list,
+            max_length=MAX_TURNS,
+            description="The chat so far, oldest first: `query` is then searched as the standalone question it "
+            "makes (rewritten by the LLM when one is configured, else joined with the last user turn).",
+        )
 
     class ContextRequest(SearchRequest):
         query: str = Field(min_length=1, max_length=limits.max_query_chars, description="The user's question.")
         budget: int | None = Field(None, ge=32, le=100_000, description="Context token budget.")
+
+    class AskRequest(ContextRequest):
+        stream: bool = Field(
+            False,
+            description="Answer as Server-Sent Events: `sources`, then `token` events as the LLM streams, then "
+            "`done` (or `error`).",
+        )
 
     class IngestRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -120,4 +155,4 @@ def request_models(limits: ServerConfig) -> RequestModels:
             examples=sorted(limits.sources)[:1] or None,
         )
 
-    return RequestModels(SearchRequest, ContextRequest, IngestRequest)
+    return RequestModels(SearchRequest, ContextRequest, AskRequest, IngestRequest)
