@@ -144,7 +144,7 @@ class Ragline:
             raise RaglineError(f"cannot ingest {str(path)!r}: no such file or folder")
         if not (target.is_dir() or target.is_file()):
             raise RaglineError(f"cannot ingest {str(path)!r}: not a file or folder")
-        with self._syncing:
+        with self._syncing, stage("sync", {}):
             store = self._writable_store()
             folder = target
             if target.is_file():

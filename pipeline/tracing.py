@@ -1,20 +1,42 @@
-"""Stage timing, and an OpenTelemetry span per stage when ``opentelemetry`` is installed.
+"""Stage timing, an OpenTelemetry span per stage when ``opentelemetry`` is installed, and observers.
 
-Every stage of a query (embed, retrieve, fuse, payload, rerank, prompt, llm, ...) is timed through
-:func:`stage`, so the milliseconds a response reports and the spans a tracing backend receives measure
-the same interval. Without opentelemetry the cost is one ``perf_counter`` pair; with the API but no SDK
-configured, OpenTelemetry's own no-op tracer answers.
+Every stage of a query (embed, retrieve, fuse, payload, rerank, prompt, llm, ...) and every sync is timed
+through :func:`stage`, so the milliseconds a response reports, the spans a tracing backend receives and
+the histograms ``/metrics`` shows (an observer, :func:`watch`) measure the same interval. Without
+opentelemetry the cost is one ``perf_counter`` pair; with the API but no SDK configured, OpenTelemetry's
+own no-op tracer answers.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext, suppress
 from typing import Any
 
 TRACER = "ragline"
+
+Observer = Callable[[str, float, bool], None]
+"""Told each finished stage: its name, its seconds, and whether it ended without an exception."""
+_observers: list[weakref.WeakMethod[Observer]] = []
+
+
+def watch(observer: Observer) -> None:
+    """Tell ``observer`` (a bound method, held weakly: it goes with its object) of every finished stage."""
+    _observers.append(weakref.WeakMethod(observer))
+
+
+def observed(name: str, seconds: float, ok: bool = True) -> None:
+    """Tell the observers of a stage timed elsewhere (a streamed answer's tokens arrive in another loop)."""
+    for ref in list(_observers):
+        observer = ref()
+        if observer is None:
+            with suppress(ValueError):  # another thread dropped it first
+                _observers.remove(ref)
+        else:
+            observer(name, seconds, ok)
 
 
 @functools.cache
@@ -38,8 +60,13 @@ def span(name: str, **attributes: Any) -> Any:
 def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
     """Time one stage into ``timings[name]`` (milliseconds, added to what is there), inside a span."""
     t0 = time.perf_counter()
+    ok = False
     try:
         with span(name):
             yield
+        ok = True
     finally:
-        timings[name] = timings.get(name, 0.0) + (time.perf_counter() - t0) * 1e3
+        seconds = time.perf_counter() - t0
+        timings[name] = timings.get(name, 0.0) + seconds * 1e3
+        if _observers:
+            observed(name, seconds, ok)

@@ -80,6 +80,13 @@ class _Group(click.Group):
     default=None,
     help="Log level on stderr (default: warning, with the PDF and Office parsers' warnings left out).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text, or one JSON object per line (serve: uvicorn's lines too).",
+)
 @click.version_option(package_name="ragline")
 @click.pass_context
 def main(
@@ -90,6 +97,7 @@ def main(
     untuned: bool,
     verbose: int,
     log_level: str | None,
+    log_format: str,
 ) -> None:
     """ragline: hybrid (BM25 + dense) retrieval with citations, on Qdrant."""
     import contextlib
@@ -102,7 +110,7 @@ def main(
 
     from pipeline.app import Ragline
 
-    _setup_logging(verbose, log_level)
+    _setup_logging(verbose, log_level, log_format == "json")
     config = load_config(config_file)
     if index:
         config = with_index(config, index)
@@ -120,13 +128,14 @@ PARSER_LOGGERS = ("pypdf", "fontTools", "PIL", "docx", "pptx")
 sample documents); the sync report already names a file that could not be read, and why."""
 
 
-def _setup_logging(verbose: int, log_level: str | None) -> None:
+def _setup_logging(verbose: int, log_level: str | None, json_lines: bool = False) -> None:
     """Log to stderr at the level asked; the parser worker processes take the same setup (connectors.parse_pool)."""
     import logging
 
+    from pipeline.faces import logs
+
     level = (log_level or {0: "warning", 1: "info"}.get(verbose, "debug")).upper()
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger().setLevel(level)
+    logs.setup(level, json_lines)
     if log_level is None and not verbose:
         for name in PARSER_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -567,6 +576,23 @@ def key(name: str, principals: tuple[str, ...]) -> None:
     click.echo(f"name = {json.dumps(name)}")
     click.echo(f'sha256 = "{key_hash(secret)}"')
     click.echo(f"principals = {json.dumps(held)}")
+
+
+@main.command()
+@_reader_options
+@click.pass_obj
+def mcp(app: Any, as_user: str | None, groups: tuple[str, ...]) -> None:
+    """Serve the index to an MCP client (Claude Desktop, an IDE, an agent) over stdio: the tools search,
+    get_context, ask (with an LLM configured) and list_sources. `ragline serve` answers MCP at /mcp too.
+
+    \b
+    Client config: {"mcpServers": {"ragline": {"command": "ragline",
+                    "args": ["--index", "/path/to/index", "mcp"]}}}
+    """
+    from pipeline.faces.mcp import stdio
+
+    app.warm_up()  # the model loads before the client's first call, not during it
+    stdio(app, _reader(app, as_user, groups))
 
 
 @main.command()

@@ -20,6 +20,15 @@ if TYPE_CHECKING:  # annotations only: importing this module stays cheap for the
     from pipeline.training.loop import TrainingReport
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ragline")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"
+
+
 def rounded_ms(timings: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 3) for k, v in timings.items()}
 

@@ -17,16 +17,6 @@ from pipeline.faces.jobs import Jobs
 from pipeline.faces.watcher import Watcher
 
 
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as installed
-
-    try:
-        return installed("ragline")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0"
-
-
 def status_router(rag: Ragline, jobs: Jobs, caller: Any, watcher: Watcher | None = None) -> Any:
     from fastapi import APIRouter
 
@@ -35,7 +25,7 @@ def status_router(rag: Ragline, jobs: Jobs, caller: Any, watcher: Watcher | None
     @router.get("/health", response_model=responses.Health)
     def health() -> dict[str, Any]:
         """Liveness, without auth: the process answers."""
-        return {"status": "ok", "version": version()}
+        return {"status": "ok", "version": render.package_version()}
 
     @router.get("/stats", response_model=responses.Stats)
     def stats(reader: Reader = caller) -> dict[str, Any]:

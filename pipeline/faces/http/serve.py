@@ -45,9 +45,19 @@ def check_sources(rag: Ragline) -> None:
 
 
 def serve(rag: Ragline, host: str, port: int) -> None:
+    """Run the API until stopped. With ``--log-format json`` uvicorn's lines (start, access) go through
+    ragline's JSON handler too, with one structured line per request (route, status, ms)."""
+    import logging
+
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    from pipeline.faces import logs
 
     check_sources(rag)
-    app = create_app(rag)  # a config that cannot identify callers fails here, before the model loads
+    app = create_app(rag, host)  # a config that cannot identify callers fails here, before the model loads
     rag.warm_up()
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    structured = logs.json_lines()
+    if structured:
+        logging.getLogger("ragline.http").setLevel(logging.INFO)
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=None if structured else LOGGING_CONFIG)

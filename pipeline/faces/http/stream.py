@@ -18,6 +18,7 @@ from typing import Any
 from pipeline.app import Prompt, Ragline, SearchResponse
 from pipeline.errors import RaglineError
 from pipeline.faces import render
+from pipeline.tracing import observed
 from pipeline.types import Turn
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # proxies must not hold events back
@@ -43,7 +44,9 @@ async def answer_events(
                 parts.append(token)
                 yield event("token", {"text": token})
     except RaglineError as exc:
+        observed("llm", time.perf_counter() - t0, ok=False)
         yield event("error", {"error": str(exc)})
         return
+    observed("llm", time.perf_counter() - t0)
     timings = {**response.timings_ms, "llm": (time.perf_counter() - t0) * 1e3}
     yield event("done", {"answer": "".join(parts), "timings_ms": render.rounded_ms(timings)})
