@@ -14,12 +14,16 @@ from typing import Any
 
 from pipeline.access import Reader
 from pipeline.app import Ragline
+from pipeline.faces import render
 from pipeline.faces.guards import BodyLimit, ConcurrencyLimit
 from pipeline.faces.http.errors import install_error_handlers
-from pipeline.faces.http.routes import ingest_router, search_router, status_router, version
+from pipeline.faces.http.metrics import Measured, Metrics, metrics_router
+from pipeline.faces.http.routes import ingest_router, search_router, status_router
 from pipeline.faces.http.schemas import request_models
+from pipeline.faces.http.web import web_router
 from pipeline.faces.identity import Identify, Unauthorized
 from pipeline.faces.jobs import Jobs
+from pipeline.faces.mcp import McpEndpoint
 from pipeline.faces.watcher import Watcher
 
 
@@ -39,13 +43,17 @@ def caller_dependency(identify: Identify) -> Any:
     return Depends(authorize)
 
 
-def create_app(rag: Ragline) -> Any:
-    """The FastAPI application for one Ragline (one index, one config)."""
+def create_app(rag: Ragline, host: str | None = None) -> Any:
+    """The FastAPI application for one Ragline (one index, one config); ``host``: the address it is served on
+    (default ``[server] host``), which decides whether /mcp checks the Host header against DNS rebinding."""
     from fastapi_offline import FastAPIOffline
+    from starlette.routing import Route
 
     limits = rag.config.server
-    caller = caller_dependency(Identify(rag.config.access, limits))  # a config that identifies no one fails here
+    identify = Identify(rag.config.access, limits)  # a config that identifies no one fails here
+    caller = caller_dependency(identify)
     jobs = Jobs(rag)
+    mcp = McpEndpoint(rag, identify, host or limits.host)
 
     watcher = Watcher(rag, list(limits.sources.values()), limits.watch_quiet_ms) if limits.watch else None
 
@@ -53,7 +61,8 @@ def create_app(rag: Ragline) -> Any:
     async def lifespan(_: Any) -> AsyncIterator[None]:
         if watcher is not None:
             watcher.start()
-        yield
+        async with mcp.session_manager.run():
+            yield
         if watcher is not None:
             watcher.stop()
         jobs.shutdown()
@@ -61,15 +70,26 @@ def create_app(rag: Ragline) -> Any:
     app = FastAPIOffline(  # /docs and /redoc load their scripts from this server: they work with no internet
         title="ragline",
         description="Hybrid (BM25 + dense) retrieval with citations, on Qdrant.",
-        version=version(),
+        version=render.package_version(),
         lifespan=lifespan,
     )
     app.state.rag, app.state.jobs = rag, jobs
-    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
-    app.add_middleware(ConcurrencyLimit, limit=limits.max_concurrent)
+    metrics = Metrics(rag)
     install_error_handlers(app)
     models = request_models(limits)
-    app.include_router(status_router(rag, jobs, caller, watcher))
-    app.include_router(search_router(rag, models, caller))
-    app.include_router(ingest_router(rag, jobs, models, caller))
+    routers = [
+        status_router(rag, jobs, caller, watcher),
+        search_router(rag, models, caller),
+        ingest_router(rag, jobs, models, caller),
+        metrics_router(metrics, caller, limits.metrics),
+        web_router(),
+    ]
+    for router in routers:
+        app.include_router(router)
+    mcp_route = Route("/mcp", mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False)
+    app.router.routes.append(mcp_route)
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    app.add_middleware(ConcurrencyLimit, limit=limits.max_concurrent)
+    # The last added is the outermost: it sees every refusal, and names its route from the routers' own routes
+    app.add_middleware(Measured, metrics=metrics, routes=[r for router in routers for r in router.routes] + [mcp_route])
     return app
