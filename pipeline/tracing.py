@@ -57,8 +57,10 @@ def span(name: str, **attributes: Any) -> Any:
 
 
 @contextmanager
-def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
-    """Time one stage into ``timings[name]`` (milliseconds, added to what is there), inside a span."""
+def stage(name: str, timings: dict[str, float], observe: bool = True) -> Iterator[None]:
+    """Time one stage into ``timings[name]`` (milliseconds, added to what is there), inside a span.
+    ``observe=False``: one of several intervals of a stage, whose total the caller hands to :func:`observed`
+    (so a histogram counts the stage once per query)."""
     t0 = time.perf_counter()
     ok = False
     try:
@@ -68,5 +70,5 @@ def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
     finally:
         seconds = time.perf_counter() - t0
         timings[name] = timings.get(name, 0.0) + seconds * 1e3
-        if _observers:
+        if observe and _observers:
             observed(name, seconds, ok)

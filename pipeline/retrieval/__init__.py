@@ -28,7 +28,7 @@ from pipeline.retrieval.documents import cap_per_document, with_document_evidenc
 from pipeline.retrieval.fusion import Fused, fuse, single
 from pipeline.stages import bm25
 from pipeline.stores.base import CHUNK_IDS, Hit, Readers, Store
-from pipeline.tracing import stage
+from pipeline.tracing import observed, stage
 from pipeline.types import Chunk, ScoredChunk, document_key
 
 __all__ = ["MODES", "Fused", "HybridRetriever", "Mode", "Retrieved", "fuse", "rank", "rerank_head"]
@@ -111,17 +111,17 @@ class HybridRetriever:
                 dense_vec, sparse_vec, depth, where, self.config.exact, documents=keyed, readers=readers
             )
         cut = max(top_k, SIGNAL_DEPTH)  # the confidence reads the first two documents, whatever top_k is
-        with stage("fuse", timings):
+        with stage("fuse", timings, observe=False):  # fusing and ranking come in two parts, told once below
             fused = first_stage(dense, sparse, mode, self.config, max(cut, self.config.document_candidates), fusion)
         chunks: dict[str, Chunk] = {}
-        with stage("payload", timings):
+        with stage("payload", timings, observe=False):
             if not keyed:
                 fused, dense, sparse, chunks = self._read_documents(fused, dense, sparse, readers)
-        with stage("fuse", timings):
+        with stage("fuse", timings, observe=False):
             ranked = by_document(fused, self.config, cut)
             signals = confidence.features(dense, sparse, ranked, len(sparse_vec) if sparse_vec is not None else 0)
             ranked = ranked[:top_k]
-        with stage("payload", timings):
+        with stage("payload", timings, observe=False):
             missing = [f.id for f in ranked if f.id not in chunks]  # results whose chunk was not read above
             chunks.update(self.store.chunks(missing, readers) if missing else {})
         results = [
@@ -129,6 +129,8 @@ class HybridRetriever:
             for f in ranked
             if f.id in chunks  # a point deleted by a concurrent sync since the search
         ]
+        observed("fuse", timings["fuse"] / 1e3)
+        observed("payload", timings["payload"] / 1e3)
         sure = confidence.confidence(signals, mode) if results else None
         return Retrieved(results, timings, sure, signals)
 

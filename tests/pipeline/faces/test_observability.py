@@ -71,8 +71,8 @@ def test_metrics_count_requests_stages_syncs_and_refusals(served: tuple[Ragline,
     for reason in ("unauthorized", "too_large", "invalid"):
         assert value(found, "ragline_http_refused_total", reason=reason) >= 1, reason
     assert value(found, "ragline_http_request_seconds_count", route="/search") == 6
-    for stage in ("embed", "retrieve", "fuse", "highlight"):
-        assert value(found, "ragline_stage_seconds_count", stage=stage) >= 3, stage
+    for stage in ("embed", "retrieve", "fuse", "payload", "highlight"):  # once per search, even a stage in two parts
+        assert value(found, "ragline_stage_seconds_count", stage=stage) == 3, stage
     assert value(found, "ragline_sync_runs_total", outcome="ok") == 1
     assert value(found, "ragline_sync_seconds_count") == 1
     assert value(found, "ragline_index_documents") == 5 and value(found, "ragline_index_chunks") > 5
@@ -101,14 +101,14 @@ def test_opentelemetry_spans_per_stage(demo_app: Ragline) -> None:
     trace.set_tracer_provider(provider)  # once per process: ragline's tracer is a proxy that follows it
 
     response = demo_app.search(QUESTION, rerank=False)
-    spans = {s.name: s for s in exporter.get_finished_spans()}
-    root = spans["ragline.search"]
+    finished = exporter.get_finished_spans()
+    (root,) = [s for s in finished if s.name == "ragline.search"]
     for stage in ("embed", "retrieve", "fuse", "payload", "highlight"):
-        span = spans[f"ragline.{stage}"]
-        assert span.parent is not None and span.parent.span_id == root.context.span_id, stage
-        assert span.context.trace_id == root.context.trace_id
-        took_ms = (span.end_time - span.start_time) / 1e6
-        assert took_ms == pytest.approx(response.timings_ms[stage], abs=2.0)  # the interval the response reports
+        spans = [s for s in finished if s.name == f"ragline.{stage}"]  # fuse and payload come in two parts
+        assert spans and all(s.parent is not None and s.parent.span_id == root.context.span_id for s in spans), stage
+        assert all(s.context.trace_id == root.context.trace_id for s in spans)
+        took_ms = sum(s.end_time - s.start_time for s in spans) / 1e6
+        assert took_ms == pytest.approx(response.timings_ms[stage], abs=1.0)  # the intervals the response reports
     assert root.attributes is not None and root.attributes["mode"] == "hybrid"
 
 
