@@ -88,10 +88,7 @@ def test_stdio_session_lists_tools_and_answers(
     assert not search.is_error and (first["source"], first["page"]) == ("aurora-2-manual.pdf", "2")
     assert any("8 weeks" in first["text"][h["start"] : h["end"]] for h in first["highlights"])
     blocks = context.structured_content["blocks"]
-    assert (
-        blocks[0]["citation"].startswith("aurora-2-manual.pdf, p. 2")
-        and context.structured_content["budget"] == 400
-    )
+    assert blocks[0]["citation"].startswith("aurora-2-manual.pdf, p. 2") and context.structured_content["budget"] == 400
     assert "confidence" in context.structured_content and "[1]" in context.structured_content["context"]
     assert sources.structured_content["sources"][0]["documents"] == 6
     for bad, words in (
