@@ -207,6 +207,18 @@ class QdrantConfig(_Section):
     write_consistency_factor: int = Field(1, ge=1, le=100)
     on_disk: bool = False
     """Keep dense vectors and payloads on disk (memory-mapped) instead of in RAM."""
+    quantization: Literal["none", "int8"] = "none"
+    """Qdrant's scalar quantization of the dense vectors: int8 copies (a quarter of the memory) kept in RAM,
+    searched first, then the best ``oversampling`` × limit rescored with the full vectors."""
+    oversampling: float = Field(2.0, ge=1.0, le=10.0)
+    write_batch_points: int = Field(256, ge=1, le=100_000)
+    """A sync's writes go in requests of at most this many points ..."""
+    write_batch_mb: float = Field(8.0, gt=0, le=32)
+    """... and about this many megabytes (Qdrant refuses requests over 32 MB)."""
+    write_retries: int = Field(5, ge=0, le=20)
+    """Retries of a write that failed for a passing reason (5xx, 429, timeout, dropped connection), with
+    backoff from ``retry_backoff_s`` doubling to 8 s; points are written by id, so a retry is harmless."""
+    retry_backoff_s: float = Field(0.5, ge=0, le=60)
 
     @property
     def enabled(self) -> bool:

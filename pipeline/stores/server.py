@@ -31,12 +31,14 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import QdrantConfig
 from pipeline.errors import ConfigError, IndexUnavailableError, RaglineError
 from pipeline.stores.base import HIT_FIELD, Hit, IndexMeta, QdrantStore, hit
 from pipeline.stores.schema import DENSE, INDEXED_FIELDS, SPARSE
+from pipeline.stores.writes import WritePolicy, batches, point_bytes, retried
 from pipeline.types import SparseVector
 
 if TYPE_CHECKING:
@@ -70,6 +72,11 @@ def _make_client(config: QdrantConfig) -> QdrantClient:
         raise ConfigError(
             f"qdrant.url {config.url!r} is not a Qdrant URL ({_reason(exc)}): use e.g. http://localhost:6333"
         ) from None
+
+
+def _point_bytes(point: Any) -> int:
+    sparse = point.vector[SPARSE]
+    return point_bytes(point.vector[DENSE], len(sparse.indices), point.payload or {})
 
 
 def _reason(exc: BaseException) -> str:
@@ -120,6 +127,34 @@ def _server_errors(config: QdrantConfig, action: str) -> Iterator[None]:
         raise IndexUnavailableError(
             f"Qdrant at {config.url}: cannot {action} collection {config.collection!r}: {_reason(exc)}{hint}"
         ) from None
+
+
+def collection_settings(config: QdrantConfig, meta: IndexMeta) -> dict[str, Any]:
+    """The ``create_collection`` arguments: the schema (dense with cosine, BM25 sparse with the IDF modifier),
+    and the cluster's settings from ``[qdrant]``: shards, replicas, write consistency, on-disk storage and
+    quantization."""
+    from qdrant_client import models
+
+    quantized = (
+        models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
+        )
+        if config.quantization == "int8"
+        else None
+    )
+    return {
+        "collection_name": config.collection,
+        "vectors_config": {
+            DENSE: models.VectorParams(size=meta.dimension, distance=models.Distance.COSINE, on_disk=config.on_disk)
+        },
+        "sparse_vectors_config": {SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+        "shard_number": config.shard_number,
+        "replication_factor": config.replication_factor,
+        "write_consistency_factor": config.write_consistency_factor,
+        "on_disk_payload": config.on_disk,
+        "quantization_config": quantized,
+        "metadata": {META_KEY: asdict(meta)},
+    }
 
 
 class ServerStore(QdrantStore):
@@ -182,23 +217,8 @@ class ServerStore(QdrantStore):
 
     @staticmethod
     def _create(client: QdrantClient, config: QdrantConfig, meta: IndexMeta) -> IndexMeta:
-        from qdrant_client import models
-
         try:
-            client.create_collection(
-                collection_name=config.collection,
-                vectors_config={
-                    DENSE: models.VectorParams(
-                        size=meta.dimension, distance=models.Distance.COSINE, on_disk=config.on_disk
-                    )
-                },
-                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-                shard_number=config.shard_number,
-                replication_factor=config.replication_factor,
-                write_consistency_factor=config.write_consistency_factor,
-                on_disk_payload=config.on_disk,
-                metadata={META_KEY: asdict(meta)},
-            )
+            client.create_collection(**collection_settings(config, meta))
         except Exception:
             # Another process may have created it in the meantime: then use (and check) that one.
             if not client.collection_exists(config.collection):
@@ -315,8 +335,14 @@ class ServerStore(QdrantStore):
         return models.PointStruct(id=point_id, vector=vector, payload=payload)
 
     def _write(self, points: list[Any]) -> None:
+        """In bounded requests, each retried after a passing failure (:mod:`pipeline.stores.writes`)."""
+        config = self.config
+        policy = WritePolicy(
+            config.write_batch_points, int(config.write_batch_mb * 2**20), config.write_retries, config.retry_backoff_s
+        )
         with self._errors("write to"):
-            self.client.upsert(self.name, points=points, wait=True)
+            for batch in batches(points, _point_bytes, policy.max_points, policy.max_bytes):
+                retried(partial(self.client.upsert, self.name, points=batch, wait=True), policy)
 
     def _delete(self, condition: Any) -> None:
         from qdrant_client import models
@@ -360,8 +386,19 @@ class ServerStore(QdrantStore):
             filter=condition,
             limit=limit,
             with_payload=[HIT_FIELD] if documents else False,
-            params=models.SearchParams(exact=True) if exact else None,
+            params=self._search_params(using, exact),
         )
+
+    def _search_params(self, using: str, exact: bool) -> Any:
+        """Exact search when asked; over int8-quantized dense vectors, rescored with the full ones."""
+        from qdrant_client import models
+
+        if exact:
+            return models.SearchParams(exact=True)
+        if using == DENSE and self.config.quantization == "int8":
+            rescore = models.QuantizationSearchParams(rescore=True, oversampling=self.config.oversampling)
+            return models.SearchParams(quantization=rescore)
+        return None
 
     def _query(self, requests: list[Any], keyed: bool) -> list[list[Hit]]:
         with self._errors("search"):
