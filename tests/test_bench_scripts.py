@@ -138,6 +138,25 @@ def test_watch_bench(tmp_path: Path) -> None:
     assert burst["against_one_clean_sync"]["dense_min_cosine"] > 0.95
 
 
+def test_time_to_searchable_bench(tmp_path: Path) -> None:
+    out = bench(
+        "time_to_searchable.py",
+        "--folder",
+        str(DEMO_DOCS),
+        "--queries",
+        str(REPO / "bench/questions/demo_docs.tsv"),
+        "--poll-s",
+        "0.1",
+        home=tmp_path,
+    )
+    assert out["files"] == 5 and out["chunks"] > 5 and out["sync_s"] > 0
+    first = out["first_result_s"]
+    assert all(
+        first[kind] is not None and first[kind] <= out["sync_s"] + 1 for kind in ("bm25", "hybrid", "right_file")
+    )
+    assert out["chunks_written_curve"][-1][1] <= out["chunks"]
+
+
 @pytest.mark.skipif(shutil.which("tesseract") is None, reason="Tesseract is not installed (apt install tesseract-ocr)")
 def test_ocr_bench(tmp_path: Path) -> None:
     out = bench("ocr.py", "--pages", "1", home=tmp_path)
