@@ -93,6 +93,8 @@ class Ragline:
         return Path(self.config.index.path).expanduser().resolve()
 
     def _meta(self) -> IndexMeta:
+        config = self.config
+        quantized = config.qdrant.quantization if config.qdrant.enabled else config.index.quantization
         return IndexMeta(
             model=self.embedder.name,
             dimension=self.embedder.dimension,
@@ -101,6 +103,7 @@ class Ragline:
             tokenizer=TOKENIZER_VERSION,
             avg_len=self.config.bm25.avg_len,
             chunk_ids=CHUNK_IDS,
+            quantization="" if quantized == "none" else quantized,
         )
 
     def store(self, create: bool = False, check_model: bool = True) -> Store:

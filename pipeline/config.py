@@ -191,6 +191,14 @@ class IndexConfig(_Section):
     min_free_mb: float = Field(64.0, ge=0)
     """Refuse to write the embedded index when its disk has less free space than this (plus the batch):
     Qdrant Edge writes through memory maps, and a write that finds the disk full kills the process."""
+    quantization: Literal["none", "int8"] = "none"
+    """Qdrant's scalar quantization of the embedded index's dense vectors: int8 copies (a quarter of the
+    memory) searched first, the best ``oversampling`` x limit rescored with the full vectors. Set when the
+    index is created (``[qdrant] quantization`` for a server collection)."""
+    oversampling: float = Field(2.0, ge=1.0, le=10.0)
+    on_disk: bool = False
+    """Keep the embedded index's full dense vectors and payloads on disk (memory-mapped), not in RAM; with
+    int8 quantization, only the int8 copies stay in RAM. Set when the index is created."""
 
 
 class QdrantConfig(_Section):

@@ -20,7 +20,7 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import AppConfig, QdrantConfig
+from pipeline.config import AppConfig, IndexConfig, QdrantConfig
 from pipeline.errors import ConfigError, RaglineError
 from pipeline.models.protocols import Embedder
 from pipeline.stages.chunking import chunk_id, indexed_text
@@ -160,25 +160,35 @@ def reindex(config: AppConfig, embedder: Embedder, progress: bool = False) -> Mo
     started = time.perf_counter()
     folder = Path(config.index.path).expanduser().resolve()
     with EdgeStore.open(folder) as source:
-        fresh, points = reembedded_copy(source, folder, embedder, progress)
+        fresh, points = reembedded_copy(source, folder, embedder, progress, layout=config.index)
     swap_folder(folder, fresh)
     return Moved(points, str(folder), str(folder), time.perf_counter() - started, embedder.name)
 
 
 def reembedded_copy(
-    source: Store, folder: Path, embedder: Embedder, progress: bool = False, extra: dict[str, Any] | None = None
+    source: Store,
+    folder: Path,
+    embedder: Embedder,
+    progress: bool = False,
+    extra: dict[str, Any] | None = None,
+    layout: IndexConfig | None = None,
 ) -> tuple[Path, int]:
     """``source`` (the open index in ``folder``) re-embedded into ``folder.reindex``, closed and complete, with
     ``extra`` files (name -> JSON) written into it; ``source`` keeps answering searches meanwhile. Returns the
     new folder and the points written. Settings ``ragline tune`` chose are not copied: they were fitted to the
-    old vectors."""
+    old vectors. ``layout``: the new index's storage and quantization (default: the old index's quantization)."""
     from pipeline.stores.edge import EdgeStore
     from pipeline.stores.folder import write_json_atomic
 
     fresh = folder.with_name(folder.name + ".reindex")
     shutil.rmtree(fresh, ignore_errors=True)  # what a killed run left
-    meta = dataclasses.replace(source.meta, model=embedder.name, dimension=embedder.dimension, chunk_ids=CHUNK_IDS)
-    with EdgeStore.open(fresh, meta) as target:
+    quantized = (
+        source.meta.quantization if layout is None else "" if layout.quantization == "none" else layout.quantization
+    )
+    meta = dataclasses.replace(
+        source.meta, model=embedder.name, dimension=embedder.dimension, chunk_ids=CHUNK_IDS, quantization=quantized
+    )
+    with EdgeStore.open(fresh, meta, layout=layout) as target:
         points = reembed(source, target, embedder, progress=progress)
         target.save_roots(source.roots())
     for name, data in (extra or {}).items():

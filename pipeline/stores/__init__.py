@@ -36,4 +36,4 @@ def open_store(config: AppConfig, meta: Callable[[], IndexMeta], create: bool, c
     if folder.exists() and not folder.is_dir():
         raise IndexUnavailableError(f"the index {folder} is a file, not an index folder: give a folder")
     wanted = create or (check_model and (folder / META_FILE).exists())
-    return EdgeStore.open(folder, meta() if wanted else None, config.index.min_free_mb)
+    return EdgeStore.open(folder, meta() if wanted else None, config.index.min_free_mb, config.index)

@@ -44,6 +44,9 @@ class IndexMeta:
     """``CHUNK_IDS`` in an index whose every chunk id begins with its document's key (``types.document_key``),
     so candidates name their document with no payload read; "" in an index from before, whose older points
     do not (their key is read from the payload)."""
+    quantization: str = ""
+    """"int8": the dense vectors have int8 copies (Qdrant's scalar quantization), which searches read first and
+    rescore with the full vectors; "": full vectors only. Set when the index is created, from the config."""
 
     def check_model(self, model: str, dimension: int) -> None:
         """The canonical model name, not the inference backend: ``embedding.backend = "onnx-int8"`` vectors

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.config import IndexConfig
 from pipeline.errors import IndexUnavailableError, RaglineError
 from pipeline.stores.base import HIT_FIELD, Hit, IndexMeta, QdrantStore, hit
 from pipeline.stores.folder import (
@@ -45,20 +46,29 @@ class EdgeStore(QdrantStore):
         meta: IndexMeta,
         lock: FolderLock,
         min_free_mb: float = MIN_FREE_MB,
+        oversampling: float = 2.0,
     ) -> None:
         self.folder = folder
         self.location = str(folder)
         self.meta = meta
         self.min_free_mb = min_free_mb
+        self.oversampling = oversampling
         self._shard = shard
         self._lock = lock
 
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
-    def open(cls, folder: str | Path, meta: IndexMeta | None = None, min_free_mb: float = MIN_FREE_MB) -> EdgeStore:
+    def open(
+        cls,
+        folder: str | Path,
+        meta: IndexMeta | None = None,
+        min_free_mb: float = MIN_FREE_MB,
+        layout: IndexConfig | None = None,
+    ) -> EdgeStore:
         """Open an existing index; with ``meta``, create it if missing (or check it matches).
 
         Writes are refused while the folder's disk has less than ``min_free_mb`` free (see :func:`check_space`).
+        ``layout``: where a new index keeps its vectors and payloads, and how a quantized one is searched.
         """
         import qdrant_edge as q
 
@@ -78,7 +88,7 @@ class EdgeStore(QdrantStore):
             if existing is None:
                 assert meta is not None
                 check_space(path, min_free_mb)
-                shard = q.EdgeShard.create(str(path / "shard"), cls._edge_config(meta))
+                shard = q.EdgeShard.create(str(path / "shard"), cls._edge_config(meta, layout or IndexConfig()))
                 for name in INDEXED_FIELDS:
                     shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Keyword))
                 write_json_atomic(path / META_FILE, asdict(meta))
@@ -94,7 +104,7 @@ class EdgeStore(QdrantStore):
         except Exception as exc:  # noqa: BLE001 - the engine's error, in one line
             lock.release()
             raise IndexUnavailableError(f"cannot open the Qdrant Edge shard in {path}: {engine_reason(exc)}") from None
-        return cls(path, shard, existing, lock, min_free_mb)
+        return cls(path, shard, existing, lock, min_free_mb, (layout or IndexConfig()).oversampling)
 
     @staticmethod
     def _index_fields(shard: qdrant_edge.EdgeShard, path: Path, min_free_mb: float) -> None:
@@ -109,12 +119,24 @@ class EdgeStore(QdrantStore):
                     shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Keyword))
 
     @staticmethod
-    def _edge_config(meta: IndexMeta) -> qdrant_edge.EdgeConfig:
+    def _edge_config(meta: IndexMeta, layout: IndexConfig) -> qdrant_edge.EdgeConfig:
+        """The shard's schema (dense with cosine, BM25 sparse with the IDF modifier) and its storage: full
+        vectors and payloads in RAM or on disk, and int8 copies of the dense vectors (always in RAM) when
+        the index is quantized."""
         import qdrant_edge as q
 
+        quantized = (
+            q.ScalarQuantizationConfig(q.ScalarType.Int8, quantile=0.99, always_ram=True)
+            if meta.quantization == "int8"
+            else None
+        )
+        dense = q.EdgeVectorParams(
+            size=meta.dimension, distance=q.Distance.Cosine, on_disk=layout.on_disk, quantization_config=quantized
+        )
         return q.EdgeConfig(
-            vectors={DENSE: q.EdgeVectorParams(size=meta.dimension, distance=q.Distance.Cosine)},
+            vectors={DENSE: dense},
             sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
+            on_disk_payload=layout.on_disk,
         )
 
     def close(self) -> None:
@@ -226,6 +248,9 @@ class EdgeStore(QdrantStore):
         if isinstance(vector, SparseVector):
             vector = q.SparseVector(list(vector.indices), list(vector.values))
         params = q.SearchParams(exact=True) if exact else None
+        if params is None and using == DENSE and self.meta.quantization == "int8":
+            rescored = q.QuantizationSearchParams(rescore=True, oversampling=self.oversampling)
+            params = q.SearchParams(quantization=rescored)
         query = q.Query.Nearest(vector, using=using)
         return q.QueryRequest(
             limit=limit, query=query, filter=condition, with_payload=[HIT_FIELD] if documents else False, params=params

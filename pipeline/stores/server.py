@@ -139,7 +139,7 @@ def collection_settings(config: QdrantConfig, meta: IndexMeta) -> dict[str, Any]
         models.ScalarQuantization(
             scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
         )
-        if config.quantization == "int8"
+        if meta.quantization == "int8"
         else None
     )
     return {
@@ -395,7 +395,7 @@ class ServerStore(QdrantStore):
 
         if exact:
             return models.SearchParams(exact=True)
-        if using == DENSE and self.config.quantization == "int8":
+        if using == DENSE and self.meta.quantization == "int8":
             rescore = models.QuantizationSearchParams(rescore=True, oversampling=self.config.oversampling)
             return models.SearchParams(quantization=rescore)
         return None
