@@ -157,6 +157,34 @@ def test_time_to_searchable_bench(tmp_path: Path) -> None:
     assert out["chunks_written_curve"][-1][1] <= out["chunks"]
 
 
+def test_scale_bench(tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    cli = [sys.executable, "-c", "from pipeline.faces.cli import main; main()", "--index", str(index)]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    subprocess.run([*cli, "ingest", str(DEMO_DOCS)], check=True, env=env, capture_output=True, timeout=600)
+    queries = str(REPO / "bench/questions/demo_docs.tsv")
+    out = bench(
+        "scale.py",
+        "--from",
+        str(index),
+        "--queries",
+        queries,
+        "--points",
+        "60",
+        "--layouts",
+        "full,int8-disk",
+        "--repeat",
+        "1",
+        "--work",
+        str(tmp_path / "scale"),
+        home=tmp_path,
+    )
+    assert out["real_chunks"] > 5 and [r["layout"] for r in out["runs"]] == ["full", "int8-disk"]
+    for run in out["runs"]:
+        assert run["points"] == 60 and run["disk_mb"] > 0 and run["peak_rss_mb"] > 0
+        assert set(run["latency_ms"]) == {"hybrid", "dense", "bm25"} and run["dense_overlap_at_10"] == 1.0
+
+
 @pytest.mark.skipif(shutil.which("tesseract") is None, reason="Tesseract is not installed (apt install tesseract-ocr)")
 def test_ocr_bench(tmp_path: Path) -> None:
     out = bench("ocr.py", "--pages", "1", home=tmp_path)
