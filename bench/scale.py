@@ -104,13 +104,19 @@ def build(
     return {"write_s": round(t1 - t0, 1), "optimize_s": round(t2 - t1, 1), "disk_mb": round(size / 2**20, 1)}
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS. Not ``getrusage``: on Linux its ``ru_maxrss`` survives ``exec``, so a serving
-    process would report the peak of the builder that started it; ``VmHWM`` is its own memory's."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: no exec in question
+def memory_mb() -> dict[str, float]:
+    """This process's peak RSS (``VmHWM``; not ``getrusage``, whose ``ru_maxrss`` on Linux survives ``exec``, so
+    a serving process would report the builder's peak), and its RSS now split into anonymous memory (heap: what
+    the process needs) and file pages (the memory-mapped index: page cache the kernel may take back)."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    kb = {key: int(status[key].split()[0]) for key in ("VmHWM", "RssAnon", "RssFile") if key in status}
+    if not kb:  # not Linux: no exec in question
+        return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    return {
+        "peak_rss_mb": round(kb["VmHWM"] / 1024),
+        "rss_anon_mb": round(kb["RssAnon"] / 1024),
+        "rss_file_mb": round(kb["RssFile"] / 1024),
+    }
 
 
 def serve(index: Path, queries: Path, layout: dict[str, Any], repeat: int) -> dict[str, Any]:
@@ -141,12 +147,12 @@ def serve(index: Path, queries: Path, layout: dict[str, Any], repeat: int) -> di
         approx, _ = store.search(vector, None, 10, None, False)
         exact, _ = store.search(vector, None, 10, None, True)
         overlaps.append(len({h.id for h in approx} & {h.id for h in exact}) / max(len(exact), 1))
-    rss_mb = peak_rss_mb()
+    memory = memory_mb()
     app.close()
     return {
         "open_and_first_search_s": round(opened, 2),
         "latency_ms": latency,
-        "peak_rss_mb": round(rss_mb),
+        **memory,
         "dense_overlap_at_10": round(statistics.mean(overlaps), 4),
     }
 
