@@ -18,8 +18,10 @@ import pytest
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
+from pipeline.app import Ragline
 from pipeline.config import QdrantConfig, parse_config
 from pipeline.errors import IndexUnavailableError
+from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.stores.base import IndexMeta
 from pipeline.stores.schema import DENSE
 from pipeline.stores.server import ServerStore
@@ -163,11 +165,15 @@ class RecordingClient(QdrantClient):
 
 
 @pytest.mark.filterwarnings("ignore:Local mode performs exact")
-def test_the_cluster_example_reaches_the_collection_creation() -> None:
+def test_the_cluster_example_reaches_the_collection_creation(embedder: SentenceTransformerEmbedder) -> None:
     settings = tomllib.loads((REPO / "config" / "cluster.toml").read_text(encoding="utf-8"))
-    config = parse_config(settings).qdrant.model_copy(update={"url": ":memory:"})
+    app = Ragline(parse_config(settings))
+    app.embedder = embedder
+    meta = app._meta()  # what the app creates an index with: the model's, and the config's quantization
+    assert meta.quantization == "int8"
+    config = app.config.qdrant.model_copy(update={"url": ":memory:"})
     client = RecordingClient(location=":memory:")
-    store = ServerStore.open(config, META, client=client)
+    store = ServerStore.open(config, meta, client=client)
     made = client.created
     assert (made["shard_number"], made["replication_factor"], made["write_consistency_factor"]) == (6, 2, 1)
     assert made["vectors_config"][DENSE].on_disk is True and made["on_disk_payload"] is True
@@ -177,10 +183,5 @@ def test_the_cluster_example_reaches_the_collection_creation() -> None:
     params = store._search_params(DENSE, exact=False)
     assert params.quantization.rescore is True and params.quantization.oversampling == 2.0
     assert store._search_params("bm25", exact=False) is None and store._search_params(DENSE, exact=True).exact
-    # and a quantized collection answers searches (local mode searches the full vectors)
-    store.upsert(*rows(5))
-    vector = rows(5)[1][0]
-    dense, _ = store.search(vector, None, 3, None, False)
-    assert dense[0].id == rows(5)[0][0].id
     store.close()
     assert parse_config({}).qdrant.quantization == "none"  # the default collection is unquantized
