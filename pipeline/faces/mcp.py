@@ -101,25 +101,18 @@ def build_server(rag: Ragline, reader_of: Callable[["Context | None"], Reader]) 
         args = _args(top_k, mode, path, file_types, history)
         return _call(lambda: render.search_dict(rag.search(query, reader=reader_of(ctx), **args)))
 
-    @server.tool()
-    def get_context(
-        query: Query,
-        ctx: Caller,
-        budget: Budget = None,
-        top_k: TopK = 10,
-        path: PathFilter = None,
-        file_types: Types = None,
-        history: History = None,
-    ) -> dict[str, Any]:
-        """Numbered, cited context blocks for answering ``query``, within a token budget, with the retrieval
-        confidence (low_confidence: the blocks may not hold the answer)."""
-        args = _args(top_k, "hybrid", path, file_types, history)
+    def context(query: str, budget: int | None, reader: Reader, args: dict[str, Any]) -> dict[str, Any]:
+        prompt, response = rag.context(query, budget, reader=reader, **args)
+        return render.context_dict(query, prompt, response)
 
-        def context() -> dict[str, Any]:
-            prompt, response = rag.context(query, budget, reader=reader_of(ctx), **args)
-            return render.context_dict(query, prompt, response)
-
-        return _call(context)
+    _add_context_tool(
+        server,
+        "get_context",
+        "Numbered, cited context blocks for answering the query, within a token budget, with the retrieval "
+        "confidence (low_confidence: the blocks may not hold the answer).",
+        reader_of,
+        context,
+    )
 
     @server.tool()
     def list_sources(ctx: Caller) -> dict[str, Any]:
@@ -127,16 +120,31 @@ def build_server(rag: Ragline, reader_of: Callable[["Context | None"], Reader]) 
         return _call(lambda: {"sources": rag.sources(reader_of(ctx))})
 
     if rag.config.llm.configured:
-        _add_ask(server, rag, reader_of)
+
+        def ask(query: str, budget: int | None, reader: Reader, args: dict[str, Any]) -> dict[str, Any]:
+            return render.answer_dict(rag.ask(query, budget, reader=reader, **args))
+
+        _add_context_tool(
+            server,
+            "ask",
+            "An answer from the configured LLM, grounded in cited context blocks, with its sources.",
+            reader_of,
+            ask,
+        )
     return server
 
 
-def _add_ask(server: "MCPServer", rag: Ragline, reader_of: Callable[["Context | None"], Reader]) -> None:
-    """The ``ask`` tool: there only when an LLM endpoint is configured."""
-    from mcp.server.mcpserver import Context as Caller
+def _add_context_tool(
+    server: "MCPServer",
+    name: str,
+    description: str,
+    reader_of: Callable[["Context | None"], Reader],
+    run: Callable[[str, int | None, Reader, dict[str, Any]], dict[str, Any]],
+) -> None:
+    """A tool that takes a question and a context budget (``get_context``, ``ask``): one signature, one schema."""
+    from mcp.server.mcpserver import Context as Caller  # the tool's annotations name it: bound here, at runtime
 
-    @server.tool()
-    def ask(
+    def tool(
         query: Query,
         ctx: Caller,
         budget: Budget = None,
@@ -145,9 +153,10 @@ def _add_ask(server: "MCPServer", rag: Ragline, reader_of: Callable[["Context | 
         file_types: Types = None,
         history: History = None,
     ) -> dict[str, Any]:
-        """An answer from the configured LLM, grounded in cited context blocks, with its sources."""
         args = _args(top_k, "hybrid", path, file_types, history)
-        return _call(lambda: render.answer_dict(rag.ask(query, budget, reader=reader_of(ctx), **args)))
+        return _call(lambda: run(query, budget, reader_of(ctx), args))
+
+    server.tool(name=name, description=description)(tool)
 
 
 def one_line(text: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncGenerator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from pipeline.config import LLMConfig
@@ -77,37 +78,49 @@ def _token(data: str, url: str) -> str | None:
     return str((choice.get("delta") or {}).get("content") or "")
 
 
-def stream(prompt: str, config: LLMConfig, history: Sequence[Turn] = ()) -> Iterator[str]:
-    """The answer's tokens as the endpoint sends them (for the CLI)."""
+@contextmanager
+def _streaming(url: str) -> Iterator[None]:
+    """The one-line errors of a streamed request, sync or async: no stream, or no connection."""
     import httpx
-    from httpx_sse import SSEError, connect_sse
+    from httpx_sse import SSEError
 
-    request = _request(messages(prompt, history), config, True, None)
-    url = request.pop("url")
     try:
-        with httpx.Client(timeout=config.timeout_s) as client, connect_sse(client, "POST", url, **request) as events:
-            if events.response.status_code >= 400:
-                raise _refused(url, events.response.status_code, events.response.read().decode(errors="replace"))
-            for event in events.iter_sse():
-                token = _token(event.data, url)
-                if token is None:
-                    return
-                if token:
-                    yield token
+        yield
     except SSEError:
         raise LLMError(f"LLM endpoint {url} did not stream (no text/event-stream answer)") from None
     except httpx.HTTPError as exc:
         raise LLMError(f"LLM endpoint {url} unreachable: {exc}") from None
 
 
-async def astream(prompt: str, config: LLMConfig, history: Sequence[Turn] = ()) -> AsyncGenerator[str]:
-    """:func:`stream` for an event loop: closing this generator closes the upstream request."""
+def stream(prompt: str, config: LLMConfig, history: Sequence[Turn] = ()) -> Iterator[str]:
+    """The answer's tokens as the endpoint sends them (for the CLI)."""
     import httpx
-    from httpx_sse import SSEError, aconnect_sse
+    from httpx_sse import connect_sse
 
     request = _request(messages(prompt, history), config, True, None)
     url = request.pop("url")
-    try:
+    with (
+        _streaming(url),
+        httpx.Client(timeout=config.timeout_s) as client,
+        connect_sse(client, "POST", url, **request) as events,
+    ):
+        if events.response.status_code >= 400:
+            raise _refused(url, events.response.status_code, events.response.read().decode(errors="replace"))
+        for event in events.iter_sse():
+            if (token := _token(event.data, url)) is None:
+                return
+            if token:
+                yield token
+
+
+async def astream(prompt: str, config: LLMConfig, history: Sequence[Turn] = ()) -> AsyncGenerator[str]:
+    """:func:`stream` for an event loop: closing this generator closes the upstream request."""
+    import httpx
+    from httpx_sse import aconnect_sse
+
+    request = _request(messages(prompt, history), config, True, None)
+    url = request.pop("url")
+    with _streaming(url):
         async with (
             httpx.AsyncClient(timeout=config.timeout_s) as client,
             aconnect_sse(client, "POST", url, **request) as events,
@@ -116,12 +129,7 @@ async def astream(prompt: str, config: LLMConfig, history: Sequence[Turn] = ()) 
                 text = (await events.response.aread()).decode(errors="replace")
                 raise _refused(url, events.response.status_code, text)
             async for event in events.aiter_sse():
-                token = _token(event.data, url)
-                if token is None:
+                if (token := _token(event.data, url)) is None:
                     return
                 if token:
                     yield token
-    except SSEError:
-        raise LLMError(f"LLM endpoint {url} did not stream (no text/event-stream answer)") from None
-    except httpx.HTTPError as exc:
-        raise LLMError(f"LLM endpoint {url} unreachable: {exc}") from None
