@@ -58,17 +58,20 @@ def span(name: str, **attributes: Any) -> Any:
 
 @contextmanager
 def stage(name: str, timings: dict[str, float], observe: bool = True) -> Iterator[None]:
-    """Time one stage into ``timings[name]`` (milliseconds, added to what is there), inside a span.
-    ``observe=False``: one of several intervals of a stage, whose total the caller hands to :func:`observed`
-    (so a histogram counts the stage once per query)."""
-    t0 = time.perf_counter()
-    ok = False
-    try:
-        with span(name):
+    """Time one stage into ``timings[name]`` (milliseconds, added to what is there), inside a span that
+    carries the same milliseconds as its ``ragline.ms`` attribute (the span itself also covers its own
+    bookkeeping). ``observe=False``: one of several intervals of a stage, whose total the caller hands to
+    :func:`observed` (so a histogram counts the stage once per query)."""
+    with span(name) as current:
+        t0 = time.perf_counter()
+        ok = False
+        try:
             yield
-        ok = True
-    finally:
-        seconds = time.perf_counter() - t0
-        timings[name] = timings.get(name, 0.0) + seconds * 1e3
-        if observe and _observers:
-            observed(name, seconds, ok)
+            ok = True
+        finally:
+            seconds = time.perf_counter() - t0
+            timings[name] = timings.get(name, 0.0) + seconds * 1e3
+            if current is not None:
+                current.set_attribute("ragline.ms", seconds * 1e3)
+            if observe and _observers:
+                observed(name, seconds, ok)
