@@ -33,7 +33,7 @@ from pipeline.stages.followup import standalone
 from pipeline.stages.highlights import highlight
 from pipeline.stages.llm import astream, complete, stream
 from pipeline.stages.prompt import Prompt, build_prompt
-from pipeline.stores import CHUNK_IDS, IndexMeta, Store, open_store, roots
+from pipeline.stores import CHUNK_IDS, IndexMeta, Store, dense_coverage, open_store, roots
 from pipeline.stores.folder import ADAPTED_FILE, check_space, read_json
 from pipeline.stores.schema import PAYLOAD_FIELDS
 from pipeline.sync import Progress, Splitter, SyncReport, file_grant, sync_documents, sync_folder
@@ -59,6 +59,9 @@ class SearchResponse:
     """``confidence`` is under ``retrieval.low_confidence``: the context may not hold the answer."""
     searched_query: str = ""
     """What was searched: ``query`` itself, or, after a chat history, the standalone query made of both."""
+    coverage: float = 1.0
+    """The share of the index's chunks that have their dense vectors: under 1 while a sync is still embedding,
+    when dense search sees only that share (BM25 sees every chunk written)."""
 
 
 @dataclass(frozen=True)
@@ -372,13 +375,19 @@ class Ragline:
             if not results and where is not None and where.fields:
                 asked = ", ".join(f"{key} = {value!r}" for key, value in where.fields)
                 notices.append(f"no chunk has {asked}: --where matches a field's whole value, exactly")
+            coverage = dense_coverage(self.store(check_model=False))
+            if coverage < 1 and mode != "bm25":
+                notices.append(
+                    f"{coverage:.0%} of the chunks have dense vectors so far (a sync is still embedding): "
+                    "the rest are found by BM25 alone"
+                )
             sure = retrieved.confidence
             low = sure is None or sure < self.config.retrieval.low_confidence
             kept = [_labelled(r, known) for r in results[:top_k]] if len(known) > 1 else results[:top_k]
             with stage("highlight", timings):
                 spans = highlight(searched, [r.chunk.text for r in kept], self.config.retrieval.highlights)
                 kept = [dataclasses.replace(r, highlights=s) for r, s in zip(kept, spans, strict=True)]
-            return SearchResponse(query, kept, timings, reranked, tuple(notices), sure, low, searched)
+            return SearchResponse(query, kept, timings, reranked, tuple(notices), sure, low, searched, coverage)
 
     def context(
         self, question: str, budget: int | None = None, history: Sequence[Turn] = (), **search_args: Any
@@ -425,6 +434,7 @@ class Ragline:
         return {
             "documents": sum(r["documents"] for r in held),
             "chunks": store.count(readers),
+            "coverage": dense_coverage(store),
             "model": store.meta.model,
             "dimension": store.meta.dimension,
             "store": store.kind,

@@ -186,6 +186,10 @@ class LLMConfig(_Section):
         return bool(self.base_url and self.model)
 
 
+HNSW_EF = 0
+"""The dense search breadth both stores use unless configured (``bench/scale.py`` measures the choice)."""
+
+
 class IndexConfig(_Section):
     path: str = ".ragline"
     min_free_mb: float = Field(64.0, ge=0)
@@ -196,6 +200,10 @@ class IndexConfig(_Section):
     memory) searched first, the best ``oversampling`` x limit rescored with the full vectors. Set when the
     index is created (``[qdrant] quantization`` for a server collection)."""
     oversampling: float = Field(2.0, ge=1.0, le=10.0)
+    hnsw_ef: int = Field(HNSW_EF, ge=0, le=4096)
+    """How many neighbours a dense search explores in the HNSW graph (Qdrant's ``hnsw_ef``): more finds the
+    exact nearest chunks more often at a larger index, for a little more time; 0: Qdrant's default (the
+    graph's ``ef_construct``, 100). Read at search time."""
     on_disk: bool = False
     """Keep the embedded index's full dense vectors and payloads on disk (memory-mapped), not in RAM; with
     int8 quantization, only the int8 copies stay in RAM. Set when the index is created."""
@@ -219,6 +227,8 @@ class QdrantConfig(_Section):
     """Qdrant's scalar quantization of the dense vectors: int8 copies (a quarter of the memory) kept in RAM,
     searched first, then the best ``oversampling`` × limit rescored with the full vectors."""
     oversampling: float = Field(2.0, ge=1.0, le=10.0)
+    hnsw_ef: int = Field(HNSW_EF, ge=0, le=4096)
+    """How many neighbours a dense search explores (Qdrant's ``hnsw_ef``; 0: the collection's default)."""
     write_batch_points: int = Field(256, ge=1, le=100_000)
     """A sync's writes go in requests of at most this many points ..."""
     write_batch_mb: float = Field(8.0, gt=0, le=32)

@@ -6,6 +6,12 @@ a changed file's new chunks are written before its old ones are deleted, so a
 document is never missing; a crash leaves a document "incomplete" (mixed hashes
 or too few points) and the next run rewrites it. Files that cannot be read keep
 whatever version was indexed before.
+
+A large folder is searchable long before it is embedded: each document's points
+are written with their BM25 vectors as soon as it is chunked, and get their
+dense vectors as the embedder catches up (hybrid search meanwhile fuses what
+exists, and says how much: ``coverage``). Points still waiting carry a
+``pending`` mark; a crash leaves some marked, and the next run embeds just those.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ class SyncReport:
     removed: tuple[str, ...] = ()
     skipped: tuple[SkippedFile, ...] = ()
     chunks_written: int = 0
+    backfilled: int = 0
+    """Chunks an interrupted sync had written for BM25 only, given their dense vectors by this one."""
     reused: tuple[str, ...] = ()
     """Added files whose chunks and vectors were copied from the same file under another root, not embedded."""
     moved_from: tuple[str, ...] = ()
@@ -82,6 +90,7 @@ class _Outcome:
     access_updated: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     written: int = 0
+    backfilled: int = 0
     stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
     @contextlib.contextmanager
@@ -103,7 +112,8 @@ class _Pending:
 
 
 ProgressCallback = Callable[[str, int, int], None]
-"""Called with (phase, done, total) as a sync goes: "parsing" files, "embedding" and "writing" chunks."""
+"""Called with (phase, done, total) as a sync goes: "parsing" files, "writing" chunks (searchable by BM25 once
+written) and "embedding" chunks (done: those whose dense vectors are stored)."""
 Progress = bool | ProgressCallback
 
 
@@ -468,10 +478,11 @@ def _commit(
 ) -> None:
     """Embed documents as they arrive, write them, then remove the ones no longer present.
 
-    BM25 weights are relative to the index's fixed length pivot, so each window is written as soon as it
-    is embedded and a killed sync keeps most of its work. An index from before the pivot weights with the
-    collection's average chunk length, known once every document has arrived: there embedded windows wait
-    in memory until then.
+    Each document is written for BM25 as soon as it is chunked and given its dense vectors as the embedder
+    gets to it (:class:`_Writer`), so a killed sync keeps most of its work; then points an earlier killed sync
+    left without dense vectors are embedded, and the documents no longer present are removed. An index from
+    before BM25's fixed length pivot weights with the collection's average chunk length, known once every
+    document has arrived: there chunks wait in memory until then.
     """
     writer = _Writer(target, outcome)
     pivot = target.store.meta.avg_len
@@ -491,8 +502,10 @@ def _commit(
     with outcome.timed("upsert"):
         for state in gone:
             target.store.delete_document(state.document_id)
+    outcome.backfilled = writer.backfill(target.progress)
+    with outcome.timed("upsert"):
         target.store.flush()
-    if writer.written or gone:
+    if writer.written or gone or outcome.backfilled:
         with outcome.timed("optimize"):
             target.store.optimize()
     outcome.removed = [s.source for s in gone]
@@ -552,6 +565,7 @@ def _report(root: str, outcome: _Outcome, indexed: dict[str, DocumentState], sta
         removed=tuple(outcome.removed),
         skipped=tuple(sorted(outcome.skipped, key=lambda s: s.source)),
         chunks_written=outcome.written,
+        backfilled=outcome.backfilled,
         reused=tuple(sorted(file.source for file, _ in outcome.copies)),
         moved_from=tuple(outcome.moved_from),
         access_updated=tuple(outcome.access_updated),
@@ -573,12 +587,18 @@ def _prepare(document: Document, split: Splitter, embedder: Embedder, tokenizer:
 
 
 class _Writer:
-    """Embeds chunks a window at a time and writes them once BM25's length pivot is known.
+    """Writes each chunk for BM25 as soon as it is chunked, and gives it its dense vector once embedded.
 
-    A window of ``WINDOW_BATCHES`` batches goes to the model in one call:
-    sentence-transformers sorts a call's texts by length, so padding stays small.
-    A text seen before in this sync (an identical file, repeated boilerplate) is
-    not embedded again.
+    A document is searchable by BM25 seconds after its file is parsed, and by dense search once the embedder
+    has caught up with it: its points are written without dense vectors, marked ``PENDING``, and
+    :meth:`Store.set_dense` fills them in window by window. A document's stale points are deleted once all its
+    new points are written, as before; a crash leaves marked points, which the next sync embeds
+    (:meth:`backfill`) without parsing anything again. BM25 weights need the index's length pivot; an index
+    from before it had one learns the pivot when every document has arrived, and writes only then.
+
+    A window of ``WINDOW_BATCHES`` batches goes to the model in one call: sentence-transformers sorts a call's
+    texts by length, so padding stays small. A text seen before in this sync (an identical file, repeated
+    boilerplate) is not embedded again.
     """
 
     def __init__(self, target: _Target, outcome: _Outcome) -> None:
@@ -592,58 +612,93 @@ class _Writer:
         self.outcome = outcome
         self.pending: list[_Pending] = []
         self.written = 0
+        self._unwritten: list[tuple[_Pending, int]] = []  # chunked, not yet written
         self._queue: list[tuple[_Pending, int]] = []  # waiting to be embedded
-        self._ready: list[tuple[_Pending, int]] = []  # embedded, waiting to be written
         self._vectors: dict[str, np.ndarray] = {}
+        self._stored: set[str] = set()  # ids written, with or without their dense vectors
+        self._embedded: set[str] = set()  # ids whose dense vectors are stored
         self._avg_len: float | None = None
         self._window = WINDOW_BATCHES * target.config.embedding.batch_size
-        self._embedding = _Phase(target.progress, "embedding", 0, "chunk")
         self._writing = _Phase(target.progress, "writing", 0, "chunk")
+        self._embedding = _Phase(target.progress, "embedding", 0, "chunk")
 
     @property
     def window_full(self) -> bool:
         return len(self._queue) >= self._window
 
     def add(self, pending: _Pending) -> None:
+        chunks = [(pending, i) for i in range(len(pending.chunks))]
         self.pending.append(pending)
-        self._queue.extend((pending, i) for i in range(len(pending.chunks)))
-        self._embedding.grow(len(pending.chunks))
+        self._queue.extend(chunks)
+        self._unwritten.extend(chunks)
+        self._embedding.grow(len(chunks))
         if self._avg_len is not None:
-            self._writing.grow(len(pending.chunks))
+            self._writing.grow(len(chunks))
+            self._write_searchable(whole_windows=True)
 
     def weigh_with(self, avg_len: float) -> None:
-        """BM25's length pivot is known: write what is embedded, and from now on each window as it is."""
+        """BM25's length pivot is known: write what has arrived, and from now on each document as it does."""
         self._avg_len = avg_len
         self._writing.grow(sum(len(p.chunks) for p in self.pending))
-        self._write_ready()
+        self._write_searchable()
 
     def finish(self) -> None:
         while self._queue:
             self.embed_window()
-        self._embedding.close()
+        self._write_searchable()
         self._writing.close()
+        self._embedding.close()
 
     def embed_window(self) -> None:
+        """Write what has arrived for BM25, then embed one window and store the vectors of its written chunks."""
+        if self._avg_len is not None:
+            self._write_searchable()
         window, self._queue = self._queue[: self._window], self._queue[self._window :]
         new = list(dict.fromkeys(t for t in (p.texts[i] for p, i in window) if t not in self._vectors))
         with self.outcome.timed("embed"):
             vectors = self.embedder.embed(new)
         for text, vector in zip(new, vectors, strict=True):
             self._vectors[text] = vector
-        self._ready.extend(window)
-        self._embedding.advance(len(window))
-        if self._avg_len is not None:
-            self._write_ready()
+        self._store_dense([(p, i) for p, i in window if p.chunks[i].id in self._stored])
 
-    def _write_ready(self) -> None:
-        assert self._avg_len is not None
-        for begin in range(0, len(self._ready), self._window):
-            self._write(self._ready[begin : begin + self._window], self._avg_len)
-        self._ready = []
+    def backfill(self, progress: Progress) -> int:
+        """Embed the points an earlier, interrupted sync wrote without dense vectors; returns how many."""
+        done = 0
+        phase = _Phase(progress, "embedding", self.store.unembedded(), "chunk")
+        while chunks := self.store.awaiting_dense(self._window):
+            texts = [indexed_text(c, self.embedder.tokens, self.embedder.max_tokens) for c in chunks]
+            with self.outcome.timed("embed"):
+                vectors = self.embedder.embed(texts)
+            with self.outcome.timed("upsert"):
+                self.store.set_dense([c.id for c in chunks], np.asarray(vectors))
+            done += len(chunks)
+            phase.advance(len(chunks))
+        phase.close()
+        return done
+
+    def _store_dense(self, items: list[tuple[_Pending, int]]) -> None:
+        """Give written points whose texts are embedded their vectors (each once)."""
+        items = [(p, i) for p, i in items if p.chunks[i].id not in self._embedded]
+        for begin in range(0, len(items), self._window):
+            batch = items[begin : begin + self._window]
+            ids = [p.chunks[i].id for p, i in batch]
+            with self.outcome.timed("upsert"):
+                self.store.set_dense(ids, np.stack([self._vectors[p.texts[i]] for p, i in batch]))
+            self._embedded.update(ids)
+            self._embedding.advance(len(batch))
+
+    def _write_searchable(self, whole_windows: bool = False) -> None:
+        """Write the chunks that have arrived, BM25 only, a window at a time (``whole_windows``: only full ones,
+        the rest waits for more); those already embedded get their vectors at once."""
+        while self._avg_len is not None and self._unwritten:
+            if whole_windows and len(self._unwritten) < self._window:
+                return
+            batch, self._unwritten = self._unwritten[: self._window], self._unwritten[self._window :]
+            self._write(batch, self._avg_len)
+            self._store_dense([(p, i) for p, i in batch if p.texts[i] in self._vectors])
 
     def _write(self, batch: list[tuple[_Pending, int]], avg_len: float) -> None:
-        """Write one batch; finish each document it completes by deleting its stale points."""
-        dense = np.stack([self._vectors[p.texts[i]] for p, i in batch])
+        """Write one batch for BM25; finish each document it completes by deleting its stale points."""
         with self.outcome.timed("bm25"):
             sparse = [bm25.document_vector(p.tokens[i], avg_len, self.config.bm25) for p, i in batch]
         extra = [
@@ -658,9 +713,10 @@ class _Writer:
             for p, i in batch
         ]
         with self.outcome.timed("upsert"):
-            self.store.upsert([p.chunks[i] for p, i in batch], dense, sparse, extra)
+            self.store.upsert([p.chunks[i] for p, i in batch], None, sparse, extra)
             for p, i in batch:
                 p.written.append(p.chunks[i].id)
+                self._stored.add(p.chunks[i].id)
                 if len(p.written) == len(p.chunks):
                     self.store.delete_document(p.document.id, keep=p.written)
         self.written += len(batch)

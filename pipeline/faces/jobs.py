@@ -22,6 +22,10 @@ class Job:
     phase: str | None = None
     done: int = 0
     total: int = 0
+    written: int = 0
+    """Chunks written so far (BM25 finds them)."""
+    embedded: int = 0
+    """Of those, the ones with their dense vectors stored."""
     report: SyncReport | None = None
     error: str | None = None
     created: float = field(default_factory=time.time)
@@ -55,6 +59,10 @@ class Jobs:
 
         def progress(phase: str, done: int, total: int) -> None:
             job.phase, job.done, job.total = phase, done, total
+            if phase == "writing":
+                job.written = done
+            elif phase == "embedding":
+                job.embedded = done
 
         try:
             report = self._rag.ingest(folder, progress=progress)

@@ -43,6 +43,7 @@ def sync_dict(report: SyncReport) -> dict[str, Any]:
         "removed": len(report.removed),
         "skipped": [{"source": s.source, "reason": s.reason} for s in report.skipped],
         "chunks_written": report.chunks_written,
+        "backfilled": report.backfilled,
         "reused": len(report.reused),
         "moved_from": list(report.moved_from),
         "access_updated": list(report.access_updated),
@@ -78,6 +79,7 @@ def search_dict(response: SearchResponse) -> dict[str, Any]:
         "searched_query": response.searched_query or response.query,
         "confidence": _confidence(response.confidence),
         "low_confidence": response.low_confidence,
+        "coverage": round(response.coverage, 4),
         "reranked": response.reranked,
         "notices": list(response.notices),
         "timings_ms": rounded_ms(response.timings_ms),
@@ -125,6 +127,8 @@ def render_sync_report(report: SyncReport) -> str:
         f"  added {len(report.added)}, updated {len(report.updated)}, unchanged {report.unchanged}, "
         f"removed {len(report.removed)}, skipped {len(report.skipped)}; chunks written {report.chunks_written}",
     ]
+    if report.backfilled:
+        lines.append(f"  embedded {report.backfilled} chunks an interrupted sync had left searchable by BM25 only")
     for skipped in report.skipped:
         lines.append(f"  skipped {skipped.source}: {skipped.reason}")
     if report.reused:
@@ -328,7 +332,12 @@ def job_dict(job: Job) -> dict[str, Any]:
         "id": job.id,
         "source": job.source,
         "status": job.status,
-        "progress": {"phase": job.phase, "done": job.done, "total": job.total},
+        "progress": {
+            "phase": job.phase,
+            "done": job.done,
+            "total": job.total,
+            "coverage": round(min(job.embedded / job.written, 1.0), 4) if job.written else None,
+        },
         "summary": sync_dict(job.report) if job.report is not None else None,
         "error": job.error,
         "created": job.created,

@@ -7,7 +7,8 @@ against itself, point by point, with no model loaded:
   still there (else an ``orphan``);
 * each document's points: ``chunk_count`` of them, one per ordinal, one content hash (else ``incomplete``);
   each point's id the one its document, place and text give (``chunk_id``);
-* both vectors on every point: a dense vector of the index's dimension, finite and of unit length, and a BM25
+* both vectors on every point: a dense vector of the index's dimension, finite and of unit length (or none yet,
+  on a point a sync wrote for BM25 first and was stopped before it embedded: ``unembedded``), and a BM25
   vector wherever the chunk has BM25 terms;
 * BM25 statistics: each term weight is ``tf (k1 + 1) / (tf + k1 (1 - b + b n / avg_len))`` for a whole ``tf``
   with the index's pivot, and the ``tf`` add up to the chunk's ``n_tokens`` (weights written with another
@@ -37,20 +38,21 @@ from pipeline.models.protocols import Embedder
 from pipeline.stages.chunking import chunk_id
 from pipeline.stores import roots
 from pipeline.stores.base import CHUNK_IDS, Store, StoredPoint
-from pipeline.stores.schema import ACCESS, DOC_STATE_FIELDS
+from pipeline.stores.schema import ACCESS, AWAITING_DENSE, DOC_STATE_FIELDS, PENDING
 from pipeline.sync import SyncReport, file_grant, scan_folder, sync_folder
 from pipeline.types import SparseVector, document_id
 
 REQUIRED = (*(f for f in DOC_STATE_FIELDS if f != ACCESS), "text", "ordinal")
 """Payload fields every chunk point must carry (``access`` only with access control on)."""
 REWRITE = frozenset({"changed", "missing", "incomplete", "id", "dense", "sparse", "bm25", "payload"})
-"""What a repair parses and writes again; orphans and stale readers a plain sync of the root mends."""
+"""What a repair parses and writes again; orphans, stale readers and points an interrupted sync left without
+dense vectors (``unembedded``) a plain sync of the root mends."""
 
 
 @dataclass(frozen=True)
 class Difference:
     kind: str
-    """changed, missing, orphan, incomplete, id, dense, sparse, bm25, payload, access, folder."""
+    """changed, missing, orphan, incomplete, id, dense, unembedded, sparse, bm25, payload, access, folder."""
     root: str
     """The root's label."""
     source: str
@@ -195,7 +197,9 @@ def _point_faults(
     if keyed and point.id != chunk_id(payload["document_id"], int(payload["ordinal"]), str(payload["text"])):
         yield "id", f"point {point.id} is not the id of chunk {payload['ordinal']}'s text"
     dense = np.asarray(point.dense, dtype=np.float64)
-    if dense.size != dimension:
+    if not dense.size and payload.get(PENDING) == AWAITING_DENSE:
+        yield "unembedded", f"point {point.id} waits for its dense vector (BM25 finds it; a sync adds the vector)"
+    elif dense.size != dimension:
         yield "dense", f"point {point.id} has a dense vector of dimension {dense.size}, not {dimension}"
     elif not np.all(np.isfinite(dense)) or abs(float(np.linalg.norm(dense)) - 1.0) > 1e-3:
         yield "dense", f"point {point.id} has a dense vector that is not of unit length"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from pipeline.config import AppConfig
 from pipeline.errors import IndexUnavailableError
-from pipeline.stores.base import CHUNK_IDS, Hit, IndexMeta, Store, StoredPoint
+from pipeline.stores.base import CHUNK_IDS, Hit, IndexMeta, Store, StoredPoint, dense_coverage
 from pipeline.stores.folder import META_FILE
 
-__all__ = ["CHUNK_IDS", "Hit", "IndexMeta", "Store", "StoredPoint", "open_store"]
+__all__ = ["CHUNK_IDS", "Hit", "IndexMeta", "Store", "StoredPoint", "dense_coverage", "open_store"]
 
 
 def open_store(config: AppConfig, meta: Callable[[], IndexMeta], create: bool, check_model: bool = True) -> Store:

@@ -5,7 +5,7 @@ once over a handful of engine calls that each engine module (``edge``, ``server`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -15,8 +15,10 @@ from pipeline.errors import ModelMismatchError, RaglineError
 from pipeline.filters import SearchFilter
 from pipeline.stores.schema import (
     ACCESS,
+    AWAITING_DENSE,
     DENSE,
     DOC_STATE_FIELDS,
+    PENDING,
     SPARSE,
     DocumentState,
     chunk_from_payload,
@@ -67,6 +69,7 @@ class StoredPoint:
 
     id: str
     dense: list[float]
+    """Empty on a point that waits for its dense vector (``schema.PENDING``)."""
     sparse: SparseVector
     payload: dict[str, Any] = field(default_factory=dict)
 
@@ -127,10 +130,24 @@ class Store(Protocol):
     def upsert(
         self,
         chunks: Sequence[Chunk],
-        dense: np.ndarray,
+        dense: np.ndarray | None,
         sparse: Sequence[SparseVector],
         extra: Sequence[dict[str, Any]],
-    ) -> None: ...
+    ) -> None:
+        """Write chunk points (``dense`` None: BM25 only for now, marked as waiting for their dense vectors)."""
+        ...
+
+    def set_dense(self, ids: Sequence[str], dense: np.ndarray) -> None:
+        """Give points written without dense vectors theirs."""
+        ...
+
+    def awaiting_dense(self, limit: int) -> list[Chunk]:
+        """Chunks whose points still wait for their dense vectors, up to ``limit``."""
+        ...
+
+    def unembedded(self) -> int:
+        """How many points wait for their dense vectors."""
+        ...
 
     def delete_document(self, document_id: str, keep: Sequence[str] = ()) -> None: ...
 
@@ -256,6 +273,15 @@ def plan_filter(
     return FilterPlan(source_in, source_under, tuple(where.file_types), fields, allowed)
 
 
+def dense_coverage(store: Store) -> float:
+    """The share of the index's points with dense vectors (1.0 for an empty index): while a sync is embedding,
+    dense search sees only these. One count over the indexed ``pending`` mark, so cheap enough per search."""
+    waiting = store.unembedded()
+    if not waiting:
+        return 1.0
+    return 1.0 - waiting / max(store.count(), waiting)
+
+
 def check_shape(dense: np.ndarray, rows: int, dimension: int) -> None:
     if dense.shape != (rows, dimension):
         raise RaglineError(f"dense vectors have shape {dense.shape}, expected ({rows}, {dimension})")
@@ -263,6 +289,8 @@ def check_shape(dense: np.ndarray, rows: int, dimension: int) -> None:
 
 def check_dimension(points: Sequence[StoredPoint], dimension: int) -> None:
     for p in points:
+        if not p.dense and p.payload.get(PENDING) == AWAITING_DENSE:
+            continue  # written for BM25, its dense vector still to come: the sync that owns it adds it
         if not p.dense:
             raise RaglineError(f"point {p.id} has no {DENSE!r} vector: run 'ragline verify --repair' on its index")
         if len(p.dense) != dimension:
@@ -299,7 +327,16 @@ class QdrantStore:
     location: str
 
     # -- engine calls (each subclass translates these) ----------------------------------------
-    def _point(self, point_id: str, dense: list[float], sparse: SparseVector, payload: dict[str, Any]) -> Any:
+    def _point(self, point_id: str, dense: list[float] | None, sparse: SparseVector, payload: dict[str, Any]) -> Any:
+        """A point to write; with no ``dense`` (None or empty), one that has only its BM25 vector."""
+        raise NotImplementedError
+
+    def _set_vectors(self, ids: Sequence[str], dense: np.ndarray) -> None:
+        """Give existing points their dense vectors (their payloads and BM25 vectors stay)."""
+        raise NotImplementedError
+
+    def _delete_keys(self, ids: Sequence[str], keys: list[str]) -> None:
+        """Remove these payload keys from these points."""
         raise NotImplementedError
 
     def _write(self, points: list[Any]) -> None:
@@ -360,23 +397,54 @@ class QdrantStore:
     def upsert(
         self,
         chunks: Sequence[Chunk],
-        dense: np.ndarray,
+        dense: np.ndarray | None,
         sparse: Sequence[SparseVector],
         extra: Sequence[dict[str, Any]],
     ) -> None:
+        """Write chunk points; with ``dense`` None, points that BM25 finds at once and that wait for their dense
+        vectors (:meth:`set_dense`), marked ``PENDING`` so that coverage and a resumed sync can count them."""
         if not chunks:
             return
-        check_shape(dense, len(chunks), self.meta.dimension)
+        if dense is not None:
+            check_shape(dense, len(chunks), self.meta.dimension)
         self._check_space(len(chunks))
-        rows = zip(chunks, dense, sparse, extra, strict=True)
-        self._write([self._point(c.id, v.tolist(), sp, chunk_payload(c, ex)) for c, v, sp, ex in rows])
+        vectors: Iterable[Any] = dense if dense is not None else [None] * len(chunks)
+        waiting = {} if dense is not None else {PENDING: AWAITING_DENSE}
+        rows = zip(chunks, vectors, sparse, extra, strict=True)
+        self._write(
+            [
+                self._point(c.id, None if v is None else v.tolist(), sp, {**chunk_payload(c, ex), **waiting})
+                for c, v, sp, ex in rows
+            ]
+        )
+
+    def set_dense(self, ids: Sequence[str], dense: np.ndarray) -> None:
+        """Add their dense vectors to points written without them, then unmark them: a crash in between leaves
+        them marked, and the next sync embeds them again (the same vectors)."""
+        if not ids:
+            return
+        check_shape(dense, len(ids), self.meta.dimension)
+        self._check_space()
+        self._set_vectors(ids, dense)
+        self._delete_keys(ids, [PENDING])
+
+    def awaiting_dense(self, limit: int) -> list[Chunk]:
+        """Up to ``limit`` chunks whose points wait for their dense vectors (as :meth:`set_dense` unmarks them,
+        asking again gives the next ones)."""
+        condition = self._all([self._match_value(PENDING, AWAITING_DENSE)])
+        records, _ = self._scroll_page(None, limit, True, False, condition)
+        return [chunk_from_payload(r.id, r.payload or {}) for r in records]
+
+    def unembedded(self) -> int:
+        """How many points wait for their dense vectors (0 once every sync has finished)."""
+        return self._count(self._all([self._match_value(PENDING, AWAITING_DENSE)]))
 
     def import_points(self, points: Sequence[StoredPoint]) -> None:
         if not points:
             return
         check_dimension(points, self.meta.dimension)
         self._check_space(len(points))
-        self._write([self._point(p.id, list(p.dense), p.sparse, dict(p.payload)) for p in points])
+        self._write([self._point(p.id, list(p.dense) or None, p.sparse, dict(p.payload)) for p in points])
 
     def delete_document(self, document_id: str, keep: Sequence[str] = ()) -> None:
         """Delete a document's points, except ``keep`` (the ids just written for it)."""

@@ -31,6 +31,7 @@ from pipeline.stores.schema import DENSE, INDEXED_FIELDS, SPARSE
 from pipeline.types import SparseVector
 
 if TYPE_CHECKING:
+    import numpy as np
     import qdrant_edge
 
 
@@ -46,13 +47,15 @@ class EdgeStore(QdrantStore):
         meta: IndexMeta,
         lock: FolderLock,
         min_free_mb: float = MIN_FREE_MB,
-        oversampling: float = 2.0,
+        layout: IndexConfig | None = None,
     ) -> None:
         self.folder = folder
         self.location = str(folder)
         self.meta = meta
         self.min_free_mb = min_free_mb
-        self.oversampling = oversampling
+        layout = layout or IndexConfig()
+        self.oversampling = layout.oversampling
+        self.hnsw_ef = layout.hnsw_ef
         self._shard = shard
         self._lock = lock
 
@@ -104,7 +107,7 @@ class EdgeStore(QdrantStore):
         except Exception as exc:  # noqa: BLE001 - the engine's error, in one line
             lock.release()
             raise IndexUnavailableError(f"cannot open the Qdrant Edge shard in {path}: {engine_reason(exc)}") from None
-        return cls(path, shard, existing, lock, min_free_mb, (layout or IndexConfig()).oversampling)
+        return cls(path, shard, existing, lock, min_free_mb, layout)
 
     @staticmethod
     def _index_fields(shard: qdrant_edge.EdgeShard, path: Path, min_free_mb: float) -> None:
@@ -199,12 +202,28 @@ class EdgeStore(QdrantStore):
     def _check_space(self, points: int = 0) -> None:
         check_space(self.folder, self.min_free_mb, points)
 
-    def _point(self, point_id: str, dense: list[float], sparse: SparseVector, payload: dict[str, Any]) -> Any:
+    def _point(self, point_id: str, dense: list[float] | None, sparse: SparseVector, payload: dict[str, Any]) -> Any:
         import qdrant_edge as q
 
-        return q.Point(
-            point_id, {DENSE: dense, SPARSE: q.SparseVector(list(sparse.indices), list(sparse.values))}, payload
+        vectors: dict[str, Any] = {SPARSE: q.SparseVector(list(sparse.indices), list(sparse.values))}
+        if dense:
+            vectors[DENSE] = dense
+        return q.Point(point_id, vectors, payload)
+
+    def _set_vectors(self, ids: Sequence[str], dense: np.ndarray) -> None:
+        import qdrant_edge as q
+
+        update = q.UpdateOperation.update_vectors(
+            [q.PointVectors(i, {DENSE: v.tolist()}) for i, v in zip(ids, dense, strict=True)]
         )
+        with writing(self.folder):
+            self._shard.update(update)
+
+    def _delete_keys(self, ids: Sequence[str], keys: list[str]) -> None:
+        import qdrant_edge as q
+
+        with writing(self.folder):
+            self._shard.update(q.UpdateOperation.delete_payload(list[Any](ids), keys))
 
     def _write(self, points: list[Any]) -> None:
         import qdrant_edge as q
@@ -247,10 +266,13 @@ class EdgeStore(QdrantStore):
 
         if isinstance(vector, SparseVector):
             vector = q.SparseVector(list(vector.indices), list(vector.values))
-        params = q.SearchParams(exact=True) if exact else None
-        if params is None and using == DENSE and self.meta.quantization == "int8":
-            rescored = q.QuantizationSearchParams(rescore=True, oversampling=self.oversampling)
-            params = q.SearchParams(quantization=rescored)
+        params = None
+        if exact:
+            params = q.SearchParams(exact=True)
+        elif using == DENSE:
+            quantized = self.meta.quantization == "int8"
+            rescored = q.QuantizationSearchParams(rescore=True, oversampling=self.oversampling) if quantized else None
+            params = q.SearchParams(hnsw_ef=self.hnsw_ef or None, quantization=rescored)
         query = q.Query.Nearest(vector, using=using)
         return q.QueryRequest(
             limit=limit, query=query, filter=condition, with_payload=[HIT_FIELD] if documents else False, params=params

@@ -22,8 +22,13 @@ SPARSE = "bm25"
 ACCESS = "access"
 """The principals that may read a chunk's document (``pipeline.access``): matched inside every query when
 access control is on."""
-INDEXED_FIELDS = ("document_id", "source", "ext", ACCESS)
-"""Keyword payload indexes: deletes by document, path and file-type filters, the readers' match."""
+PENDING = "pending"
+"""``"dense"`` on a point written for BM25 before its dense vector (``pipeline.sync``): searchable by BM25 at
+once, by dense search once the embedder has caught up and the key is removed. Counted for ``coverage``."""
+AWAITING_DENSE = "dense"
+INDEXED_FIELDS = ("document_id", "source", "ext", ACCESS, PENDING)
+"""Keyword payload indexes: deletes by document, path and file-type filters, the readers' match, the count
+of points still waiting for their dense vector."""
 CHUNK_FIELDS = frozenset(
     {"document_id", "source", "text", "ordinal", "start", "end", "page_start", "page_end", "heading"}
 )
@@ -53,6 +58,7 @@ PAYLOAD_FIELDS = {
     "content_hash": "the SHA-256 of the file's bytes",
     "chunk_count": "how many chunks the document has",
     "n_tokens": "the chunk's BM25 length in tokens",
+    PENDING: "'dense' while the chunk waits for its dense vector (BM25 finds it already); absent once embedded",
     ACCESS: "who may read the document: everyone, user:NAME, group:NAME (with [access] enabled; docs/access.md)",
 }
 """Every payload field a chunk point can carry, and what it holds: what ``--where key=value`` matches exactly

@@ -42,6 +42,7 @@ from pipeline.stores.writes import WritePolicy, batches, point_bytes, retried
 from pipeline.types import SparseVector
 
 if TYPE_CHECKING:
+    import numpy as np
     from qdrant_client import QdrantClient
 
 MEMORY = ":memory:"
@@ -76,7 +77,7 @@ def _make_client(config: QdrantConfig) -> QdrantClient:
 
 def _point_bytes(point: Any) -> int:
     sparse = point.vector[SPARSE]
-    return point_bytes(point.vector[DENSE], len(sparse.indices), point.payload or {})
+    return point_bytes(point.vector.get(DENSE, ()), len(sparse.indices), point.payload or {})
 
 
 def _reason(exc: BaseException) -> str:
@@ -328,21 +329,39 @@ class ServerStore(QdrantStore):
             return int(self.client.count(self.name, count_filter=condition, exact=True).count)
 
     # -- engine calls ------------------------------------------------------------------------
-    def _point(self, point_id: str, dense: list[float], sparse: SparseVector, payload: dict[str, Any]) -> Any:
+    def _point(self, point_id: str, dense: list[float] | None, sparse: SparseVector, payload: dict[str, Any]) -> Any:
         from qdrant_client import models
 
-        vector = {DENSE: dense, SPARSE: models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))}
+        vector: dict[str, Any] = {SPARSE: models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))}
+        if dense:
+            vector[DENSE] = dense
         return models.PointStruct(id=point_id, vector=vector, payload=payload)
+
+    def _set_vectors(self, ids: Sequence[str], dense: np.ndarray) -> None:
+        from qdrant_client import models
+
+        points = [models.PointVectors(id=i, vector={DENSE: v.tolist()}) for i, v in zip(ids, dense, strict=True)]
+        policy, size = self._policy(), point_bytes([0.0] * self.meta.dimension, 0, {})
+        with self._errors("write to"):
+            for batch in batches(points, lambda _: size, policy.max_points, policy.max_bytes):
+                retried(partial(self.client.update_vectors, self.name, points=batch, wait=True), policy)
+
+    def _delete_keys(self, ids: Sequence[str], keys: list[str]) -> None:
+        with self._errors("write to"):
+            self.client.delete_payload(self.name, keys=keys, points=list(ids), wait=True)
 
     def _write(self, points: list[Any]) -> None:
         """In bounded requests, each retried after a passing failure (:mod:`pipeline.stores.writes`)."""
-        config = self.config
-        policy = WritePolicy(
-            config.write_batch_points, int(config.write_batch_mb * 2**20), config.write_retries, config.retry_backoff_s
-        )
+        policy = self._policy()
         with self._errors("write to"):
             for batch in batches(points, _point_bytes, policy.max_points, policy.max_bytes):
                 retried(partial(self.client.upsert, self.name, points=batch, wait=True), policy)
+
+    def _policy(self) -> WritePolicy:
+        config = self.config
+        return WritePolicy(
+            config.write_batch_points, int(config.write_batch_mb * 2**20), config.write_retries, config.retry_backoff_s
+        )
 
     def _delete(self, condition: Any) -> None:
         from qdrant_client import models
@@ -390,15 +409,19 @@ class ServerStore(QdrantStore):
         )
 
     def _search_params(self, using: str, exact: bool) -> Any:
-        """Exact search when asked; over int8-quantized dense vectors, rescored with the full ones."""
+        """Exact search when asked; dense search with the configured HNSW breadth, over int8-quantized vectors
+        rescored with the full ones."""
         from qdrant_client import models
 
         if exact:
             return models.SearchParams(exact=True)
-        if using == DENSE and self.meta.quantization == "int8":
-            rescore = models.QuantizationSearchParams(rescore=True, oversampling=self.config.oversampling)
-            return models.SearchParams(quantization=rescore)
-        return None
+        if using != DENSE:
+            return None
+        quantized = self.meta.quantization == "int8"
+        rescore = (
+            models.QuantizationSearchParams(rescore=True, oversampling=self.config.oversampling) if quantized else None
+        )
+        return models.SearchParams(hnsw_ef=self.config.hnsw_ef or None, quantization=rescore)
 
     def _query(self, requests: list[Any], keyed: bool) -> list[list[Hit]]:
         with self._errors("search"):

@@ -111,6 +111,7 @@ def _snapshot(index: Path) -> dict[str, Any]:
             "count": store.count(),
             "documents": store.documents(),
             "sparse": {p.id: p.sparse for p in points},
+            "dense": {p.id: p.dense for p in points},
             "texts": [(p.payload["document_id"], p.payload["text"]) for p in points],
             "n_tokens": sum(int(p.payload["n_tokens"]) for p in points),
         }
@@ -131,15 +132,15 @@ def test_sigkill_at_many_moments_then_resume_equals_a_clean_run(tmp_path: Path) 
     moments = [
         ("parsing", 0.0, 0.0),
         ("parsing", 0.5, 0.0),
-        ("parsing", 1.0, 0.0),  # parsed, nothing embedded yet
-        ("embedding", 0.0, 0.3),  # inside the first embedding window
-        ("writing", 0.0, 0.05),  # inside the first upsert
+        ("writing", 0.0, 0.05),  # inside the first upsert (BM25 only: writing runs ahead of embedding)
         ("writing", 0.2, 0.0),  # between batches: some documents complete, one half written
-        ("embedding", 0.3, 0.2),
+        ("embedding", 0.0, 0.3),  # inside the first embedding window
         ("writing", 0.3, 0.02),
         ("writing", 0.0, 0.0),
         ("writing", 0.3, 0.1),
         ("writing", 0.0, 0.01),
+        ("writing", 1.0, 0.0),  # every chunk searchable by BM25, most without dense vectors yet
+        ("embedding", 0.3, 0.0),  # the next run has nothing to parse: killed a third into embedding those
     ]
     seen, half_written = [], []
     for moment in moments:
@@ -152,7 +153,11 @@ def test_sigkill_at_many_moments_then_resume_equals_a_clean_run(tmp_path: Path) 
     killed = _verify(crashed_index)
     assert not killed["ok"]
     assert sum(d["kind"] == "incomplete" for d in killed["differences"]) == incomplete
-    assert {d["kind"] for d in killed["differences"]} <= {"incomplete", "missing"}
+    kinds = {d["kind"] for d in killed["differences"]}
+    assert "unembedded" in kinds and kinds <= {"incomplete", "missing", "unembedded"}
+    with EdgeStore.open(crashed_index) as store:
+        waiting = store.unembedded()
+    assert 0 < waiting < clean_report["chunks_written"]
 
     resumed = _ingest(crashed_index, folder, "--json")
     out, err = resumed.communicate(timeout=600)
@@ -161,6 +166,7 @@ def test_sigkill_at_many_moments_then_resume_equals_a_clean_run(tmp_path: Path) 
     assert report["skipped"] == [] and report["removed"] == 0
     assert report["added"] + report["updated"] + report["unchanged"] == FILES
     assert report["updated"] >= incomplete  # every half-written document was rewritten
+    assert report["backfilled"] == waiting  # and every point left without its dense vector embedded, once
 
     got, want = _snapshot(crashed_index), _snapshot(clean_index)
     assert got["count"] == want["count"] == clean_report["chunks_written"]
@@ -187,6 +193,10 @@ def test_sigkill_at_many_moments_then_resume_equals_a_clean_run(tmp_path: Path) 
     for point_id, vector in want["sparse"].items():
         assert got["sparse"][point_id].indices == vector.indices
         assert got["sparse"][point_id].values == pytest.approx(vector.values, rel=1e-6)
+    # Dense vectors: the same text embedded, whether in the sync that chunked it or in a later one's backfill.
+    for point_id, vector in want["dense"].items():
+        assert len(got["dense"][point_id]) == len(vector) > 0
+        assert got["dense"][point_id] == pytest.approx(vector, abs=1e-4)
 
     print(
         f"crash safety: {FILES} files, {got['count']} chunks, {len(seen)} SIGKILLs at {seen}; "
@@ -194,7 +204,7 @@ def test_sigkill_at_many_moments_then_resume_equals_a_clean_run(tmp_path: Path) 
     )
     again = _ingest(crashed_index, folder, "--json")
     out, _ = again.communicate(timeout=600)
-    assert json.loads(out)["chunks_written"] == 0
+    assert (json.loads(out)["chunks_written"], json.loads(out)["backfilled"]) == (0, 0)
 
 
 def test_a_file_rewritten_during_a_sync_is_indexed_as_one_version(tmp_path: Path, embedder: Any) -> None:

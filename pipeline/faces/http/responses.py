@@ -45,6 +45,9 @@ class SearchResponse(BaseModel):
     results: list[SearchResult]
     confidence: float | None = Field(description="How likely the first result is relevant, 0-1.")
     low_confidence: bool
+    coverage: float = Field(
+        description="The share of the index's chunks with dense vectors, 0-1: under 1 while a sync is embedding."
+    )
     reranked: bool
     notices: list[str] = Field(description="Why something was skipped, e.g. the reranker could not be loaded.")
     timings_ms: dict[str, float] = Field(description="Milliseconds per stage: embed, retrieve, fuse, rerank, ...")
@@ -105,6 +108,7 @@ class SyncSummary(BaseModel):
     removed: int
     skipped: list[Skipped]
     chunks_written: int
+    backfilled: int = Field(description="Chunks an interrupted sync left without dense vectors, embedded now.")
     reused: int = Field(description="Added files copied from the same file under another folder, not embedded.")
     moved_from: list[str] = Field(description="Folders that moved here: their documents now point to this one.")
     seconds: float
@@ -113,9 +117,12 @@ class SyncSummary(BaseModel):
 
 
 class Progress(BaseModel):
-    phase: str | None
+    phase: str | None = Field(description="parsing (files), writing (chunks BM25 can find), embedding (chunks).")
     done: int
     total: int
+    coverage: float | None = Field(
+        description="Of the chunks this sync has written, the share with dense vectors (null: none written yet)."
+    )
 
 
 class Job(BaseModel):
@@ -168,6 +175,10 @@ class Watch(BaseModel):
 class Stats(BaseModel):
     documents: int
     chunks: int
+    coverage: float = Field(
+        description="The share of all chunks with dense vectors, 0-1: under 1 while a sync is still embedding "
+        "(BM25 already finds the rest)."
+    )
     model: str
     dimension: int
     store: str

@@ -148,8 +148,10 @@ def write(
     content_hash: str | None = None,
     only: int | None = None,
     readers: tuple[str, ...] | None = None,
+    embedded: bool = True,
 ) -> None:
-    """Upsert ``doc`` as sync does: BM25 term weights, the document's state fields in every payload."""
+    """Upsert ``doc`` as sync does: BM25 term weights, the document's state fields in every payload (not
+    ``embedded``: as sync first writes it, for BM25 only)."""
     chunks = _chunks(doc, suffix)
     tokens = [bm25.tokenize(c.text) for c in chunks]
     dense = np.array([vec for _, _, vec, _ in doc.chunks], dtype=np.float32)
@@ -166,7 +168,7 @@ def write(
         for t in tokens
     ]
     n = len(chunks) if only is None else only
-    store.upsert(chunks[:n], dense[:n], sparse[:n], extra[:n])
+    store.upsert(chunks[:n], dense[:n] if embedded else None, sparse[:n], extra[:n])
 
 
 def fill(store: Store) -> Store:
@@ -307,6 +309,37 @@ def test_rewrite_then_delete_stale_points_replaces_a_document(store_factory: Sto
     assert set(store.chunks(new_ids)) == set(new_ids)
     # The other documents are untouched.
     assert store.documents()["doc-manual"].points == 2
+
+
+def test_points_written_for_bm25_first_get_their_dense_vectors_later(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    for doc in DOCS[:3]:
+        write(store, doc)
+    manual = DOCS[3]
+    write(store, manual, embedded=False)
+    ids = [c.id for c in _chunks(manual)]
+    assert store.count() == 6 and store.unembedded() == 2
+    assert store.documents()["doc-manual"].complete  # all its points are there: BM25 finds it whole
+    dense, sparse = store.search(np.array([0.0, 0.0, 1.0, 0.0]), bm25.query_vector("grinder burr"), 10)
+    assert names(sparse) == ["manual-1"] and not {"manual-1", "manual-2"} & set(names(dense))
+    waiting = store.awaiting_dense(10)
+    assert sorted(c.id for c in waiting) == sorted(ids) and len(store.awaiting_dense(1)) == 1
+    assert {c.id: c.text for c in waiting} == {c.id: c.text for c in _chunks(manual)}
+    with pytest.raises(RaglineError, match="shape"):
+        store.set_dense(ids, np.zeros((2, 3), dtype=np.float32))
+    # Exported while waiting (a move mid-sync), a point keeps its mark and no dense vector.
+    exported = {p.id: p for batch in store.export_points() for p in batch}
+    assert exported[ids[0]].dense == [] and exported[ids[0]].payload["pending"] == "dense"
+
+    vectors = np.array([vec for _, _, vec, _ in manual.chunks], dtype=np.float32)
+    store.set_dense(ids, vectors)
+    store.flush()
+    assert store.unembedded() == 0 and store.awaiting_dense(10) == []
+    dense, sparse = store.search(np.array([0.0, 0.0, 1.0, 0.0]), bm25.query_vector("grinder burr"), 10)
+    assert names(dense)[0] == "manual-1" and dense[0].score == pytest.approx(1.0, abs=1e-5)
+    assert set(names(dense)) == ALL and names(sparse) == ["manual-1"]  # the BM25 vector stayed
+    assert all("pending" not in c.metadata for c in store.chunks(ids).values())
+    assert store.documents()["doc-manual"].complete
 
 
 def test_delete_document_removes_all_its_points(store_factory: StoreFactory) -> None:
