@@ -11,7 +11,8 @@ int8-quantized copies searched first and rescored; ``int8-disk``: the same with 
 disk), it reports the build (write and optimize seconds), the index's size on disk, and, from a fresh serving
 process: the time to open the index and answer a first search, hybrid / dense / BM25 latency p50 and p95
 through ``Ragline.search`` (query embedding included, no reranking) over the questions of ``--queries``, the
-process's peak RSS, and the dense top-10 overlap with exact search.
+process's peak RSS while it answers them, and the dense top-10 overlap with exact search (at the config's
+``[index] hnsw_ef`` and at each breadth of ``--hnsw-ef-sweep``, with the dense search's own time).
 
     python bench/scale.py --from DEBIAN_INDEX --queries ../shared/datasets/debian-dev/queries.tsv \\
         --points 100000,300000,1000000 --layouts full,int8-disk --work /tmp/scale
@@ -119,8 +120,9 @@ def memory_mb() -> dict[str, float]:
     }
 
 
-def serve(index: Path, queries: Path, layout: dict[str, Any], repeat: int) -> dict[str, Any]:
-    """In this (fresh) process: open, answer, and measure."""
+def serve(index: Path, queries: Path, layout: dict[str, Any], repeat: int, sweep: list[int]) -> dict[str, Any]:
+    """In this (fresh) process: open, answer, and measure. Memory is read when the questions are answered, before
+    the overlap check, whose exact searches read every full vector (the bench's work, not serving's)."""
     from pipeline.app import Ragline
     from pipeline.config import parse_config
     from pipeline.eval.folder import load_queries
@@ -140,20 +142,28 @@ def serve(index: Path, queries: Path, layout: dict[str, Any], repeat: int) -> di
                 took.append((time.perf_counter() - t) * 1e3)
         cuts = statistics.quantiles(took, n=20)
         latency[mode] = {"p50": round(statistics.median(took), 2), "p95": round(cuts[18], 2)}
-    store = app.store()
-    overlaps = []
-    for text in questions:
-        vector = app.embedder.embed_query(text)
-        approx, _ = store.search(vector, None, 10, None, False)
-        exact, _ = store.search(vector, None, 10, None, True)
-        overlaps.append(len({h.id for h in approx} & {h.id for h in exact}) / max(len(exact), 1))
     memory = memory_mb()
+    store: Any = app.store()
+    vectors = [app.embedder.embed_query(text) for text in questions]
+    exact = [{h.id for h in store.search(v, None, 10, None, True)[0]} for v in vectors]
+    configured, overlap = store.hnsw_ef, {}
+    for ef in sorted({configured, *sweep}):  # the dense search breadth: overlap with exact, and its time
+        store.hnsw_ef = ef
+        took, shared = [], []
+        for vector, truth in zip(vectors, exact, strict=True):
+            t = time.perf_counter()
+            approx = store.search(vector, None, 10, None, False)[0]
+            took.append((time.perf_counter() - t) * 1e3)
+            shared.append(len({h.id for h in approx} & truth) / max(len(truth), 1))
+        overlap[ef] = {"overlap_at_10": round(statistics.mean(shared), 4), "p50_ms": round(statistics.median(took), 2)}
     app.close()
     return {
         "open_and_first_search_s": round(opened, 2),
         "latency_ms": latency,
         **memory,
-        "dense_overlap_at_10": round(statistics.mean(overlaps), 4),
+        "hnsw_ef": configured,
+        "dense_overlap_at_10": overlap[configured]["overlap_at_10"],
+        "dense_by_hnsw_ef": overlap,
     }
 
 
@@ -173,12 +183,19 @@ def main() -> None:
     parser.add_argument("--layouts", default="full,int8-disk")
     parser.add_argument("--noise", type=float, default=0.02, help="Gaussian noise per dimension of a copy.")
     parser.add_argument("--repeat", type=int, default=3, help="Times each question is asked per mode.")
+    parser.add_argument(
+        "--hnsw-ef-sweep",
+        default="0,64,128,256",
+        help="Dense search breadths (0: Qdrant's default) whose overlap with exact search and time are also reported "
+        "(dense store search alone, no query embedding); the served searches use the config's [index] hnsw_ef.",
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/ragline-scale"))
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the serving process's own mode
     parser.add_argument("--layout", default="full", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        print(json.dumps(serve(args.serve, args.queries, LAYOUTS[args.layout], args.repeat)))
+        sweep = [int(ef) for ef in args.hnsw_ef_sweep.split(",") if ef]
+        print(json.dumps(serve(args.serve, args.queries, LAYOUTS[args.layout], args.repeat, sweep)))
         return
     if args.source is None:
         parser.error("--from is required")
@@ -191,6 +208,7 @@ def main() -> None:
             built = build(source, total, folder, args.noise, name)
             command = [sys.executable, __file__, "--serve", str(folder), "--layout", name]
             command += ["--queries", str(args.queries), "--repeat", str(args.repeat)]
+            command += ["--hnsw-ef-sweep", args.hnsw_ef_sweep]
             served = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
             runs.append({"points": total, "layout": name, **LAYOUTS[name], **built, **served})
             print(json.dumps(runs[-1]), file=sys.stderr)

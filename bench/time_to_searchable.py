@@ -3,9 +3,11 @@ whole; prints one JSON object.
 
 A sync of ``--folder`` into a new index runs in a thread (as an ingest job or the watcher runs it) while this
 thread searches the same index every ``--poll-s`` seconds, in BM25 and in hybrid mode, with the questions of
-``--queries`` (or the folder's first file name), and samples how many chunks are written. Reported: seconds to
-the first search with a result (each mode), to the first question whose right file is in the first 10 (with
-``--queries``), the whole sync, and the written-chunks curve.
+``--queries`` (or the folder's first file name), and samples how many chunks are written and the share with
+dense vectors (``coverage``). Reported: seconds to the first search with a result (each mode), to the first
+question whose right file is in the first 10 (with ``--queries``); from the sync's own progress, seconds to the
+first chunk written, to every file parsed, to every chunk written (all searchable by BM25) and to every chunk
+embedded (full hybrid coverage); the whole sync; and the curves of chunks written and coverage.
 
     python bench/time_to_searchable.py --folder /work/debian-docs --queries ../shared/datasets/debian-dev/queries.tsv
 """
@@ -44,7 +46,8 @@ def watch(
         finished = done.is_set()  # one more look after the sync ends, so a fast sync is seen whole
         now = round(time.perf_counter() - started, 1)
         try:
-            curve.append((now, app.store(check_model=False).count()))
+            stats = app.stats()
+            curve.append((now, stats["chunks"], round(stats["coverage"], 4)))
             for mode in ("bm25", "hybrid"):
                 if first[mode] is None and app.search(asked[0][0], top_k=1, mode=mode, rerank=False).results:
                     first[mode] = now
@@ -59,7 +62,31 @@ def watch(
         if finished:
             break
         done.wait(poll_s)
-    return {"first_result_s": first, "chunks_written_curve": curve[:: max(1, len(curve) // 60)]}
+    return {"first_result_s": first, "chunks_coverage_curve": curve[:: max(1, len(curve) // 60)]}
+
+
+class Milestones:
+    """The sync's progress callback: when its first chunk was written, and when each phase was last complete."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.first_written: float | None = None
+        self.complete: dict[str, float] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        now = round(time.perf_counter() - self.started, 1)
+        if phase == "writing" and done and self.first_written is None:
+            self.first_written = now
+        if total and done == total:
+            self.complete[phase] = now
+
+    def report(self) -> dict[str, float | None]:
+        return {
+            "first_chunk_written_s": self.first_written,
+            "all_parsed_s": self.complete.get("parsing"),
+            "all_written_bm25_s": self.complete.get("writing"),
+            "all_embedded_s": self.complete.get("embedding"),
+        }
 
 
 def main() -> None:
@@ -77,10 +104,12 @@ def main() -> None:
         done = threading.Event()
         result: dict[str, Any] = {}
 
+        milestones = Milestones()
+
         def sync() -> None:
             t0 = time.perf_counter()
             try:
-                report = app.ingest(args.folder)
+                report = app.ingest(args.folder, progress=milestones)
                 result.update(files=len(report.added), chunks=report.chunks_written, stages_s=report.stages_s)
             finally:
                 result["sync_s"] = round(time.perf_counter() - t0, 1)
@@ -92,7 +121,8 @@ def main() -> None:
         worker.join()
         backend = app.config.embedding.backend
         app.close()
-    print(json.dumps({"folder": str(args.folder), "backend": backend, **result, **polled}))
+    out = {"folder": str(args.folder), "backend": backend, **result, "milestones_s": milestones.report(), **polled}
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -154,7 +154,10 @@ def test_time_to_searchable_bench(tmp_path: Path) -> None:
     assert all(
         first[kind] is not None and first[kind] <= out["sync_s"] + 1 for kind in ("bm25", "hybrid", "right_file")
     )
-    assert out["chunks_written_curve"][-1][1] <= out["chunks"]
+    assert out["chunks_coverage_curve"][-1][1:] == [out["chunks"], 1.0]  # the look after the sync: all embedded
+    milestones = out["milestones_s"]
+    assert 0 < milestones["first_chunk_written_s"] <= milestones["all_written_bm25_s"] <= milestones["all_embedded_s"]
+    assert milestones["all_parsed_s"] <= out["sync_s"]
 
 
 def test_scale_bench(tmp_path: Path) -> None:
@@ -183,6 +186,8 @@ def test_scale_bench(tmp_path: Path) -> None:
     for run in out["runs"]:
         assert run["points"] == 60 and run["disk_mb"] > 0 and run["peak_rss_mb"] > 0
         assert set(run["latency_ms"]) == {"hybrid", "dense", "bm25"} and run["dense_overlap_at_10"] == 1.0
+        assert {"0", "64", "128", "256"} <= set(run["dense_by_hnsw_ef"])
+        assert all(ef["overlap_at_10"] == 1.0 for ef in run["dense_by_hnsw_ef"].values())  # 60 points: exact
 
 
 @pytest.mark.skipif(shutil.which("tesseract") is None, reason="Tesseract is not installed (apt install tesseract-ocr)")
