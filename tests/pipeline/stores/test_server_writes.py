@@ -72,6 +72,8 @@ class FlakyQdrant:
     drop: set[int] = field(default_factory=set)
     status: int = 200
     requests: list[tuple[list[str], int | None]] = field(default_factory=list)
+    posts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """Other writes (POST: a payload key removed), answered 200."""
 
 
 @pytest.fixture
@@ -92,6 +94,17 @@ def flaky() -> Iterator[FlakyQdrant]:
             ok = {"result": {"operation_id": number, "status": "completed"}, "status": "ok", "time": 0.0}
             reply = json.dumps(ok if status == 200 else {"status": {"error": "try again"}, "time": 0.0}).encode()
             self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def do_POST(self) -> None:
+            state.posts.append(
+                (self.path.split("?")[0], json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            )
+            reply = json.dumps({"result": {"operation_id": 0, "status": "completed"}, "status": "ok"}).encode()
+            self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()
@@ -127,6 +140,20 @@ def test_a_sync_write_goes_in_bounded_requests_and_survives_passing_failures(fla
     assert [len(ids) for ids in delivered] == [100, 100, 100, 100, 100, 50]  # six requests of at most 100
     assert [i for ids in delivered for i in ids] == [c.id for c in chunks]  # every point, in order, once
     assert len(flaky.requests) == 10  # four failed attempts were sent again
+    store.close()
+
+
+def test_dense_vectors_added_after_bm25_go_in_bounded_retried_requests(flaky: FlakyQdrant) -> None:
+    flaky.fail = {1}
+    store = store_at(flaky, write_batch_points=100)
+    chunks, dense, _, _ = rows(250)
+    ids = [c.id for c in chunks]
+    store.set_dense(ids, dense)
+    delivered = [got for got, status in flaky.requests if status == 200]
+    assert [len(got) for got in delivered] == [100, 100, 50] and len(flaky.requests) == 4
+    assert [i for got in delivered for i in got] == ids
+    # Then, once every vector is stored, the points lose their "pending" mark.
+    assert flaky.posts == [("/collections/ragline/points/payload/delete", {"keys": ["pending"], "points": ids})]
     store.close()
 
 
