@@ -205,8 +205,9 @@ class IndexConfig(_Section):
     exact nearest chunks more often at a larger index, for a little more time; 0: Qdrant's default (the
     graph's ``ef_construct``, 100). Read at search time."""
     on_disk: bool = False
-    """Keep the embedded index's full dense vectors and payloads on disk (memory-mapped), not in RAM; with
-    int8 quantization, only the int8 copies stay in RAM. Set when the index is created."""
+    """Keep the embedded index's full dense vectors, BM25 inverted index and payloads on disk (memory-mapped),
+    not in RAM; with int8 quantization, only the int8 copies and the HNSW graph stay in RAM. Set when the index
+    is created."""
 
 
 class QdrantConfig(_Section):
@@ -222,7 +223,7 @@ class QdrantConfig(_Section):
     replication_factor: int = Field(1, ge=1, le=100)
     write_consistency_factor: int = Field(1, ge=1, le=100)
     on_disk: bool = False
-    """Keep dense vectors and payloads on disk (memory-mapped) instead of in RAM."""
+    """Keep dense vectors, the BM25 inverted index and payloads on disk (memory-mapped) instead of in RAM."""
     quantization: Literal["none", "int8"] = "none"
     """Qdrant's scalar quantization of the dense vectors: int8 copies (a quarter of the memory) kept in RAM,
     searched first, then the best ``oversampling`` × limit rescored with the full vectors."""

@@ -124,8 +124,8 @@ class EdgeStore(QdrantStore):
     @staticmethod
     def _edge_config(meta: IndexMeta, layout: IndexConfig) -> qdrant_edge.EdgeConfig:
         """The shard's schema (dense with cosine, BM25 sparse with the IDF modifier) and its storage: full
-        vectors and payloads in RAM or on disk, and int8 copies of the dense vectors (always in RAM) when
-        the index is quantized."""
+        vectors, the BM25 inverted index and payloads in RAM or on disk, and int8 copies of the dense vectors
+        (always in RAM) when the index is quantized."""
         import qdrant_edge as q
 
         quantized = (
@@ -138,7 +138,7 @@ class EdgeStore(QdrantStore):
         )
         return q.EdgeConfig(
             vectors={DENSE: dense},
-            sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
+            sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf, on_disk=layout.on_disk)},
             on_disk_payload=layout.on_disk,
         )
 

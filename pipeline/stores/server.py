@@ -148,7 +148,11 @@ def collection_settings(config: QdrantConfig, meta: IndexMeta) -> dict[str, Any]
         "vectors_config": {
             DENSE: models.VectorParams(size=meta.dimension, distance=models.Distance.COSINE, on_disk=config.on_disk)
         },
-        "sparse_vectors_config": {SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+        "sparse_vectors_config": {
+            SPARSE: models.SparseVectorParams(
+                modifier=models.Modifier.IDF, index=models.SparseIndexParams(on_disk=config.on_disk)
+            )
+        },
         "shard_number": config.shard_number,
         "replication_factor": config.replication_factor,
         "write_consistency_factor": config.write_consistency_factor,

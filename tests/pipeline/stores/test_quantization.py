@@ -32,10 +32,19 @@ def app_with(index: dict[str, object], embedder: SentenceTransformerEmbedder) ->
 def test_quantized_on_disk_index_answers_as_the_full_one(
     tmp_path: Path, embedder: SentenceTransformerEmbedder, demo_app: Ragline
 ) -> None:
-    layout = {"path": str(tmp_path / "index"), "quantization": "int8", "on_disk": True, "oversampling": 3.0}
+    layout = {
+        "path": str(tmp_path / "index"),
+        "quantization": "int8",
+        "on_disk": True,
+        "oversampling": 3.0,
+        "hnsw_ef": 256,
+    }
     with app_with(layout, embedder) as app:
         app.ingest(DEMO_DOCS)
-        assert app.store().meta.quantization == "int8" and app.store().oversampling == 3.0
+        store = app.store()
+        assert store.meta.quantization == "int8" and (store.oversampling, store.hnsw_ef) == (3.0, 256)
+        shard = json.loads((tmp_path / "index" / "shard" / "edge_config.json").read_text())
+        assert shard["sparse_vectors"]["bm25"]["on_disk"] is True and shard["on_disk_payload"] is True
         for question in QUESTIONS:
             for mode in ("dense", "hybrid"):
                 quantized = [

@@ -204,6 +204,7 @@ def test_the_cluster_example_reaches_the_collection_creation(embedder: SentenceT
     made = client.created
     assert (made["shard_number"], made["replication_factor"], made["write_consistency_factor"]) == (6, 2, 1)
     assert made["vectors_config"][DENSE].on_disk is True and made["on_disk_payload"] is True
+    assert made["sparse_vectors_config"]["bm25"].index.on_disk is True
     quantized = made["quantization_config"]
     assert isinstance(quantized, models.ScalarQuantization) and quantized.scalar.type == models.ScalarType.INT8
     assert quantized.scalar.always_ram is True
