@@ -135,14 +135,14 @@ def test_ingest_job_lifecycle(live: httpx.Client, docs: Path) -> None:
         time.sleep(0.1)
     assert job["status"] == "done", job
     assert job["summary"]["added"] == 1 and job["summary"]["unchanged"] == 5
-    assert job["progress"] == {"phase": "writing", "done": 1, "total": 1}
+    assert job["progress"] == {"phase": "embedding", "done": 1, "total": 1, "coverage": 1.0}  # written, then embedded
     stats = live.get("/stats", headers=AUTH).json()
-    assert stats["documents"] == 6 and stats["last_sync"]["job"] == job_id
+    assert stats["documents"] == 6 and stats["last_sync"]["job"] == job_id and stats["coverage"] == 1.0
     listed = live.get("/jobs", headers=AUTH).json()["jobs"]
     assert listed[0]["id"] == job_id and listed[0]["summary"]["added"] == 1
     assert live.get("/jobs").status_code == 401
     hit = live.post("/search", json={"query": "When does the rooftop garden open?", "top_k": 1}, headers=AUTH)
-    assert hit.json()["results"][0]["source"] == "new-note.txt"
+    assert hit.json()["results"][0]["source"] == "new-note.txt" and hit.json()["coverage"] == 1.0
 
 
 def test_ingest_refuses_paths_and_unknown_sources(live: httpx.Client) -> None:
