@@ -663,18 +663,20 @@ class _Writer:
 
     def backfill(self, progress: Progress) -> int:
         """Embed the points an earlier, interrupted sync wrote without dense vectors; returns how many."""
-        done = 0
+        done: set[str] = set()
         phase = _Phase(progress, "embedding", self.store.unembedded(), "chunk")
         while chunks := self.store.awaiting_dense(self._window):
+            if done.intersection(c.id for c in chunks):
+                raise RaglineError(f"the {self.store.kind} store keeps points marked pending after their dense vectors")
             texts = [indexed_text(c, self.embedder.tokens, self.embedder.max_tokens) for c in chunks]
             with self.outcome.timed("embed"):
                 vectors = self.embedder.embed(texts)
             with self.outcome.timed("upsert"):
                 self.store.set_dense([c.id for c in chunks], np.asarray(vectors))
-            done += len(chunks)
+            done.update(c.id for c in chunks)
             phase.advance(len(chunks))
         phase.close()
-        return done
+        return len(done)
 
     def _store_dense(self, items: list[tuple[_Pending, int]]) -> None:
         """Give written points whose texts are embedded their vectors (each once)."""

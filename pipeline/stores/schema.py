@@ -111,7 +111,7 @@ def chunk_from_payload(point_id: Any, payload: Mapping[str, Any]) -> Chunk:
         page_start=payload.get("page_start"),
         page_end=payload.get("page_end"),
         heading=tuple(payload.get("heading") or ()),
-        metadata={k: v for k, v in payload.items() if k not in CHUNK_FIELDS},
+        metadata={k: v for k, v in payload.items() if k not in CHUNK_FIELDS and k != PENDING},
     )
 
 

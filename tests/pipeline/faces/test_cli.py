@@ -49,7 +49,8 @@ def test_stats_json(cli_index: tuple[Path, Path]) -> None:
     result = run("--index", str(index), "stats", "--json")
     assert result.exit_code == 0
     stats = json.loads(result.stdout)
-    assert set(stats) == {"documents", "chunks", "model", "dimension", "store", "location", "roots"}
+    assert set(stats) == {"documents", "chunks", "coverage", "model", "dimension", "store", "location", "roots"}
+    assert stats["coverage"] == 1.0  # every chunk has its dense vector once a sync has finished
     assert [(r["folder"], r["documents"], r["present"]) for r in stats["roots"]] == [(str(docs.resolve()), 5, True)]
     assert stats["documents"] == 5 and stats["dimension"] == 384 and stats["model"] == "all-MiniLM-L6-v2"
     assert stats["store"] == "qdrant-edge" and stats["location"] == str(index.resolve())
