@@ -186,7 +186,7 @@ class LLMConfig(_Section):
         return bool(self.base_url and self.model)
 
 
-HNSW_EF = 0
+HNSW_EF = 256
 """The dense search breadth both stores use unless configured (``bench/scale.py`` measures the choice)."""
 
 
