@@ -190,6 +190,7 @@ def main() -> None:
         "(dense store search alone, no query embedding); the served searches use the config's [index] hnsw_ef.",
     )
     parser.add_argument("--work", type=Path, default=Path("/tmp/ragline-scale"))
+    parser.add_argument("--keep", action="store_true", help="Keep each built index in --work (else removed).")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the serving process's own mode
     parser.add_argument("--layout", default="full", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -212,7 +213,8 @@ def main() -> None:
             served = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
             runs.append({"points": total, "layout": name, **LAYOUTS[name], **built, **served})
             print(json.dumps(runs[-1]), file=sys.stderr)
-            shutil.rmtree(folder, ignore_errors=True)
+            if not args.keep:
+                shutil.rmtree(folder, ignore_errors=True)
     print(json.dumps({"real_chunks": len(source[2]), "noise": args.noise, "synthetic_note": SYNTHETIC, "runs": runs}))
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from pipeline.app import Ragline
 from pipeline.config import parse_config
 from pipeline.eval.folder import file_stem, load_queries
+from pipeline.stores import dense_coverage
 
 
 def probes(folder: Path, queries: Path | None) -> list[tuple[str, frozenset[str]]]:
@@ -46,8 +47,8 @@ def watch(
         finished = done.is_set()  # one more look after the sync ends, so a fast sync is seen whole
         now = round(time.perf_counter() - started, 1)
         try:
-            stats = app.stats()
-            curve.append((now, stats["chunks"], round(stats["coverage"], 4)))
+            store = app.store(check_model=False)  # two counts: a poll must not take a core from the sync
+            curve.append((now, store.count(), round(dense_coverage(store), 4)))
             for mode in ("bm25", "hybrid"):
                 if first[mode] is None and app.search(asked[0][0], top_k=1, mode=mode, rerank=False).results:
                     first[mode] = now
