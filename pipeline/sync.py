@@ -45,6 +45,9 @@ from pipeline.types import Chunk, Document, SkippedFile, document_id
 STAGES = ("parse", "chunk", "embed", "bm25", "upsert", "optimize")
 WINDOW_BATCHES = 32
 """Chunks are embedded and written a window of this many embedding batches at a time."""
+DRAIN_S = 2.0
+"""At most this long between embedding windows while chunks keep arriving: embedding overlaps parsing instead
+of starting after the last file, and what arrives waits at most one window's embedding for its BM25 write."""
 
 
 @dataclass(frozen=True)
@@ -515,7 +518,8 @@ def _embed_as_they_arrive(
     documents: Generator[Document, None, None], split: Splitter, writer: _Writer, embedder: Embedder, outcome: _Outcome
 ) -> None:
     """A thread parses (through the worker pool) and chunks while this thread embeds, so the two overlap;
-    this thread embeds a window whenever one is full or nothing has arrived."""
+    this thread writes what arrives for BM25, and embeds a window whenever nothing has arrived, or one is full
+    and ``DRAIN_S`` have passed since the last (the parser thread can keep the queue from ever emptying)."""
     arrived: queue.Queue[_Pending | BaseException | None] = queue.Queue()
     stop = threading.Event()
 
@@ -539,11 +543,15 @@ def _embed_as_they_arrive(
     producer = threading.Thread(target=produce, name="ragline-parse", daemon=True)
     producer.start()
     try:
+        embedded_at = time.monotonic()
         while True:
             try:
+                if writer.window_full and time.monotonic() - embedded_at > DRAIN_S:
+                    raise queue.Empty  # parsing outruns this loop: embed now, or embedding waits for the last file
                 item = arrived.get(block=not writer.window_full)
             except queue.Empty:
                 writer.embed_window()
+                embedded_at = time.monotonic()
                 continue
             if item is None:
                 return

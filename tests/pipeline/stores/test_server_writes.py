@@ -210,7 +210,7 @@ def test_the_cluster_example_reaches_the_collection_creation(embedder: SentenceT
     assert quantized.scalar.always_ram is True
     params = store._search_params(DENSE, exact=False)
     assert params.quantization.rescore is True and params.quantization.oversampling == 2.0
-    assert params.hnsw_ef == 256  # the default breadth, chosen by bench/scale.py at a million chunks
+    assert params.hnsw_ef == 256  # the default breadth (config.HNSW_EF)
     assert store._search_params("bm25", exact=False) is None and store._search_params(DENSE, exact=True).exact
     store.close()
     assert parse_config({}).qdrant.quantization == "none"  # the default collection is unquantized
