@@ -7,6 +7,7 @@ Nothing heavy happens in the constructor; the index opens, and models load, on f
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from collections.abc import AsyncGenerator, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -376,11 +377,7 @@ class Ragline:
                 asked = ", ".join(f"{key} = {value!r}" for key, value in where.fields)
                 notices.append(f"no chunk has {asked}: --where matches a field's whole value, exactly")
             coverage = dense_coverage(self.store(check_model=False))
-            if coverage < 1 and mode != "bm25":
-                notices.append(
-                    f"{coverage:.0%} of the chunks have dense vectors so far (a sync is still embedding): "
-                    "the rest are found by BM25 alone"
-                )
+            notices.extend(_coverage_notice(coverage, mode))
             sure = retrieved.confidence
             low = sure is None or sure < self.config.retrieval.low_confidence
             kept = [_labelled(r, known) for r in results[:top_k]] if len(known) > 1 else results[:top_k]
@@ -499,6 +496,17 @@ def adapted_config(config: AppConfig) -> AppConfig:
     if not isinstance(model, str) or named not in (None, base, model):
         return config
     return config.model_copy(update={"embedding": config.embedding.model_copy(update={"model": model})})
+
+
+def _coverage_notice(coverage: float, mode: Mode) -> list[str]:
+    """What a dense or hybrid search says while a sync is still embedding (rounded down: 99.9 % is not 100)."""
+    if coverage >= 1 or mode == "bm25":
+        return []
+    share = math.floor(coverage * 100)
+    return [
+        f"{share}% of the chunks have dense vectors so far (a sync is still embedding): "
+        "the rest are found by BM25 alone"
+    ]
 
 
 def _scoped(where: SearchFilter | None, known: dict[str, roots.Root]) -> SearchFilter | None:
