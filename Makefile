@@ -34,7 +34,7 @@ test: install-test
 	$(VENV)/bin/ruff check pipeline connectors ragline tests bench
 	$(VENV)/bin/ruff format --check pipeline connectors ragline tests bench
 	$(VENV)/bin/mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) $(DEMO_INDEX) .pytest_cache .mypy_cache

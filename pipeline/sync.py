@@ -519,7 +519,9 @@ def _embed_as_they_arrive(
 ) -> None:
     """A thread parses (through the worker pool) and chunks while this thread embeds, so the two overlap;
     this thread writes what arrives for BM25, and embeds a window whenever nothing has arrived, or one is full
-    and ``DRAIN_S`` have passed since the last (the parser thread can keep the queue from ever emptying)."""
+    and ``DRAIN_S`` have passed since the last (the parser thread can keep the queue from ever emptying).
+    Before each such window it takes everything that has arrived, so BM25 never waits behind more than one
+    window's embedding, however far embedding lags behind parsing."""
     arrived: queue.Queue[_Pending | BaseException | None] = queue.Queue()
     stop = threading.Event()
 
@@ -540,24 +542,33 @@ def _embed_as_they_arrive(
         finally:
             arrived.put(None)
 
+    def take(item: _Pending | BaseException | None) -> bool:
+        """Write an arrived document for BM25; False once the parser is done."""
+        if isinstance(item, BaseException):
+            raise item
+        if item is not None:
+            writer.add(item)
+        return item is not None
+
     producer = threading.Thread(target=produce, name="ragline-parse", daemon=True)
     producer.start()
     try:
         embedded_at = time.monotonic()
         while True:
-            try:
-                if writer.window_full and time.monotonic() - embedded_at > DRAIN_S:
-                    raise queue.Empty  # parsing outruns this loop: embed now, or embedding waits for the last file
-                item = arrived.get(block=not writer.window_full)
-            except queue.Empty:
-                writer.embed_window()
-                embedded_at = time.monotonic()
-                continue
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            writer.add(item)
+            if writer.window_full and time.monotonic() - embedded_at > DRAIN_S:
+                # Parsing outruns this loop: take what has arrived (not more: the queue may never empty), embed.
+                for _ in range(arrived.qsize()):
+                    if not take(arrived.get_nowait()):
+                        return
+            else:
+                try:
+                    if take(arrived.get(block=not writer.window_full)):
+                        continue
+                    return
+                except queue.Empty:
+                    pass
+            writer.embed_window()
+            embedded_at = time.monotonic()
     finally:
         stop.set()
         producer.join()

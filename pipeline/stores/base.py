@@ -431,13 +431,16 @@ class QdrantStore:
     def awaiting_dense(self, limit: int) -> list[Chunk]:
         """Up to ``limit`` chunks whose points wait for their dense vectors (as :meth:`set_dense` unmarks them,
         asking again gives the next ones)."""
-        condition = self._all([self._match_value(PENDING, AWAITING_DENSE)])
-        records, _ = self._scroll_page(None, limit, True, False, condition)
+        records, _ = self._scroll_page(None, limit, True, False, self._awaiting_dense())
         return [chunk_from_payload(r.id, r.payload or {}) for r in records]
 
     def unembedded(self) -> int:
         """How many points wait for their dense vectors (0 once every sync has finished)."""
-        return self._count(self._all([self._match_value(PENDING, AWAITING_DENSE)]))
+        return self._count(self._awaiting_dense())
+
+    def _awaiting_dense(self) -> Any:
+        """The filter on the mark a sync leaves on points written before their dense vectors."""
+        return self._all([self._match_value(PENDING, AWAITING_DENSE)])
 
     def import_points(self, points: Sequence[StoredPoint]) -> None:
         if not points:

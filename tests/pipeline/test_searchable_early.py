@@ -7,6 +7,7 @@ chunks are written, before the first embedding window has run.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,28 @@ def test_an_ingest_job_reports_its_coverage(tmp_path: Path, embedder: SentenceTr
         app.close()
     assert job.status == "done" and job.written == job.embedded == job.report.chunks_written > 0  # type: ignore[union-attr]
     assert job_dict(job)["progress"]["coverage"] == 1.0
+
+
+def test_bm25_keeps_up_with_parsing_when_embedding_lags_far_behind(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a slow machine a window takes many seconds to embed; the documents parsed meanwhile must not wait for
+    embedding to be written for BM25 (they did: one window of them per window embedded)."""
+    monkeypatch.setattr("pipeline.sync.WINDOW_BATCHES", 4)
+    monkeypatch.setattr("pipeline.sync.DRAIN_S", 0.0)  # embed whenever a window is full, as a slow machine does
+    real = embedder.embed
+
+    def slow(texts: list[str]) -> Any:  # the real model, a machine several times slower
+        time.sleep(0.5)
+        return real(texts)
+
+    monkeypatch.setattr(embedder, "embed", slow)
+    app = make_app(tmp_path / "index", embedder, embedding={"batch_size": 1})
+    phases: list[tuple[str, int, int]] = []
+    report = app.ingest(_folder(tmp_path), progress=lambda *event: phases.append(event))
+    app.close()
+
+    chunks = report.chunks_written
+    all_written = next(i for i, (phase, done, _) in enumerate(phases) if phase == "writing" and done == chunks)
+    embedded = max((done for phase, done, _ in phases[:all_written] if phase == "embedding"), default=0)
+    assert chunks > 32 and embedded <= chunks // 2, (embedded, chunks)

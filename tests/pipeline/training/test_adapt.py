@@ -299,7 +299,7 @@ def test_a_swap_waits_for_the_searches_running(sections: Path, tiny: dict[str, s
         searchers = [threading.Thread(target=keep_searching) for _ in range(3)]
         for thread in searchers:
             thread.start()
-        for _ in range(4):
+        for _ in range(2):
             fresh, _ = lifecycle.reembedded_copy(app.store(), app.index_path, app.embedder)
             app.swap_in(fresh, app.embedder)
         stop.set()
