@@ -555,18 +555,17 @@ def _embed_as_they_arrive(
     try:
         embedded_at = time.monotonic()
         while True:
-            if writer.window_full and time.monotonic() - embedded_at > DRAIN_S:
-                # Parsing outruns this loop: take what has arrived (not more: the queue may never empty), embed.
-                for _ in range(arrived.qsize()):
-                    if not take(arrived.get_nowait()):
-                        return
-            else:
+            if not writer.window_full or time.monotonic() - embedded_at <= DRAIN_S:
                 try:
-                    if take(arrived.get(block=not writer.window_full)):
-                        continue
-                    return
-                except queue.Empty:
+                    if not take(arrived.get(block=not writer.window_full)):
+                        return
+                    continue
+                except queue.Empty:  # a full window, and nothing new: embed it
                     pass
+            # Take what has arrived (not more: the parser can keep the queue from ever emptying), then embed.
+            for _ in range(arrived.qsize()):
+                if not take(arrived.get_nowait()):
+                    return
             writer.embed_window()
             embedded_at = time.monotonic()
     finally:
