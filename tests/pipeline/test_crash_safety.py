@@ -33,15 +33,39 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FILES = 200
 BATCH = 1  # embedding batch of 1: write windows of 32 chunks (WINDOW_BATCHES), so a run has many moments to kill
+LONG = 102  # the file (Markdown) with more chunks than a write window
+
+# Runs the real CLI, and SIGKILLs it right after the first write that leaves a document half-written: a moment
+# too short to hit from outside now that BM25 writes run ahead of embedding (the half-written rest of a document
+# is written as soon as the next window is).
+KILL_WHEN_HALF_WRITTEN = """
+import os, runpy, signal
+from collections import Counter
+from pipeline.stores.edge import EdgeStore
+
+written, upsert = Counter(), EdgeStore.upsert
+
+def upsert_then_die_if_half_written(self, chunks, dense, sparse, extra):
+    upsert(self, chunks, dense, sparse, extra)
+    written.update(chunk.document_id for chunk in chunks)
+    if any(written[chunk.document_id] < fields["chunk_count"] for chunk, fields in zip(chunks, extra)):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+EdgeStore.upsert = upsert_then_die_if_half_written
+runpy.run_module("pipeline.faces.cli", run_name="__main__", alter_sys=True)
+"""
 
 
 def _corpus(folder: Path) -> None:
-    """200 files of varied length in three formats, some identical (the dedup path)."""
+    """200 files of varied length in three formats, some identical (the dedup path), one longer than a write
+    window (so one run at least leaves a document half-written, whenever it is killed)."""
     words = " ".join(p.read_text(encoding="utf-8", errors="ignore") for p in sorted(DEMO_DOCS.glob("*.md"))).split()
     rng = random.Random(7)
     previous = ("", "")
     for n in range(FILES):
         paragraphs = [" ".join(rng.choices(words, k=rng.randint(30, 90))) for _ in range(rng.randint(1, 3))]
+        if n == LONG:
+            paragraphs = [" ".join(rng.choices(words, k=150)) for _ in range(WINDOW_BATCHES * BATCH + 12)]
         if n % 3 == 0:
             name, text = f"notes/file {n:03d}.md", "\n\n".join(f"## Part {i}\n\n{p}" for i, p in enumerate(paragraphs))
         elif n % 3 == 1:
@@ -57,12 +81,14 @@ def _corpus(folder: Path) -> None:
         path.write_text(text, encoding="utf-8")
 
 
-def _ingest(index: Path, folder: Path, *extra: str) -> subprocess.Popen[str]:
+def _ingest(
+    index: Path, folder: Path, *extra: str, runner: tuple[str, ...] = ("-m", "pipeline.faces.cli")
+) -> subprocess.Popen[str]:
     config = folder.parent / "ragline.toml"
     config.write_text(f"[embedding]\nbatch_size = {BATCH}\n")
     command = ["--index", str(index), "--config", str(config), "ingest", str(folder), "--progress", "log", *extra]
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.faces.cli", *command],
+        [sys.executable, *runner, *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -71,7 +97,14 @@ def _ingest(index: Path, folder: Path, *extra: str) -> subprocess.Popen[str]:
 
 
 def _kill_at(index: Path, folder: Path, phase: str, fraction: float, delay: float) -> str:
-    """Run an ingest until ``phase`` reaches ``fraction`` of its total, wait ``delay`` s, SIGKILL it."""
+    """Run an ingest until ``phase`` reaches ``fraction`` of its total, wait ``delay`` s, SIGKILL it
+    (phase ``half-written``: the ingest kills itself once a document is half-written)."""
+    if phase == "half-written":
+        process = _ingest(index, folder, runner=("-c", KILL_WHEN_HALF_WRITTEN))
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == -signal.SIGKILL, f"no document was ever half-written: {err[-2000:]}"
+        progress = [line for line in err.splitlines() if line.partition(" ")[0] in {"parsing", "writing"}]
+        return f"half-written after {(progress or ['no progress line'])[-1]}"
     process = _ingest(index, folder)
     assert process.stderr is not None
     seen = ""
@@ -130,6 +163,7 @@ def test_sigkill_at_many_moments_then_resume_equals_a_clean_run(tmp_path: Path) 
 
     # Each run starts where the killed ones left off; the moments cover every phase.
     moments = [
+        ("half-written", 0.0, 0.0),  # first, while every document is still to write (LONG spans two windows)
         ("parsing", 0.0, 0.0),
         ("parsing", 0.5, 0.0),
         ("writing", 0.0, 0.05),  # inside the first upsert (BM25 only: writing runs ahead of embedding)
@@ -148,7 +182,7 @@ def test_sigkill_at_many_moments_then_resume_equals_a_clean_run(tmp_path: Path) 
         with EdgeStore.open(crashed_index) as store:
             half_written.append(sum(not s.complete for s in store.documents().values()))
     assert len(seen) >= 10 and all(seen)
-    assert sum(half_written) >= 1, "no kill left a document half-written: the repair path was not exercised"
+    assert half_written[0] >= 1, "a kill right after a half-written write left no half-written document"
     incomplete = half_written[-1]
     killed = _verify(crashed_index)
     assert not killed["ok"]
