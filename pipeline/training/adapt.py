@@ -177,6 +177,11 @@ def adapt(
         )
         shutil.rmtree(folder, ignore_errors=True)  # a copy of the base model, or a worse one: nothing to keep
         return report
+    if not real:
+        report.notes.append(
+            "validated on pseudo-questions alone, whose gains did not carry over to real questions on SciFact or the"
+            " Debian folder (docs/training.md): check with `ragline eval`, or adapt with --queries"
+        )
     _reembed_and_swap(app, folder, report, progress)
     write_json_atomic(folder / "ragline_adapt.json", report.as_dict())
     return report

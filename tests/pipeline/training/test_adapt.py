@@ -130,6 +130,7 @@ def test_adapt_trains_swaps_and_search_follows(
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["adapted"] and report["model"] == str(out) and report["base_model"] == base, report["notes"]
+    assert any("validated on pseudo-questions alone" in note for note in report["notes"])  # no --queries
     assert report["pairs"]["heading"] > 0 and report["pairs"]["sentence"] > 0 and falls(report["losses"])
     assert max(c["pseudo_ndcg@10"] for c in report["validation"]) > report["validation"][0]["pseudo_ndcg@10"]
     # Each kind of pair is scored apart, and the kept checkpoint is worse on none of them.
