@@ -116,6 +116,14 @@ class AdaptReport:
         return asdict(self)
 
 
+REFUSED = "the adapted model did not beat the base model on validation{}: the index keeps its model"
+# Said when a model is kept on pseudo-questions alone: on both development sets such gains did not carry over.
+PSEUDO_ONLY = (
+    "validated on pseudo-questions alone, whose gains did not carry over to real questions on SciFact or the"
+    " Debian folder (docs/training.md): check with `ragline eval`, or adapt with --queries"
+)
+
+
 def default_out(index: Path) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return index.with_name(index.name + ".models") / f"adapt-{stamp}"
@@ -172,16 +180,11 @@ def adapt(
     )
     refused, report.gain_p = _refusal(checks, samples, trained.best.get("step", 0), settings.max_p)
     if refused:
-        report.notes.append(
-            f"the adapted model did not beat the base model on validation{refused}: the index keeps its model"
-        )
+        report.notes.append(refused)
         shutil.rmtree(folder, ignore_errors=True)  # a copy of the base model, or a worse one: nothing to keep
         return report
     if not real:
-        report.notes.append(
-            "validated on pseudo-questions alone, whose gains did not carry over to real questions on SciFact or the"
-            " Debian folder (docs/training.md): check with `ragline eval`, or adapt with --queries"
-        )
+        report.notes.append(PSEUDO_ONLY)
     _reembed_and_swap(app, folder, report, progress)
     write_json_atomic(folder / "ragline_adapt.json", report.as_dict())
     return report
@@ -190,18 +193,20 @@ def adapt(
 def _refusal(
     checks: list[dict[str, float]], samples: list[dict[str, list[float]]], step: float, max_p: float
 ) -> tuple[str, float]:
-    """Why the best checkpoint (at ``step``) is not kept (empty: it is), and the paired bootstrap's p of its
-    gain over the base model (the first check): it must gain, lose on no figure, and have p ≤ ``max_p``."""
+    """The note saying why the best checkpoint (at ``step``) is not kept (empty: it is), and the paired
+    bootstrap's p of its gain over the base model (the first check): it must gain, lose on no figure, and have
+    p ≤ ``max_p``."""
     at = next((i for i, c in enumerate(checks) if c["step"] == step), 0)
     if at == 0:
-        return " (no checkpoint scored above it)", 1.0
+        return REFUSED.format(" (no checkpoint scored above it)"), 1.0
     best, base = checks[at], checks[0]
     p = paired_bootstrap_p(samples[0], samples[at])
     lost = [name for name in samples[0] if best[name] < base[name]]
     if lost:
-        return f" (worse on {', '.join(lost)})", p
+        return REFUSED.format(f" (worse on {', '.join(lost)})"), p
     if p > max_p:
-        return f" beyond chance (score {base['score']:.3f} -> {best['score']:.3f}, paired bootstrap p = {p:.2f})", p
+        why = f" beyond chance (score {base['score']:.3f} -> {best['score']:.3f}, paired bootstrap p = {p:.2f})"
+        return REFUSED.format(why), p
     return "", p
 
 
