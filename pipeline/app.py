@@ -525,4 +525,5 @@ def _labelled(result: ScoredChunk, known: dict[str, roots.Root]) -> ScoredChunk:
     if not uri:
         return result
     label = known[uri].label if uri in known else roots.default_label(uri)
-    return dataclasses.replace(result, chunk=dataclasses.replace(result.chunk, root_label=label))
+    copies = tuple(dataclasses.replace(c, root_label=label) for c in result.copies)
+    return dataclasses.replace(result, chunk=dataclasses.replace(result.chunk, root_label=label), copies=copies)

@@ -118,6 +118,9 @@ class RetrievalConfig(_Section):
     fused order (in an index from before document-keyed chunk ids, their documents cost a payload read each)."""
     max_per_document: int = Field(3, ge=0, le=1000)
     """At most this many chunks of one document in the results (more only when nothing else is left); 0: no cap."""
+    collapse_copies: bool = True
+    """A result whose text equals a better result's (a copied file, a repeated paragraph) is not a result of its
+    own: the better one lists it in ``copies``, and the next different chunk takes its place."""
     exact: bool = False
     low_confidence: float = Field(0.5, ge=0, le=1)
     """A search whose confidence is under this says ``low_confidence: true``, and its prompt warns the model.

@@ -142,6 +142,9 @@ class ScoredChunk:
     fused: float | None = None
     rerank: float | None = None
     highlights: tuple[Span, ...] = ()
+    copies: tuple[Chunk, ...] = ()
+    """Chunks of the same text that this result stands for (a copied file, a paragraph repeated across files):
+    each took no place of its own in the results (``retrieval.collapse_copies``)."""
 
     @property
     def score(self) -> float:

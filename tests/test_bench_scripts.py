@@ -91,7 +91,8 @@ def test_ranking_sweep_and_latency_benches(tmp_path: Path) -> None:
     assert {"fusion", "dense_weight", "document_weight", "query_tf"} <= set(out["best"]["setting"])
     index = next((tmp_path / "ragline" / "eval").glob("folder-demo_docs-*"))
     latency = bench("ranking_latency.py", "--index", str(index), "--queries", "5", home=tmp_path)
-    assert set(latency["hybrid"]) == {"plain", "document-aware"} and latency["chunks"] > 0
+    assert set(latency["hybrid"]) == {"plain", "document-aware", "copies kept"} and latency["chunks"] > 0
+    assert latency["queries_with_copies_collapsed"] == 0  # the demo folder holds no copies
     access = bench("access_latency.py", "--index", str(index), "--queries", "5", "--groups", "4", home=tmp_path)
     assert set(access["hybrid"]) == {"admin", "biggest_group", "small_group", "five_groups"}
     assert access["hybrid"]["admin"]["readable_share"] == 1.0 and access["documents"] == 5

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # annotations only: importing this module stays cheap for the
     from pipeline.eval.folder import FolderEvalReport
     from pipeline.faces.jobs import Job
     from pipeline.training.loop import TrainingReport
+    from pipeline.types import Chunk
 
 
 def package_version() -> str:
@@ -58,6 +59,11 @@ def _confidence(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
+def _paths(chunks: Iterable[Chunk]) -> list[str]:
+    """Each chunk's path once, in order."""
+    return list(dict.fromkeys(c.path for c in chunks))
+
+
 def search_dict(response: SearchResponse) -> dict[str, Any]:
     return {
         "query": response.query,
@@ -73,6 +79,7 @@ def search_dict(response: SearchResponse) -> dict[str, Any]:
                 "text": r.chunk.text,
                 "scores": r.scores(),
                 "highlights": [{"start": h.start, "end": h.end} for h in r.highlights],
+                "copies": _paths(r.copies),
             }
             for rank, r in enumerate(response.results, start=1)
         ],
@@ -225,6 +232,8 @@ def render_results(response: SearchResponse) -> str:
             f"    dense {_fmt(s['dense'])}  bm25 {_fmt(s['bm25'])}  "
             f"fused {_fmt(s['fused'])}  rerank {_fmt(s['rerank'])}"
         )
+        if r.copies:
+            lines.append(f"    also in: {', '.join(_paths(r.copies))}")
         snippet = " ".join(r.chunk.text.split())
         lines.append(textwrap.indent(textwrap.fill(textwrap.shorten(snippet, 400), 96), "    "))
     timings = ", ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items())

@@ -24,7 +24,7 @@ from pipeline.errors import RaglineError
 from pipeline.filters import SearchFilter
 from pipeline.models.protocols import QueryEmbedder, Reranker
 from pipeline.retrieval import confidence
-from pipeline.retrieval.documents import cap_per_document, with_document_evidence
+from pipeline.retrieval.documents import cap_per_document, collapse_copies, with_document_evidence
 from pipeline.retrieval.fusion import Fused, fuse, single
 from pipeline.stages import bm25
 from pipeline.stores.base import CHUNK_IDS, Hit, Readers, Store
@@ -112,27 +112,50 @@ class HybridRetriever:
             )
         cut = max(top_k, SIGNAL_DEPTH)  # the confidence reads the first two documents, whatever top_k is
         with stage("fuse", timings, observe=False):  # fusing and ranking come in two parts, told once below
-            fused = first_stage(dense, sparse, mode, self.config, max(cut, self.config.document_candidates), fusion)
+            limit = max(cut, self.config.document_candidates)
+            fused = first_stage(dense, sparse, mode, self.config, limit, fusion)
         chunks: dict[str, Chunk] = {}
         with stage("payload", timings, observe=False):
             if not keyed:
                 fused, dense, sparse, chunks = self._read_documents(fused, dense, sparse, readers)
         with stage("fuse", timings, observe=False):
-            ranked = by_document(fused, self.config, cut)
-            signals = confidence.features(dense, sparse, ranked, len(sparse_vec) if sparse_vec is not None else 0)
-            ranked = ranked[:top_k]
+            ranked = by_document(fused, self.config, len(fused))
+            sparse_terms = len(sparse_vec) if sparse_vec is not None else 0
+            signals = confidence.features(dense, sparse, ranked[:cut], sparse_terms)
         with stage("payload", timings, observe=False):
-            missing = [f.id for f in ranked if f.id not in chunks]  # results whose chunk was not read above
-            chunks.update(self.store.chunks(missing, readers) if missing else {})
-        results = [
-            ScoredChunk(chunks[f.id], f.dense, f.bm25, f.fused if mode == "hybrid" else None)
-            for f in ranked
-            if f.id in chunks  # a point deleted by a concurrent sync since the search
-        ]
+            results = self._results(ranked, top_k, mode, chunks, readers)
+            if len(results) < top_k and len(fused) == limit and keyed:  # copies took places: rank every candidate
+                everything = len(dense) + len(sparse)
+                ranked = by_document(
+                    first_stage(dense, sparse, mode, self.config, everything, fusion), self.config, everything
+                )
+                results = self._results(ranked, top_k, mode, chunks, readers)
         observed("fuse", timings["fuse"] / 1e3)
         observed("payload", timings["payload"] / 1e3)
         sure = confidence.confidence(signals, mode) if results else None
         return Retrieved(results, timings, sure, signals)
+
+    def _results(
+        self, ranked: list[Fused], top_k: int, mode: Mode, chunks: dict[str, Chunk], readers: Readers
+    ) -> list[ScoredChunk]:
+        """The first ``top_k`` of ``ranked`` as results, their chunks read (those not in ``chunks`` yet) a round
+        at a time: a copy of a better result's text (``collapse_copies``) or a point a concurrent sync deleted
+        since the search leaves a place that the next candidates fill."""
+        results: list[ScoredChunk] = []
+        read = 0
+        while len(results) < top_k and read < len(ranked):
+            batch = ranked[read : read + top_k - len(results)]
+            read += len(batch)
+            missing = [f.id for f in batch if f.id not in chunks]
+            chunks.update(self.store.chunks(missing, readers) if missing else {})
+            results += [
+                ScoredChunk(chunks[f.id], f.dense, f.bm25, f.fused if mode == "hybrid" else None)
+                for f in batch
+                if f.id in chunks
+            ]
+            if self.config.collapse_copies:
+                results = collapse_copies(results)
+        return results
 
     def _read_documents(
         self, fused: list[Fused], dense: list[Hit], sparse: list[Hit], readers: Readers

@@ -4,7 +4,7 @@ fills the results alone.
 A question is usually about a document or a section, not about one 200-token window. A file whose several
 windows match the question is more likely the right one than a file with one lucky window that shares a
 few rare words with it; the candidate lists already hold that evidence, for free. And a prompt of five
-windows of one file has room for nothing else.
+windows of one file has room for nothing else, nor has one of the same passage from five copies of a file.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from pipeline.retrieval.fusion import Fused
+from pipeline.types import ScoredChunk
 
 
 def with_document_evidence(fused: Sequence[Fused], weight: float, chunks: int) -> list[Fused]:
@@ -49,3 +50,22 @@ def cap_per_document(ranked: Sequence[Fused], limit: int, per_document: int) -> 
         else:
             held.append(f)
     return kept + held[: limit - len(kept)]
+
+
+def collapse_copies(results: Sequence[ScoredChunk]) -> list[ScoredChunk]:
+    """The results with each text once, in order: a result whose text (whitespace aside) equals a better
+    one's joins that one's ``copies``. Folders hold copies (a manual installed twice, a file saved under a
+    new name, a disclaimer in every letter); a search that returns the same passage twice tells the reader
+    nothing new and pushes a different file down."""
+    kept: list[ScoredChunk] = []
+    first: dict[str, int] = {}
+    for result in results:
+        text = " ".join(result.chunk.text.split())
+        if text not in first:
+            first[text] = len(kept)
+            kept.append(result)
+            continue
+        at = first[text]
+        copies = (*kept[at].copies, result.chunk, *result.copies)
+        kept[at] = replace(kept[at], copies=copies)
+    return kept

@@ -37,6 +37,9 @@ class SearchResult(BaseModel):
     highlights: list[Highlight] = Field(
         description="The sentences of `text` that best match the query, as character spans, in text order."
     )
+    copies: list[str] = Field(
+        description="Paths of other chunks with this text (copied files, repeated paragraphs), left out of the results."
+    )
 
 
 class SearchResponse(BaseModel):
