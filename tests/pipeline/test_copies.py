@@ -87,6 +87,10 @@ def test_a_copied_file_is_one_result_and_the_next_file_moves_up(rag: Ragline) ->
     first = search_dict(response)["results"][0]
     assert first["copies"] and SearchResponse.model_validate(search_dict(response)).results[0].copies == first["copies"]
     assert f"also in: {first['copies'][0]}" in render_results(response)
+    from ragline.langchain import RaglineRetriever
+
+    documents = RaglineRetriever(rag=rag, top_k=4).invoke(QUESTION)
+    assert [d.metadata.get("copies", []) for d in documents] == [r["copies"] for r in search_dict(response)["results"]]
 
 
 @pytest.mark.integration

@@ -54,7 +54,8 @@ class RaglineRetriever(BaseRetriever):
     serve`` address, with its ``api_key``). The other arguments are those of ``POST /search``: ``top_k``,
     ``mode``, ``rerank`` and the filters ``path``, ``file_types`` and ``fields``. Each node's metadata holds
     ``citation``, ``source``, ``path``, ``page``, ``heading``, ``chunk_id``, ``rank``, ``score``, ``scores``
-    (dense, bm25, fused, rerank) and the response's ``confidence`` and ``low_confidence``.
+    (dense, bm25, fused, rerank), ``copies`` (other paths of the same text) where there are any, and the
+    response's ``confidence`` and ``low_confidence``.
     """
 
     def __init__(

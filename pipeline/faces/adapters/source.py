@@ -201,6 +201,8 @@ def result_metadata(result: Mapping[str, Any], response: Mapping[str, Any]) -> d
     }
     if result.get("highlights") is not None:  # evidence spans of the chunk's text, where the server gives them
         metadata["highlights"] = [dict(span) for span in result["highlights"]]
+    if result.get("copies"):  # other paths of this text, collapsed into this result
+        metadata["copies"] = list(result["copies"])
     if response.get("searched_query") is not None:
         metadata["searched_query"] = response["searched_query"]
     return metadata
