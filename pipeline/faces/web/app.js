@@ -221,6 +221,12 @@
     return line;
   }
 
+  function copies(result) {
+    // Other files with this same text: collapsed into this result by the search, named here.
+    const paths = Array.isArray(result.copies) ? result.copies : [];
+    return paths.length ? [el("p", "copies", `Also in: ${paths.join(", ")}`)] : [];
+  }
+
   function scores(result) {
     const details = el("details", "scores");
     details.append(el("summary", null, "Scores"));
@@ -237,7 +243,7 @@
   function resultItem(result) {
     const item = el("li", "result");
     item.dataset.chunkId = result.chunk_id;
-    item.append(citation(result), highlighted(result.text || "", result.highlights), scores(result));
+    item.append(citation(result), ...copies(result), highlighted(result.text || "", result.highlights), scores(result));
     return item;
   }
 

@@ -301,6 +301,7 @@ def test_document_text_is_shown_as_text_with_marks_counted_in_code_points(browse
                 "text": text,
                 "scores": {"dense": 0.5, "bm25": None, "fused": 0.25, "rerank": None},
                 "highlights": [{"start": start, "end": start + len("Descale every 8 weeks.")}],
+                "copies": ["backup/<b>old</b>.md", "care.md"],
             }
         ],
         "confidence": 0.2,
@@ -323,6 +324,7 @@ def test_document_text_is_shown_as_text_with_marks_counted_in_code_points(browse
         "Descale every 8 weeks."
     ]
     assert item.find_element(By.CSS_SELECTOR, ".citation").text == "<script>x</script>.md, <i>Care</i>"
+    assert item.find_element(By.CSS_SELECTOR, ".copies").text == "Also in: backup/<b>old</b>.md, care.md"
     assert (
         browser.execute_script("return document.querySelectorAll('main img, main script, main b, main i').length") == 0
     )
