@@ -105,3 +105,34 @@ def test_collapse_off_returns_every_copy(tmp_path: Path, folder: Path, embedder:
     assert {"manual.md", "backup/manual.md"} <= set(sources)
     assert all(not r.copies for r in response.results)
     assert len({" ".join(r.chunk.text.split()) for r in response.results}) < 4  # a passage twice
+
+
+@pytest.mark.integration
+def test_a_copy_the_caller_may_not_read_is_never_named(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    """The manual also lies in ``secret/`` (admins alone) and ``hr/`` (group:hr): the copies a result names are
+    candidates the caller could read, so a copy in a folder it may not read is not even hinted at."""
+    from pipeline.access import Reader
+
+    share = tmp_path / "share"
+    for copy in ("manual.md", "secret/manual.md", "hr/manual.md"):
+        (share / copy).parent.mkdir(parents=True, exist_ok=True)
+        (share / copy).write_text(MANUAL)
+    rules = [{"path": "hr/**", "allow": ["group:hr"]}, {"path": "manual.md", "allow": ["everyone"]}]
+    app = make_app(tmp_path / "index", embedder, access={"enabled": True, "rules": rules, "admins": ["group:it"]})
+    try:
+        app.ingest(share)
+        seen = {}
+        for name, reader in {
+            "admin": Reader.holding(["group:it"], admins=["group:it"]),
+            "hr": Reader.holding(["group:hr"]),
+            "anyone": Reader.holding([]),
+        }.items():
+            found = search_dict(app.search(QUESTION, top_k=3, reader=reader))["results"]
+            seen[name] = {r["path"] for r in found if r["text"].startswith("Descale")} | {
+                p for r in found if r["text"].startswith("Descale") for p in r["copies"]
+            }
+    finally:
+        app.close()
+    assert seen["admin"] == {"manual.md", "hr/manual.md", "secret/manual.md"}  # one result, two copies named
+    assert seen["hr"] == {"manual.md", "hr/manual.md"}
+    assert seen["anyone"] == {"manual.md"}
