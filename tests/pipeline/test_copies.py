@@ -94,6 +94,28 @@ def test_a_copied_file_is_one_result_and_the_next_file_moves_up(rag: Ragline) ->
 
 
 @pytest.mark.integration
+def test_places_left_by_many_copies_are_filled_from_every_candidate(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """Twelve copies fill the first ten fused candidates (the head ranked before payloads are read), so the
+    places they free are filled by ranking the rest of the candidate lists too."""
+    share = tmp_path / "share"
+    for n in range(12):
+        (share / f"copy-{n:02d}").mkdir(parents=True)
+        (share / f"copy-{n:02d}" / "manual.md").write_text(MANUAL)
+    for name, text in OTHERS.items():
+        (share / name).write_text(text)
+    app = make_app(tmp_path / "index", embedder, retrieval={"document_candidates": 1})
+    try:
+        app.ingest(share)
+        results = app.search(QUESTION, top_k=4).results
+    finally:
+        app.close()
+    assert len(results) == 4 and {"hardness.md", "warranty.md"} <= {r.chunk.source for r in results}
+    assert sorted(len(r.copies) for r in results) == [0, 0, 11, 11]
+
+
+@pytest.mark.integration
 def test_collapse_off_returns_every_copy(tmp_path: Path, folder: Path, embedder: SentenceTransformerEmbedder) -> None:
     app = make_app(tmp_path / "index", embedder, retrieval={"collapse_copies": False})
     try:
