@@ -93,6 +93,13 @@ def test_ranking_sweep_and_latency_benches(tmp_path: Path) -> None:
     latency = bench("ranking_latency.py", "--index", str(index), "--queries", "5", home=tmp_path)
     assert set(latency["hybrid"]) == {"plain", "document-aware", "copies kept"} and latency["chunks"] > 0
     assert latency["queries_with_copies_collapsed"] == 0  # the demo folder holds no copies
+    pairs = bench("adapt_pairs.py", "--index", str(index), "--out", str(tmp_path / "p.jsonl"), home=tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(rows) == pairs["written"] == pairs["mined"] > 0 and pairs["negatives"] > 0
+    assert all(r["query"] and r["positive"] and r["positive"] not in r["negatives"] for r in rows)
+    from pipeline.training.data import load_pairs
+
+    assert len(load_pairs(tmp_path / "p.jsonl").queries) == len({r["query"] for r in rows})  # train-reranker reads it
     access = bench("access_latency.py", "--index", str(index), "--queries", "5", "--groups", "4", home=tmp_path)
     assert set(access["hybrid"]) == {"admin", "biggest_group", "small_group", "five_groups"}
     assert access["hybrid"]["admin"]["readable_share"] == 1.0 and access["documents"] == 5

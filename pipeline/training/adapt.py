@@ -145,18 +145,13 @@ def adapt(
     record = app.adaptation() or {}
     base = app.embedder.name if settings.resume or not record else str(record.get("base_model", DEFAULT_EMBEDDER))
     real = load_queries(queries) if queries else ()
-    store = app.store()
-    # In the order of their paths, so that the same folder adapts the same way wherever it lies.
-    chunks = sorted((c for page in store.all_chunks() for c in page), key=lambda c: (c.source, c.ordinal, c.id))
-    texts = {c.id: indexed_text(c, app.embedder.tokens, app.embedder.max_tokens) for c in chunks}
-    mined = mine_pairs(((c, texts[c.id]) for c in chunks), settings.per_document, settings.seed)
-    pairs = [pair for pair in mined if pair.kind in settings.kinds]
+    chunks, texts, pairs = index_pairs(app, settings)
     train, held = _split(pairs, settings, len(chunks))
     folder = empty_output_folder(out or default_out(app.index_path))
     by_id = {c.id: c for c in chunks}
-    retriever = HybridRetriever(store, app.embedder, app.retrieval_config, cache_size=0)
-    negatives = _negatives(train, by_id, texts, retriever, settings.hard_negatives, progress)
-    for i, found in _negatives(held, by_id, texts, retriever, VALIDATION_NEGATIVES, progress).items():
+    retriever = HybridRetriever(app.store(), app.embedder, app.retrieval_config, cache_size=0)
+    negatives = mined_negatives(train, by_id, texts, retriever, settings.hard_negatives, progress)
+    for i, found in mined_negatives(held, by_id, texts, retriever, VALIDATION_NEGATIVES, progress).items():
         negatives[len(train) + i] = found
     data = _training_data(train, held, negatives, app.index_path.name)
     kinds: dict[str, str] = {f"q{len(train) + i}": pair.kind for i, pair in enumerate(held)}
@@ -188,6 +183,15 @@ def adapt(
     _reembed_and_swap(app, folder, report, progress)
     write_json_atomic(folder / "ragline_adapt.json", report.as_dict())
     return report
+
+
+def index_pairs(app: Ragline, settings: AdaptSettings) -> tuple[list[Chunk], dict[str, str], list[Pair]]:
+    """The index's chunks in the order of their paths (so that the same folder adapts the same way wherever it
+    lies), each one's text as the model reads it, and the pairs of ``settings.kinds`` mined from them."""
+    chunks = sorted((c for page in app.store().all_chunks() for c in page), key=lambda c: (c.source, c.ordinal, c.id))
+    texts = {c.id: indexed_text(c, app.embedder.tokens, app.embedder.max_tokens) for c in chunks}
+    mined = mine_pairs(((c, texts[c.id]) for c in chunks), settings.per_document, settings.seed)
+    return chunks, texts, [pair for pair in mined if pair.kind in settings.kinds]
 
 
 def _refusal(
@@ -259,7 +263,7 @@ def _split(pairs: list[Pair], settings: AdaptSettings, chunks: int) -> tuple[lis
     return train[: max(2 * settings.batch_size, int(settings.budget_minutes * PAIRS_PER_MINUTE))], held
 
 
-def _negatives(
+def mined_negatives(
     pairs: list[Pair],
     chunks: dict[str, Chunk],
     texts: dict[str, str],

@@ -22,7 +22,7 @@ from pipeline.config import load_config
 from pipeline.lifecycle import swap_folder
 from pipeline.retrieval import HybridRetriever
 from pipeline.stages.chunking import indexed_text
-from pipeline.training.adapt import AdaptSettings, _negatives, adapt
+from pipeline.training.adapt import AdaptSettings, adapt, mined_negatives
 from pipeline.training.pairs import MAX_OVERLAP, PairKind, mine_pairs, overlap
 from pipeline.types import Chunk
 from tests.pipeline.training.test_training import _falls as falls
@@ -202,7 +202,7 @@ def test_negatives_never_come_from_the_pairs_own_document(sections: Path, tiny: 
         texts = {c.id: indexed_text(c, app.embedder.tokens, app.embedder.max_tokens) for c in chunks}
         pairs = mine_pairs((c, texts[c.id]) for c in chunks)[:40]
         retriever = HybridRetriever(app.store(), app.embedder, app.retrieval_config, cache_size=0)
-        found = _negatives(pairs, {c.id: c for c in chunks}, texts, retriever, 2, False)
+        found = mined_negatives(pairs, {c.id: c for c in chunks}, texts, retriever, 2, False)
     assert sum(len(v) for v in found.values()) > 40
     for i, pair in enumerate(pairs):
         own = {c.text for c in chunks if c.document_id == pair.document_id}
