@@ -14,7 +14,7 @@ from pipeline.faces.render import render_results, search_dict
 from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.retrieval.documents import collapse_copies
 from pipeline.types import Chunk, ScoredChunk
-from tests.conftest import make_app
+from tests.conftest import ingested_app, make_app
 
 QUESTION = "How often should I descale the kettle?"
 MANUAL = (
@@ -65,10 +65,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def rag(
     tmp_path_factory: pytest.TempPathFactory, folder: Path, embedder: SentenceTransformerEmbedder
 ) -> Iterator[Ragline]:
-    app = make_app(tmp_path_factory.mktemp("copies-index"), embedder)
-    app.ingest(folder)
-    yield app
-    app.close()
+    yield from ingested_app(tmp_path_factory.mktemp("copies-index"), embedder, folder)
 
 
 @pytest.mark.integration
