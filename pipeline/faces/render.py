@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # annotations only: importing this module stays cheap for the
     from pipeline.eval.folder import FolderEvalReport
     from pipeline.faces.jobs import Job
     from pipeline.training.loop import TrainingReport
-    from pipeline.types import Chunk
+    from pipeline.types import ScoredChunk
 
 
 def package_version() -> str:
@@ -59,9 +59,10 @@ def _confidence(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def _paths(chunks: Iterable[Chunk]) -> list[str]:
-    """Each chunk's path once, in order."""
-    return list(dict.fromkeys(c.path for c in chunks))
+def _copy_paths(result: ScoredChunk) -> list[str]:
+    """The other files that hold the result's text, once each, in order (a paragraph repeated within the
+    result's own file is no other place to look)."""
+    return [path for path in dict.fromkeys(c.path for c in result.copies) if path != result.chunk.path]
 
 
 def search_dict(response: SearchResponse) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def search_dict(response: SearchResponse) -> dict[str, Any]:
                 "text": r.chunk.text,
                 "scores": r.scores(),
                 "highlights": [{"start": h.start, "end": h.end} for h in r.highlights],
-                "copies": _paths(r.copies),
+                "copies": _copy_paths(r),
             }
             for rank, r in enumerate(response.results, start=1)
         ],
@@ -232,8 +233,8 @@ def render_results(response: SearchResponse) -> str:
             f"    dense {_fmt(s['dense'])}  bm25 {_fmt(s['bm25'])}  "
             f"fused {_fmt(s['fused'])}  rerank {_fmt(s['rerank'])}"
         )
-        if r.copies:
-            lines.append(f"    also in: {', '.join(_paths(r.copies))}")
+        if copies := _copy_paths(r):
+            lines.append(f"    also in: {', '.join(copies)}")
         snippet = " ".join(r.chunk.text.split())
         lines.append(textwrap.indent(textwrap.fill(textwrap.shorten(snippet, 400), 96), "    "))
     timings = ", ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items())

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.app import Ragline
-from pipeline.faces.http.responses import SearchResponse
+from pipeline.app import Ragline, SearchResponse
+from pipeline.faces.http.responses import SearchResponse as SearchSchema
 from pipeline.faces.render import render_results, search_dict
 from pipeline.models.embedder import SentenceTransformerEmbedder
 from pipeline.retrieval.documents import collapse_copies
@@ -50,6 +50,18 @@ def test_each_text_once_in_order_with_its_copies() -> None:
     assert collapse_copies(kept) == kept  # a second pass (the next round of results) changes nothing
 
 
+@pytest.mark.unit
+def test_only_other_files_are_named_as_copies() -> None:
+    """A paragraph repeated within the result's own file folds into it too, but is no other place to look."""
+    [kept] = collapse_copies(
+        [scored("a.md", "Rinse.", 0.9), scored("a.md", "Rinse.", 0.8), scored("b.md", "Rinse.", 0.7)]
+    )
+    assert [c.source for c in kept.copies] == ["a.md", "b.md"]
+    response = SearchResponse("rinse", [kept], {}, reranked=False)
+    assert search_dict(response)["results"][0]["copies"] == ["b.md"]
+    assert "also in: b.md\n" in render_results(response)
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     docs = tmp_path_factory.mktemp("copies") / "docs"
@@ -82,7 +94,7 @@ def test_a_copied_file_is_one_result_and_the_next_file_moves_up(rag: Ragline) ->
             {"manual.md": "backup/manual.md", "backup/manual.md": "manual.md"}[result.chunk.source]
         ]
     first = search_dict(response)["results"][0]
-    assert first["copies"] and SearchResponse.model_validate(search_dict(response)).results[0].copies == first["copies"]
+    assert first["copies"] and SearchSchema.model_validate(search_dict(response)).results[0].copies == first["copies"]
     assert f"also in: {first['copies'][0]}" in render_results(response)
     from ragline.langchain import RaglineRetriever
 
